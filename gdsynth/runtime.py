@@ -1,0 +1,44 @@
+"""Run-time choices shared by commands: the compute device, threads and seeding."""
+
+from __future__ import annotations
+
+import os
+import random
+from enum import Enum
+
+from gdsynth.errors import ConfigError
+
+
+class DeviceChoice(str, Enum):
+    """Where to run the networks: ``auto`` picks CUDA when available, else CPU."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def resolve_device(choice: str | DeviceChoice = "auto"):  # -> torch.device
+    """Turn ``auto|cpu|cuda[:N]`` into a ``torch.device``; asking for CUDA without one is an error."""
+    import torch
+
+    value = choice.value if isinstance(choice, DeviceChoice) else str(choice)
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if value == "cpu":
+        return torch.device("cpu")
+    if value.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(None, "--device cuda was asked for but no CUDA device is available")
+        return torch.device(value)
+    raise ConfigError(None, f"unknown device {value!r}; choose one of auto, cpu, cuda")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) for reproducible runs."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
