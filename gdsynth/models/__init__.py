@@ -1,0 +1,1 @@
+"""Networks as plain ``nn.Module``s, losses, and the model folder format (safetensors + JSON card)."""
