@@ -39,6 +39,6 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - third-party code uses the global RNG
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))

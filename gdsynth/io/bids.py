@@ -194,15 +194,17 @@ def read_table(path: str | Path) -> list[Exam]:
             raise BidsError(path, f"line {n}: duplicate exam sub-{sub} ses-{ses}")
         seen.add((sub, ses))
 
-        def p(key: str) -> Path | None:
-            v = row.get(key, "")
-            if not v or v.lower() == "n/a":
-                return None
-            q = Path(v)
-            return q if q.is_absolute() else (path.parent / q)
-
-        exams.append(Exam(sub, ses, p("t1w"), p("t2w"), p("flair"), p("t1w_gd"), p("mask")))
+        cells = [_table_path(path, row.get(k, "")) for k in ("t1w", "t2w", "flair", "t1w_gd", "mask")]
+        exams.append(Exam(sub, ses, *cells))
     return exams
+
+
+def _table_path(table: Path, value: str) -> Path | None:
+    """A table cell as a path (relative to the table's folder); empty or ``n/a`` is None."""
+    if not value or value.lower() == "n/a":
+        return None
+    q = Path(value)
+    return q if q.is_absolute() else table.parent / q
 
 
 def entities_string(**entities: str | None) -> str:

@@ -126,6 +126,50 @@ def _short(exc: Exception) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
+_NIFTI_FLOAT = {16: "f4", 64: "f8"}
+
+
+def _scan_nifti(path: Path, size: tuple[int, ...]) -> int:
+    """Stream a NIfTI file once: refuse truncation (ITK silently zero-fills missing voxels) and
+    return the number of NaN/Inf float voxels (ITK turns them into zeros on read)."""
+    import gzip
+    import struct
+    import zlib
+
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return 0
+    opener = gzip.open if name.endswith(".gz") else open
+    nonfinite = 0
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(348)
+            if len(head) < 348:
+                raise ImageReadError(path, "file truncated inside the NIfTI header")
+            endian = "<" if struct.unpack("<i", head[:4])[0] == 348 else ">"
+            datatype, bitpix = struct.unpack(endian + "hh", head[70:74])
+            vox_offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            need = vox_offset + int(np.prod(size, dtype=np.int64)) * max(bitpix, 8) // 8
+            fh.read(max(vox_offset - 348, 0))
+            got = max(vox_offset, 348)
+            float_dtype = _NIFTI_FLOAT.get(datatype)
+            item = max(bitpix, 8) // 8
+            carry = b""
+            while block := fh.read(1 << 22):
+                got += len(block)
+                if float_dtype:
+                    data = carry + block
+                    usable = len(data) - len(data) % item
+                    values = np.frombuffer(data[:usable], dtype=endian + float_dtype)
+                    nonfinite += int(np.count_nonzero(~np.isfinite(values)))
+                    carry = data[usable:]
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise ImageReadError(path, f"file corrupt or truncated ({exc})") from None
+    if got < need:
+        raise ImageReadError(path, f"file truncated: {got:,} bytes of {need:,} expected")
+    return nonfinite
+
+
 def _check_size(info: ImageInfo, max_voxels: int) -> tuple[int, ...]:
     size = tuple(int(s) for s in info.size)
     if info.components != 1:
@@ -181,6 +225,9 @@ def read_image(
     p = Path(path)
     info = read_image_info(p)
     size = _check_size(info, max_voxels)
+    nonfinite = _scan_nifti(p, info.size)
+    if nonfinite:
+        raise NonFiniteImageError(p, f"{nonfinite} voxels are NaN or infinite")
     reader = _reader(p)
     try:
         image = reader.Execute()
