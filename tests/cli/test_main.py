@@ -1,0 +1,59 @@
+"""The console script: fast help, one-line errors, non-zero exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gdsynth.cli.main import main
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("phantom", "prepare", "train", "synthesize", "detect", "predict", "evaluate",
+                    "review", "reader-study", "demo", "explain"):
+        assert command in out
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, time; t = time.perf_counter();"
+        "from gdsynth.cli.main import app;"
+        "heavy = [m for m in ('torch', 'SimpleITK', 'pytorch_lightning', 'torchio') if m in sys.modules];"
+        "print(heavy, time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, seconds = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]", f"--help imports heavy modules: {heavy}"
+    assert float(seconds) < 1.0
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "gdsynth.cli.main", "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - t < 5.0  # generous: interpreter start on a loaded machine
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert "gdsynth" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    assert main(["no-such-command"]) != 0
+
+
+def test_known_error_is_one_line_without_traceback(tmp_path, capsys):
+    code = main(["prepare", str(tmp_path / "missing_dataset")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "Traceback" not in err
+    assert "missing_dataset" in err
+
+
+@pytest.mark.parametrize("flag", ["--verbose"])
+def test_verbose_shows_traceback(tmp_path, capsys, flag):
+    code = main([flag, "prepare", str(tmp_path / "missing_dataset")])
+    assert code != 0
+    assert "Traceback" in capsys.readouterr().err
