@@ -1,0 +1,1 @@
+"""gdsynth.evaluation (see docs/architecture.md)."""
