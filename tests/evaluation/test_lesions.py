@@ -130,9 +130,9 @@ def test_size_classes_and_stratified_rows():
     m = match_lesions(ref, pred, SP)
     classes = {r["size_class"]: r["detected"] for r in m.reference}
     assert classes == {"small": False, "medium": False, "large": True}
-    # spacing scales volumes: the same voxels at 2 mm isotropic are 8x larger
-    m2 = match_lesions(ref, pred, (2.0, 2.0, 2.0))
-    assert {r["size_class"] for r in m2.reference} == {"medium", "large"}
+    # spacing scales volumes: with 1.5 mm along x the same voxels hold 96, 225 and 1200 mm³
+    m2 = match_lesions(ref, pred, (1.5, 1.0, 1.0))
+    assert [r["size_class"] for r in m2.reference] == ["medium", "medium", "large"]
 
 
 def test_scores_follow_source_labels():
