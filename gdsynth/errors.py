@@ -72,3 +72,7 @@ class OutputError(GdsynthError):
 
 class NotImplementedCommandError(GdsynthError):
     """A CLI command that exists in the interface but is not implemented yet."""
+
+
+class TrainingError(GdsynthError):
+    """Training cannot go on (e.g. too many non-finite losses) or cannot be resumed."""

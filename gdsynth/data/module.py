@@ -1,0 +1,182 @@
+"""``GdsynthDataModule``: subject-level split, lesion-oversampling patch queue, whole-volume
+validation.
+
+Reproducibility: every training epoch builds a fresh ``tio.Queue`` after reseeding Python, numpy
+and torch with ``(seed, epoch, rank)``, so the patches of epoch *e* do not depend on what happened
+before it; resuming from a checkpoint taken at an epoch boundary replays the same data.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytorch_lightning as pl
+import torchio as tio
+from torch.utils.data import DataLoader
+
+from gdsynth.data.augment import AugmentConfig, build_augmentation
+from gdsynth.data.patches import PatchCollate, VolumeCollate, patch_size_for
+from gdsynth.data.subjects import SAMPLING, AddLesionLabels, TrainingExam, make_subject
+from gdsynth.errors import ConfigError
+from gdsynth.models.card import VALID_INPUTS, Mode
+
+
+@dataclass
+class DataConfig:
+    """Data and sampling settings (units: voxels of the prepared grid, normalized intensity)."""
+
+    inputs: list[str] = field(default_factory=lambda: ["T1w", "T2w", "FLAIR"])
+    mode: str = "2.5d"
+    context_slices: int = 1
+    patch_size: int = 64
+    batch_size: int = 8
+    samples_per_volume: int = 16
+    queue_length: int = 128
+    num_workers: int = 1
+    lesion_probability: float = 0.5  # share of patches centred on enhancing lesions
+    background_probability: float = 0.0  # share centred outside the brain (rest: brain)
+    val_fraction: float = 0.2
+    enhancement_threshold: float = 0.25  # derived labels: smoothed post − pre above this
+    label_smoothing_mm: float = 1.0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self) -> None:
+        bad = [s for s in self.inputs if s not in VALID_INPUTS]
+        if bad or not self.inputs or len(set(self.inputs)) != len(self.inputs):
+            raise ConfigError(None, f"data.inputs {self.inputs} invalid; use a subset of {VALID_INPUTS}")
+        try:
+            Mode(self.mode)
+        except ValueError:
+            raise ConfigError(None, f"data.mode {self.mode!r} invalid; choose one of "
+                              f"{', '.join(m.value for m in Mode)}") from None
+        if not 0 <= self.lesion_probability + self.background_probability <= 1:
+            raise ConfigError(None, "data.lesion_probability + background_probability must be <= 1")
+
+    @property
+    def in_channels(self) -> int:
+        per = 2 * self.context_slices + 1 if self.mode == Mode.two_half_d.value else 1
+        return len(self.inputs) * per
+
+
+def split_exams(
+    exams: Sequence[TrainingExam], val_fraction: float, seed: int
+) -> tuple[list[TrainingExam], list[TrainingExam]]:
+    """Deterministic subject-level split: all exams of one subject fall on the same side.
+
+    At least one subject is kept for training, and one for validation when ``val_fraction > 0``
+    and there are two subjects or more.
+    """
+    subjects = sorted({e.subject_id for e in exams})
+    random.Random(seed).shuffle(subjects)
+    n_val = 0
+    if val_fraction > 0 and len(subjects) > 1:
+        n_val = min(len(subjects) - 1, max(1, math.ceil(val_fraction * len(subjects))))
+    val_subjects = set(subjects[:n_val])
+    return ([e for e in exams if e.subject_id not in val_subjects],
+            [e for e in exams if e.subject_id in val_subjects])
+
+
+class EpochLoader:
+    """An iterable of training batches that rebuilds (and reseeds) its loader every epoch."""
+
+    def __init__(self, make_loader: Callable[[], DataLoader], seed_for_epoch: Callable[[], int],
+                 length: int) -> None:
+        self.make_loader = make_loader
+        self.seed_for_epoch = seed_for_epoch
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator:
+        # A generator: nothing (no reseeding) happens until the first batch is asked for.
+        from gdsynth.runtime import seed_everything
+
+        seed_everything(self.seed_for_epoch())
+        yield from self.make_loader()
+
+
+class GdsynthDataModule(pl.LightningDataModule):
+    """Training patches from a ``tio.Queue`` (``tio.LabelSampler`` oversampling lesions) and whole
+    validation volumes. ``exams`` are prepared exams; the split is by subject and by ``seed``."""
+
+    def __init__(self, *, exams: Sequence[TrainingExam], config: DataConfig, seed: int = 0,
+                 val_exams: Sequence[TrainingExam] | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.seed = seed
+        if val_exams is None:
+            self.train_exams, self.val_exams = split_exams(exams, config.val_fraction, seed)
+        else:
+            self.train_exams, self.val_exams = list(exams), list(val_exams)
+        if not self.train_exams:
+            raise ConfigError(None, "no training exams")
+
+    # -- pieces -----------------------------------------------------------------------------
+    def label_transform(self) -> AddLesionLabels:
+        c = self.config
+        return AddLesionLabels(threshold=c.enhancement_threshold, smooth_mm=c.label_smoothing_mm)
+
+    def sampler(self) -> tio.LabelSampler:
+        c = self.config
+        probs = {0: c.background_probability, 1: 1.0 - c.lesion_probability - c.background_probability,
+                 2: c.lesion_probability}
+        return tio.LabelSampler(patch_size_for(c.mode, c.patch_size, c.context_slices),
+                                label_name=SAMPLING, label_probabilities=probs)
+
+    def train_dataset(self) -> tio.SubjectsDataset:
+        c = self.config
+        transforms: list[tio.Transform] = [self.label_transform()]
+        aug = build_augmentation(c.augment, c.inputs)
+        if aug is not None:
+            transforms.append(aug)
+        subjects = [make_subject(e, c.inputs) for e in self.train_exams]
+        return tio.SubjectsDataset(subjects, transform=tio.Compose(transforms))
+
+    def _rank_world(self) -> tuple[int, int]:
+        t = getattr(self, "trainer", None)
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
+    def batches_per_epoch(self) -> int:
+        c = self.config
+        return max(1, len(self.train_exams) * c.samples_per_volume // c.batch_size)
+
+    def _make_train_loader(self) -> DataLoader:
+        c = self.config
+        queue = tio.Queue(
+            self.train_dataset(), max_length=max(c.queue_length, c.samples_per_volume),
+            samples_per_volume=c.samples_per_volume, sampler=self.sampler(),
+            num_workers=c.num_workers, shuffle_subjects=True, shuffle_patches=True,
+            start_background=False,
+        )
+        return DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
+                          collate_fn=PatchCollate(c.inputs, c.mode))
+
+    def _epoch_seed(self) -> int:
+        t = getattr(self, "trainer", None)
+        epoch = t.current_epoch if t is not None else 0
+        rank, _ = self._rank_world()
+        return (self.seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2**31)
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+    def train_dataloader(self) -> EpochLoader:
+        return EpochLoader(self._make_train_loader, self._epoch_seed, self.batches_per_epoch())
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_exams:
+            return []
+        c = self.config
+        subjects = [make_subject(e, c.inputs) for e in self.val_exams]
+        dataset = tio.SubjectsDataset(subjects, transform=self.label_transform())
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0,
+                          collate_fn=VolumeCollate(c.inputs))
+
+    def summary(self) -> dict:
+        """Training-data description for the model card."""
+        return {"train_exams": [e.id for e in self.train_exams],
+                "val_exams": [e.id for e in self.val_exams],
+                "n_train": len(self.train_exams), "n_val": len(self.val_exams)}

@@ -1,0 +1,79 @@
+"""From torchio patches/subjects to network tensors (2D, 2.5D, 3D).
+
+2.5D: a ``(P, P, 2k+1)`` patch of each sequence ``(1, X, Y, Z)`` becomes ``(2k+1, X, Y)``; the
+sequences are concatenated sequence-major, so the input is ``(C * (2k+1), H=X, W=Y)`` with channel
+``c * (2k+1) + j`` = sequence ``c``, slice ``z - k + j``. Target, pre, brain and lesion are the
+central slice ``(1, H, W)``. 3D keeps ``(C, X, Y, Z)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchio as tio
+
+from gdsynth.data.subjects import BRAIN, LESION, TARGET
+from gdsynth.models.card import Mode
+
+
+def patch_size_for(mode: str, patch: int, context_slices: int) -> tuple[int, int, int]:
+    """torchio patch size (X, Y, Z) for a mode: 2D/2.5D ``(P, P, 2k+1)``, 3D ``(P, P, P)``."""
+    if Mode(mode) is Mode.three_d:
+        return (patch, patch, patch)
+    k = context_slices if Mode(mode) is Mode.two_half_d else 0
+    return (patch, patch, 2 * k + 1)
+
+
+def stack_slices(volume: torch.Tensor) -> torch.Tensor:
+    """``(C, X, Y, S)`` → ``(C * S, X, Y)``, sequence-major."""
+    c, x, y, s = volume.shape
+    return volume.permute(0, 3, 1, 2).reshape(c * s, x, y)
+
+
+def to_tensors(subject: tio.Subject, inputs: Sequence[str], mode: str) -> dict[str, torch.Tensor]:
+    """One patch (or whole volume in 3D) as network tensors: ``input``, ``target``, ``pre``,
+    ``brain``, ``lesion`` (float32; labels 0/1)."""
+    def get(key: str) -> torch.Tensor:
+        return subject[key].data.float()
+
+    x = torch.cat([get(s) for s in inputs], dim=0)
+    out = {"input": x, "pre": get("T1w"), "brain": get(BRAIN)}
+    if TARGET in subject:
+        out["target"] = get(TARGET)
+    if LESION in subject:
+        out["lesion"] = get(LESION)
+    if Mode(mode) is Mode.three_d:
+        return out
+    centre = x.shape[-1] // 2
+    res = {"input": stack_slices(x)}
+    for k, v in out.items():
+        if k != "input":
+            res[k] = v[..., centre]
+    return res
+
+
+class PatchCollate:
+    """``collate_fn`` turning a list of torchio patches into a dict of batched tensors."""
+
+    def __init__(self, inputs: Sequence[str], mode: str) -> None:
+        self.inputs = list(inputs)
+        self.mode = mode
+
+    def __call__(self, patches: list[tio.Subject]) -> dict[str, torch.Tensor]:
+        items = [to_tensors(p, self.inputs, self.mode) for p in patches]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+class VolumeCollate:
+    """``collate_fn`` for validation: one whole subject → dict of ``(C, X, Y, Z)`` tensors + id."""
+
+    def __init__(self, inputs: Sequence[str]) -> None:
+        self.inputs = list(inputs)
+
+    def __call__(self, subjects: list[tio.Subject]) -> dict:
+        s = subjects[0]
+        out: dict = to_tensors(s, self.inputs, Mode.three_d.value)
+        out["id"] = s["exam_id"]
+        out["spacing"] = torch.tensor(s["T1w"].spacing)
+        return out

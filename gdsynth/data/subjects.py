@@ -1,0 +1,148 @@
+"""Prepared exams as ``tio.Subject``s: input sequences, target post-Gd T1w, brain mask, and the
+enhancing-lesion truth used for patch sampling.
+
+Images are read through :func:`gdsynth.io.read_image` (lazily, by torchio's ``reader`` hook), so
+tensors are ``(1, X, Y, Z)`` on the prepared grid with its RAS affine. Image keys are the sequence
+names (``T1w``, ``T2w``, ``FLAIR``), ``T1w_gd`` (target) and ``brain`` (mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchio as tio
+
+from gdsynth.errors import MissingSequenceError
+from gdsynth.io import read_image
+
+TARGET = "T1w_gd"
+BRAIN = "brain"
+LESION = "lesion"  # binary enhancing-lesion map on the prepared grid (added by AddLesionLabels)
+SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion
+TRUTH_ATTR = "truth_path"
+
+
+@dataclass(frozen=True)
+class TrainingExam:
+    """One prepared exam for training.
+
+    ``paths``: prepared NIfTI files keyed ``T1w``, ``T2w``, ``FLAIR``, ``T1w_gd``, ``mask`` (as
+    ``gdsynth.preprocess.PreparedExam.paths``). ``truth``: optional enhancing-lesion label map
+    (phantom ``_label-L_desc-enhancing_dseg``) on any grid overlapping the prepared one (usually
+    the native T1w grid); it is resampled by world coordinates (nearest neighbour).
+    """
+
+    id: str
+    paths: Mapping[str, Path]
+    truth: Path | None = None
+    subject: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def subject_id(self) -> str:
+        """Subject label used for the train/validation split (sessions stay together)."""
+        return self.subject or self.id.split("_ses-")[0]
+
+
+def read_scalar(path: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """torchio reader: ``(1, X, Y, Z)`` float32 tensor and RAS affine, via gdsynth.io."""
+    array, geometry = read_image(path, allow_constant=True)
+    return torch.from_numpy(np.ascontiguousarray(array))[None], geometry.affine
+
+
+def read_label(path: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """torchio reader for masks: ``(1, X, Y, Z)`` uint8 tensor (value > 0.5) and RAS affine."""
+    array, geometry = read_image(path, allow_constant=True)
+    return torch.from_numpy((array > 0.5).astype(np.uint8))[None], geometry.affine
+
+
+def make_subject(exam: TrainingExam, inputs: Sequence[str], *, need_target: bool = True) -> tio.Subject:
+    """Build the ``tio.Subject`` of ``exam`` with ``inputs`` (in order), target and brain mask."""
+    required = [*inputs, "mask"] + ([TARGET] if need_target else [])
+    if "T1w" not in required:
+        required.append("T1w")  # the pre-contrast reference (residual target, enhancement)
+    missing = [k for k in required if k not in exam.paths or exam.paths[k] is None]
+    if missing:
+        raise MissingSequenceError(
+            next(iter(exam.paths.values()), exam.id), f"exam {exam.id} lacks {', '.join(missing)}"
+        )
+    images: dict[str, object] = {}
+    for key in dict.fromkeys([*inputs, "T1w", TARGET]):
+        if key in exam.paths:
+            images[key] = tio.ScalarImage(Path(exam.paths[key]), reader=read_scalar)
+    images[BRAIN] = tio.LabelMap(Path(exam.paths["mask"]), reader=read_label)
+    subject = tio.Subject(images, exam_id=exam.id, inputs=list(inputs))
+    subject[TRUTH_ATTR] = str(exam.truth) if exam.truth else ""
+    return subject
+
+
+def truth_on_grid(truth_path: Path, reference: tio.Image) -> np.ndarray:
+    """Resample a label map onto ``reference``'s grid by world coordinates (nearest neighbour).
+
+    Returns an (X, Y, Z) uint8 array (1 where the label is > 0). Voxels outside the truth's field
+    of view are 0.
+    """
+    import SimpleITK as sitk
+
+    from gdsynth.io.geometry import Geometry, sitk_to_array
+
+    labels, geometry = read_image(truth_path, allow_constant=True)
+    moving = geometry.to_sitk((labels > 0).astype(np.uint8))
+    ref = reference.as_sitk()
+    ref_grid = Geometry.from_sitk(ref).empty_sitk(sitk.sitkUInt8)
+    out = sitk.Resample(moving, ref_grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                        sitk.sitkUInt8)
+    return sitk_to_array(out).astype(np.uint8)
+
+
+def derived_lesions(
+    pre: np.ndarray, post: np.ndarray, brain: np.ndarray, spacing: Sequence[float],
+    *, threshold: float, smooth_mm: float,
+) -> np.ndarray:
+    """Enhancing voxels without truth: Gaussian-smoothed (σ = ``smooth_mm``) post − pre above
+    ``threshold`` (normalized units) inside the brain. (X, Y, Z) uint8."""
+    from scipy.ndimage import gaussian_filter
+
+    diff = post.astype(np.float32) - pre.astype(np.float32)
+    if smooth_mm > 0:
+        diff = gaussian_filter(diff, sigma=[smooth_mm / s for s in spacing])
+    return ((diff > threshold) & (brain > 0)).astype(np.uint8)
+
+
+class AddLesionLabels(tio.Transform):
+    """Add ``lesion`` (binary enhancing) and ``sampling`` (0 out, 1 brain, 2 lesion) label maps.
+
+    Uses the phantom truth (``truth_path`` attribute) when present, else :func:`derived_lesions`
+    from the real post − pre. Apply first, before any spatial augmentation.
+    """
+
+    def __init__(self, *, threshold: float = 0.25, smooth_mm: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.threshold = threshold
+        self.smooth_mm = smooth_mm
+        self.args_names = ["threshold", "smooth_mm"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        brain = subject[BRAIN].data[0].numpy()
+        truth = subject.get(TRUTH_ATTR, "")
+        if truth:
+            lesion = truth_on_grid(Path(truth), subject["T1w"])
+        elif TARGET in subject:
+            lesion = derived_lesions(
+                subject["T1w"].data[0].numpy(), subject[TARGET].data[0].numpy(), brain,
+                subject["T1w"].spacing, threshold=self.threshold, smooth_mm=self.smooth_mm,
+            )
+        else:
+            lesion = np.zeros_like(brain, dtype=np.uint8)
+        lesion = lesion * (brain > 0)
+        sampling = (brain > 0).astype(np.uint8) + lesion
+        affine = subject[BRAIN].affine
+        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(lesion[None].astype(np.uint8)),
+                                       affine=affine), LESION)
+        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(sampling[None].astype(np.uint8)),
+                                       affine=affine), SAMPLING)
+        return subject

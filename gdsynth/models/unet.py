@@ -1,0 +1,168 @@
+"""The pix2pix U-Net generator (2D, 2.5D or 3D) with dropout modules usable for MC dropout.
+
+Layout: input ``(B, C_in, H, W)`` (2D; 2.5D stacks ``2k+1`` adjacent slices of every sequence as
+channels, sequence-major) or ``(B, C_in, X, Y, Z)`` (3D). Every spatial size must be divisible by
+``2**depth`` (:attr:`UNetGenerator.size_multiple`): each encoder level halves the size with a
+strided convolution and the decoder doubles it back before concatenating the skip connection.
+
+Output ``(B, out_channels, ...)`` on the input grid: channel 0 is the residual post − pre (when the
+model card says ``residual``; the enhancement is sparse, so the network cannot score by copying the
+pre-contrast T1w and the L1 loss concentrates on what matters) or the post-Gd T1w itself, in
+normalized intensity units (NAWM = 1); channels 1.. are logits of the optional ``heads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import nn
+
+from gdsynth.errors import ConfigError
+
+
+class Norm(str, Enum):
+    """Normalization layer after each convolution."""
+
+    instance = "instance"
+    batch = "batch"
+    none = "none"
+
+
+class Upsample(str, Enum):
+    """How the decoder doubles the spatial size."""
+
+    transpose = "transpose"  # transposed convolution (pix2pix)
+    interpolate = "interpolate"  # nearest upsampling then 3x3 convolution (no checkerboard)
+
+
+def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
+    """``enum(value)`` or a :class:`ConfigError` listing the valid choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(str(m.value) for m in enum)
+        raise ConfigError(None, f"{what} {value!r} invalid; choose one of {valid}") from None
+
+
+def layers_for(spatial_dims: int) -> tuple[type[nn.Module], type[nn.Module], dict[str, type]]:
+    """(Conv, ConvTranspose, norms) classes for 2 or 3 spatial dimensions."""
+    if spatial_dims == 2:
+        return nn.Conv2d, nn.ConvTranspose2d, {"instance": nn.InstanceNorm2d, "batch": nn.BatchNorm2d}
+    if spatial_dims == 3:
+        return nn.Conv3d, nn.ConvTranspose3d, {"instance": nn.InstanceNorm3d, "batch": nn.BatchNorm3d}
+    raise ConfigError(None, f"spatial_dims must be 2 or 3, got {spatial_dims}")
+
+
+def norm_layer(norm: Norm, channels: int, spatial_dims: int) -> nn.Module:
+    if norm is Norm.none:
+        return nn.Identity()
+    cls = layers_for(spatial_dims)[2][norm.value]
+    return cls(channels, affine=True)
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix U-Net: strided-conv encoder, transposed-conv (or upsample+conv) decoder, skips.
+
+    Dropout (``nn.Dropout`` modules, rate ``dropout``) sits in the ``dropout_blocks`` deepest
+    decoder blocks (default ``max(1, depth // 2)``), as in pix2pix, so MC dropout can switch them
+    on at test time (:func:`gdsynth.models.enable_mc_dropout`). ``heads`` adds one logit channel
+    each after the synthesis channel (``out_channels = 1 + len(heads)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int = 1,
+        spatial_dims: int = 2,
+        features: int = 32,
+        depth: int = 4,
+        dropout: float = 0.5,
+        norm: str = "instance",
+        max_features: int = 256,
+        heads: Sequence[str] = (),
+        upsample: str = "transpose",
+        dropout_blocks: int | None = None,
+    ) -> None:
+        super().__init__()
+        heads = list(heads)
+        if heads and out_channels not in (1, 1 + len(heads)):
+            raise ConfigError(None, f"out_channels={out_channels} disagrees with heads {heads}")
+        out_channels = 1 + len(heads) if heads else out_channels
+        if in_channels < 1 or out_channels < 1 or features < 1 or depth < 1:
+            raise ConfigError(None, "in_channels, out_channels, features and depth must be >= 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(None, f"dropout must be in [0, 1), got {dropout}")
+        norm_e = parse_choice(Norm, norm, "norm")
+        up_e = parse_choice(Upsample, upsample, "upsample")
+        conv, tconv, _ = layers_for(spatial_dims)
+        n_drop = max(1, depth // 2) if dropout_blocks is None else int(dropout_blocks)
+        self.kwargs: dict[str, Any] = {
+            "in_channels": in_channels, "out_channels": out_channels, "spatial_dims": spatial_dims,
+            "features": features, "depth": depth, "dropout": dropout, "norm": norm_e.value,
+            "max_features": max_features, "heads": heads, "upsample": up_e.value,
+            "dropout_blocks": n_drop,
+        }
+        self.spatial_dims = spatial_dims
+        self.heads = heads
+        self.size_multiple = 2**depth
+        ch = [min(features * 2**i, max_features) for i in range(depth + 1)]
+
+        def block(*mods: nn.Module) -> nn.Sequential:
+            return nn.Sequential(*mods)
+
+        self.stem = block(conv(in_channels, ch[0], 3, padding=1), norm_layer(norm_e, ch[0], spatial_dims),
+                          nn.LeakyReLU(0.2))
+        self.down = nn.ModuleList(
+            block(conv(ch[i], ch[i + 1], 4, stride=2, padding=1),
+                  norm_layer(norm_e, ch[i + 1], spatial_dims), nn.LeakyReLU(0.2))
+            for i in range(depth)
+        )
+        self.bottleneck = block(conv(ch[depth], ch[depth], 3, padding=1),
+                                norm_layer(norm_e, ch[depth], spatial_dims), nn.ReLU())
+        ups = []
+        for i in range(depth):
+            if up_e is Upsample.transpose:
+                resize: list[nn.Module] = [tconv(2 * ch[i + 1], ch[i], 4, stride=2, padding=1)]
+            else:
+                resize = [nn.Upsample(scale_factor=2, mode="nearest"),
+                          conv(2 * ch[i + 1], ch[i], 3, padding=1)]
+            mods = [*resize, norm_layer(norm_e, ch[i], spatial_dims), nn.ReLU()]
+            if dropout > 0 and i >= depth - n_drop:
+                mods.append(nn.Dropout(dropout))
+            ups.append(block(*mods))
+        self.up = nn.ModuleList(ups)
+        self.head = conv(2 * ch[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, *spatial) -> (B, out_channels, *spatial)``; spatial sizes % size_multiple == 0."""
+        spatial = x.shape[2:]
+        if len(spatial) != self.spatial_dims or any(s % self.size_multiple for s in spatial):
+            raise ValueError(
+                f"input spatial shape {tuple(spatial)} must have {self.spatial_dims} dims, each "
+                f"divisible by {self.size_multiple} (2**depth)"
+            )
+        skips = [self.stem(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        y = self.bottleneck(skips[-1])
+        for i in reversed(range(len(self.up))):
+            y = self.up[i](torch.cat([y, skips[i + 1]], dim=1))
+        return self.head(torch.cat([y, skips[0]], dim=1))
+
+
+def enable_mc_dropout(module: nn.Module) -> int:
+    """Put ``module`` in eval mode except its dropout modules (train mode): MC dropout.
+
+    Returns the number of dropout modules switched on (0 means MC dropout is not possible).
+    """
+    module.eval()
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.Dropout | nn.Dropout2d | nn.Dropout3d | nn.AlphaDropout):
+            m.train()
+            n += 1
+    return n

@@ -1,0 +1,3 @@
+"""Lightning training of the pix2pix generator: ``Pix2PixModule`` (gdsynth.training.module),
+typed configuration (gdsynth.training.config), atomic checkpoints, trackers, export, and
+``train_run`` (gdsynth.training.run) which ties them together for ``gdsynth train``."""

@@ -1,0 +1,172 @@
+"""Typed training configuration, loaded from YAML recipes (``experiments/*.yaml``).
+
+Every section is a dataclass; unknown keys are errors that list the valid ones. CLI flags override
+fields after loading; each run saves the exact configuration it used as ``RUN/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from gdsynth.data.augment import AugmentConfig
+from gdsynth.data.module import DataConfig
+from gdsynth.errors import ConfigError
+
+
+@dataclass
+class GeneratorConfig:
+    """Generator architecture (``name`` in :data:`gdsynth.models.registry.GENERATORS`)."""
+
+    name: str = "unet"
+    features: int = 32
+    depth: int = 4
+    dropout: float = 0.5
+    norm: str = "instance"
+    max_features: int = 256
+    upsample: str = "transpose"
+    heads: list[str] = field(default_factory=list)
+    residual: bool = True  # channel 0 predicts post − pre
+
+
+@dataclass
+class DiscriminatorConfig:
+    features: int = 64
+    n_layers: int = 3
+    norm: str = "instance"
+    spectral_norm: bool = False
+
+
+@dataclass
+class LossConfig:
+    """Generator loss = adversarial_weight * GAN + l1_weight * L1 + ssim_weight * (1 − SSIM)."""
+
+    adversarial: str = "vanilla"  # vanilla | lsgan | hinge
+    adversarial_weight: float = 1.0  # 0: no discriminator (L1-only training)
+    l1_weight: float = 100.0
+    brain_mask: bool = True  # L1 only inside the brain mask
+    lesion_weight: float = 0.0  # extra L1 weight on enhancing-lesion voxels
+    ssim_weight: float = 0.0
+    ssim_data_range: float = 2.0  # normalized units (post-Gd T1w spans ~0..2 in the brain)
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    grad_clip_g: float = 1.0  # max gradient norm, 0 = off
+    grad_clip_d: float = 1.0
+    max_nonfinite: int = 10  # stop after this many skipped non-finite steps
+
+
+@dataclass
+class ValidationConfig:
+    every_n_epochs: int = 1
+    detection_threshold: float = 0.25  # synthetic post − pre (normalized units)
+    min_lesion_voxels: int = 3
+    slice_batch: int = 16
+    panels: bool = True
+    monitor: str = "val/mae_brain"
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    max_time: str | None = None  # "DD:HH:MM:SS" or minutes as a number
+    devices: int = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    precision: str = "32-true"
+    seed: int = 0
+    tracker: str = "wandb"  # wandb | csv | tensorboard | none
+    log_every_n_steps: int = 10
+    num_threads: int | None = None  # torch intra-op threads (None: torch default)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    prep: dict[str, Any] = field(default_factory=dict)  # passed to gdsynth.preprocess.PrepConfig
+    name: str = "gdsynth"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> TrainConfig:
+        cfg = _from_dict(cls, data or {}, path, "")
+        cfg.data.validate()
+        if cfg.generator.residual and "T1w" not in cfg.data.inputs:
+            raise ConfigError(path, "generator.residual needs T1w among data.inputs")
+        return cfg
+
+
+def _from_dict(cls: type, data: dict[str, Any], path: Path | None, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"section {where or 'root'} must be a mapping")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(path, f"unknown key(s) {sorted(unknown)} in {where or 'root'}; "
+                          f"valid: {', '.join(sorted(names))}")
+    kwargs = {}
+    for k, v in data.items():
+        t = hints[k]
+        kwargs[k] = _from_dict(t, v, path, f"{where}{k}.") if dataclasses.is_dataclass(t) else v
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(path, f"invalid {where or 'config'}: {exc}") from None
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """Read a YAML recipe (None: all defaults)."""
+    import yaml
+
+    if path is None:
+        return TrainConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(p, "config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(p, f"invalid YAML ({exc})") from None
+    return TrainConfig.from_dict(data, p)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write ``config`` as YAML, atomically."""
+    import yaml
+
+    from gdsynth.io import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def apply_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """Set ``section.field`` values (``None`` values are ignored): ``{"trainer.max_steps": 5}``."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        target = getattr(config, section)
+        if not hasattr(target, name):
+            raise ConfigError(None, f"unknown config field {key}")
+        setattr(target, name, value)
+    return config
+
+
+__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "apply_overrides", "load_config",
+           "save_config"]

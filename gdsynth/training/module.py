@@ -1,0 +1,211 @@
+"""``Pix2PixModule``: wires the U-Net generator, the PatchGAN and the losses with two optimizers
+(manual optimization, as Lightning's GAN example). Networks stay plain ``nn.Module``s.
+
+One training step, per batch of ``input (B, C_in, ...)``, ``pre``/``target``/``brain``/``lesion``
+``(B, 1, ...)``: the discriminator sees ``concat(input, y)`` where ``y`` is the generator's target
+space (post − pre when residual, else post), real vs generated; then the generator minimises
+``adversarial_weight * GAN + l1_weight * L1 (+ ssim_weight * (1 − SSIM))``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from gdsynth.errors import ConfigError, TrainingError
+from gdsynth.models.card import Mode
+from gdsynth.models.losses import AdversarialLoss, ssim_loss, weighted_l1
+from gdsynth.models.registry import build_discriminator, build_generator
+from gdsynth.training.config import TrainConfig
+from gdsynth.training.metrics import (
+    detection_f1,
+    f1_from_counts,
+    masked_mae,
+    masked_psnr,
+    masked_ssim,
+)
+from gdsynth.training.volume import crop_to_mask, predict_volume
+
+HEAD_TARGETS = {"enhancing": "lesion"}  # head name -> batch key of its binary target
+
+
+class Pix2PixModule(pl.LightningModule):
+    """pix2pix training of ``config`` (a :class:`TrainConfig` as a plain dict, saved as hparams)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(config)
+        c = self.cfg
+        bad = [h for h in c.generator.heads if h not in HEAD_TARGETS]
+        if bad:
+            raise ConfigError(None, f"heads {bad} cannot be trained yet; trainable: {list(HEAD_TARGETS)}")
+        self.automatic_optimization = False
+        self.spatial_dims = 3 if c.data.mode == Mode.three_d.value else 2
+        g = c.generator
+        self.generator = build_generator(
+            g.name, in_channels=c.data.in_channels, spatial_dims=self.spatial_dims,
+            features=g.features, depth=g.depth, dropout=g.dropout, norm=g.norm,
+            max_features=g.max_features, heads=g.heads, upsample=g.upsample,
+        )
+        self.use_gan = c.loss.adversarial_weight > 0
+        d = c.discriminator
+        self.discriminator = build_discriminator(
+            "patchgan", in_channels=c.data.in_channels + 1, features=d.features,
+            n_layers=d.n_layers, spatial_dims=self.spatial_dims, norm=d.norm,
+            spectral_norm=d.spectral_norm,
+        ) if self.use_gan else None
+        self.adversarial = AdversarialLoss(criterion=c.loss.adversarial)
+        self.nonfinite = 0
+        self._val_counts: dict[str, float] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def goal(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What channel 0 must predict: post − pre (residual) or post."""
+        return batch["target"] - batch["pre"] if self.cfg.generator.residual else batch["target"]
+
+    def synthetic_post(self, channel0: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        return channel0 + pre if self.cfg.generator.residual else channel0
+
+    def _finite(self, loss: torch.Tensor, which: str) -> bool:
+        """Count a non-finite loss (skipping its step); raise after ``optim.max_nonfinite``."""
+        if torch.isfinite(loss).all():
+            return True
+        self.nonfinite += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite))
+        limit = self.cfg.optim.max_nonfinite
+        if self.nonfinite > limit:
+            raise TrainingError(
+                None, f"{self.nonfinite} non-finite {which} losses (limit optim.max_nonfinite="
+                f"{limit}); training stopped. Lower the learning rates or check the data")
+        return False
+
+    def generator_loss(self, out: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Loss terms of the generator except the adversarial one (``l1``, ``ssim``, heads)."""
+        lc = self.cfg.loss
+        synth = out[:, :1]
+        mask = batch["brain"] if lc.brain_mask else None
+        terms = {"l1": weighted_l1(synth, self.goal(batch), mask=mask, lesion=batch.get("lesion"),
+                                   lesion_weight=lc.lesion_weight)}
+        if lc.ssim_weight > 0:
+            terms["ssim"] = ssim_loss(self.synthetic_post(synth, batch["pre"]), batch["target"],
+                                      data_range=lc.ssim_data_range, mask=mask)
+        for i, head in enumerate(self.cfg.generator.heads, start=1):
+            terms[f"head_{head}"] = F.binary_cross_entropy_with_logits(
+                out[:, i : i + 1], batch[HEAD_TARGETS[head]])
+        return terms
+
+    # -- training --------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        lc, oc = self.cfg.loss, self.cfg.optim
+        opts = self.optimizers()
+        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
+        x = batch["input"]
+        out = self.generator(x)
+        synth = out[:, :1]
+        logs: dict[str, torch.Tensor] = {}
+        if self.discriminator is not None and opt_d is not None:
+            self.toggle_optimizer(opt_d)
+            real = self.discriminator(torch.cat([x, self.goal(batch)], 1))
+            fake = self.discriminator(torch.cat([x, synth.detach()], 1))
+            d_loss = 0.5 * (self.adversarial(real, True, True) + self.adversarial(fake, False, True))
+            if self._finite(d_loss, "discriminator"):
+                self.manual_backward(d_loss)
+                if oc.grad_clip_d > 0:
+                    self.clip_gradients(opt_d, gradient_clip_val=oc.grad_clip_d,
+                                        gradient_clip_algorithm="norm")
+                opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
+            self.untoggle_optimizer(opt_d)
+            logs["train/loss_d"] = d_loss.detach()
+        self.toggle_optimizer(opt_g)
+        terms = self.generator_loss(out, batch)
+        g_loss = lc.l1_weight * terms["l1"] + lc.ssim_weight * terms.get("ssim", 0.0)
+        g_loss = g_loss + sum(v for k, v in terms.items() if k.startswith("head_"))
+        if self.discriminator is not None:
+            terms["adv"] = self.adversarial(self.discriminator(torch.cat([x, synth], 1)), True, False)
+            g_loss = g_loss + lc.adversarial_weight * terms["adv"]
+        if self._finite(g_loss, "generator"):
+            self.manual_backward(g_loss)
+            if oc.grad_clip_g > 0:
+                self.clip_gradients(opt_g, gradient_clip_val=oc.grad_clip_g,
+                                    gradient_clip_algorithm="norm")
+            opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(opt_g)
+        logs["train/loss_g"] = g_loss.detach()
+        logs.update({f"train/{k}": v.detach() for k, v in terms.items()})
+        self.log_dict(logs, prog_bar=True, batch_size=x.shape[0])
+
+    def configure_optimizers(self):
+        oc = self.cfg.optim
+        betas = (oc.beta1, oc.beta2)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=oc.lr_g, betas=betas)
+        if self.discriminator is None:
+            return opt_g
+        return [opt_g, torch.optim.Adam(self.discriminator.parameters(), lr=oc.lr_d, betas=betas)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gdsynth_nonfinite"] = self.nonfinite
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite = int(checkpoint.get("gdsynth_nonfinite", 0))
+
+    # -- validation on whole volumes -----------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts = {"detected": 0.0, "n_truth": 0.0, "tp_pred": 0.0, "n_pred": 0.0}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
+        vc, dc = self.cfg.validation, self.cfg.data
+        vol = crop_to_mask({k: v for k, v in batch.items() if torch.is_tensor(v)}, batch["brain"])
+        out = predict_volume(self.generator, vol["input"], mode=dc.mode,
+                             context_slices=dc.context_slices, batch=vc.slice_batch)
+        pre, real, brain = vol["pre"][0], vol["target"][0], vol["brain"][0]
+        lesion = vol.get("lesion", torch.zeros_like(vol["brain"]))[0]
+        synth = self.synthetic_post(out[0], pre.to(out.device)).float().cpu()
+        metrics = {"mae_brain": masked_mae(synth, real, brain),
+                   "psnr_brain": masked_psnr(synth, real, brain),
+                   "ssim_brain": masked_ssim(synth, real, brain),
+                   "mae_lesion": masked_mae(synth, real, lesion),
+                   "psnr_lesion": masked_psnr(synth, real, lesion)}
+        det = detection_f1((synth - pre).numpy(), lesion.numpy(), brain.numpy(),
+                           threshold=vc.detection_threshold, min_voxels=vc.min_lesion_voxels)
+        for k in self._val_counts:
+            self._val_counts[k] += det[k]
+        finite = {f"val/{k}": v for k, v in metrics.items() if math.isfinite(v)}
+        self.log_dict(finite, batch_size=1, sync_dist=True)
+        if batch_idx == 0 and vc.panels and self.trainer.is_global_zero:
+            self._log_panel(pre.numpy(), real.numpy(), synth.numpy(), lesion.numpy(),
+                            brain.numpy(), str(batch.get("id", "")))
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_counts:
+            return
+        summary = f1_from_counts(self._val_counts)
+        self.log_dict({f"val/detection_{k}": float(v) for k, v in summary.items()}, sync_dist=True)
+
+    def _log_panel(self, pre: np.ndarray, real: np.ndarray, synth: np.ndarray, lesion: np.ndarray,
+                   brain: np.ndarray, case: str) -> None:
+        from gdsynth.training.panels import best_slice, panel_figure, save_figure
+
+        z = best_slice(lesion, brain)
+        fig = panel_figure(pre[..., z], real[..., z], synth[..., z], lesion[..., z],
+                           title=f"{case} z={z} step {self.global_step}")
+        fig.canvas.draw()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        root = Path(self.trainer.default_root_dir)
+        save_figure(fig, root / "panels" / f"val-step{self.global_step:07d}.png")
+        logger = self.logger
+        if logger is None:
+            return
+        if hasattr(logger, "log_image"):  # WandbLogger
+            logger.log_image(key="val/panel", images=[rgb], step=self.global_step)
+        elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
+            logger.experiment.add_image("val/panel", rgb, self.global_step, dataformats="HWC")

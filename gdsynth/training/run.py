@@ -1,0 +1,129 @@
+"""One training run: data module + Pix2PixModule + Trainer, atomic checkpoints, resume, export.
+
+Run folder layout::
+
+    RUN/config.yaml            exact configuration used
+    RUN/checkpoints/last.ckpt  latest state (atomic), best.ckpt best validation
+    RUN/panels/*.png           validation image panels
+    RUN/wandb/ | RUN/logs/     tracker files
+    RUN/model/                 exported generator (generator.safetensors + model_card.json)
+    RUN/metrics.json           final validation metrics and step count
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gdsynth.data.subjects import TrainingExam
+from gdsynth.errors import OutputError, TrainingError
+from gdsynth.training.config import TrainConfig, save_config
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path | None
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def parse_max_time(value: str | float | None) -> str | dict | None:
+    """Lightning ``max_time``: minutes as a number, or ``DD:HH:MM:SS``."""
+    if value is None or value == "":
+        return None
+    try:
+        return {"minutes": float(value)}
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def _spacing(exams: Sequence[TrainingExam]) -> float | None:
+    from gdsynth.io import read_image
+
+    _, geometry = read_image(exams[0].paths["T1w"], allow_constant=True)
+    sp = geometry.spacing
+    return float(sp[0]) if max(sp) - min(sp) < 1e-3 else float(max(sp))
+
+
+def train_run(
+    exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig, *,
+    resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
+    fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
+    data_summary: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train on prepared ``exams`` into ``run_dir``; ``resume`` continues from last.ckpt exactly.
+
+    ``trainer.max_steps`` counts training batches (each updates D then G). Raises
+    :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
+    when ``run_dir`` already holds a run and ``resume`` is false.
+    """
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from gdsynth.data.module import GdsynthDataModule
+    from gdsynth.io import write_json
+    from gdsynth.training.checkpoint import AtomicCheckpointIO
+    from gdsynth.training.export import build_card, export_model
+    from gdsynth.training.loggers import finish_logger, make_logger
+    from gdsynth.training.module import Pix2PixModule
+
+    run_dir = Path(run_dir)
+    last = last_checkpoint(run_dir)
+    if resume and not last.is_file():
+        raise TrainingError(last, "nothing to resume: no last.ckpt in this run folder")
+    if not resume and last.exists():
+        raise OutputError(run_dir, "already holds a training run; use --resume or another -o")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    t = config.trainer
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    pl.seed_everything(t.seed, workers=True, verbose=False)
+
+    dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed, val_exams=val_exams)
+    module = Pix2PixModule(config.to_dict())
+    n_opt = 2 if module.discriminator is not None else 1
+    logger = make_logger(t.tracker, run_dir, name=config.name, config=config.to_dict())
+    has_val = bool(dm.val_exams)
+    ckpt = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"), filename="best",
+        monitor=config.validation.monitor if has_val else None, mode="min",
+        save_top_k=1 if has_val else 0, save_last=True, save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    trainer = pl.Trainer(
+        # Lightning counts one step per optimizer.step(): n_opt per batch here.
+        max_steps=t.max_steps * n_opt, max_epochs=-1, max_time=parse_max_time(t.max_time),
+        devices=t.devices, accelerator=t.accelerator, strategy=t.strategy,
+        precision=t.precision, logger=logger, callbacks=[ckpt],
+        plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
+        log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=config.validation.every_n_epochs,
+        num_sanity_val_steps=0, use_distributed_sampler=False, enable_progress_bar=progress,
+        enable_model_summary=False, fast_dev_run=fast_dev_run,
+        limit_val_batches=None if has_val else 0,
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("val/") and v.numel() == 1}
+    steps = trainer.global_step // n_opt
+    result = TrainResult(run_dir=run_dir, model_dir=None, steps=steps, metrics=metrics)
+    if trainer.is_global_zero:
+        training = {"data": data_summary or {}, "split": dm.summary(), "steps": steps,
+                    "batch_size": config.data.batch_size, "val_metrics": metrics,
+                    "nonfinite_steps_skipped": module.nonfinite, "seed": t.seed,
+                    "adversarial_weight": config.loss.adversarial_weight}
+        write_json(run_dir / "metrics.json", {"steps": steps, "val": metrics})
+        if export:
+            card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
+                              training=training)
+            result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
+        finish_logger(logger)
+    return result
