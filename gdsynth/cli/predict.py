@@ -1,20 +1,91 @@
-"""`gdsynth synthesize | detect | predict`: virtual post-Gd T1w and enhancing lesion detection."""
+"""`gdsynth synthesize | detect | predict`: virtual post-Gd T1w and enhancing lesion detection.
+
+Each command takes a BIDS folder (or a cohort table) or one exam given as ``--t1w/--t2w/--flair``,
+writes a BIDS derivative in ``-o OUT`` on each input T1w's grid, skips exams already complete for
+the same model, inputs and settings, and exits non-zero when any exam failed.
+"""
 
 from __future__ import annotations
 
-from gdsynth.cli._common import not_implemented
+from pathlib import Path
+
+import typer
+
+from gdsynth.runtime import DeviceChoice
+
+_BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
+_T1W = typer.Option(None, "--t1w", help="One exam: pre-contrast T1w file.")
+_T2W = typer.Option(None, "--t2w", help="One exam: T2w file.")
+_FLAIR = typer.Option(None, "--flair", help="One exam: FLAIR file.")
+_SUBJECT = typer.Option("01", "--subject", help="Subject label for a single exam (alphanumeric).")
+_MODEL = typer.Option(..., "--model", "-m", help="Exported model folder, or 'phantom'.")
+_OUT = typer.Option(..., "--out", "-o", help="Output derivative folder.")
+_LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
+_MC = typer.Option(1, "--mc-samples", min=1, help="MC-dropout samples (>1: uncertainty map).")
+_DEVICE = typer.Option(DeviceChoice.auto, "--device", help="auto, cpu or cuda.")
+_BATCH = typer.Option(8, "--batch-size", min=1, help="Slices (or 3D windows) per forward.")
+_WORKERS = typer.Option(0, "--workers", min=0, help="Threads preparing upcoming exams.")
+_SHARD = typer.Option(None, "--shard", help="I/N: process only exams k with k mod N == I.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Redo exams that are already complete.")
+_SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
 
 
-def synthesize() -> None:
+def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair: Path | None,
+         subject: str, model: str, out: Path, labels: list[str] | None, mc_samples: int,
+         device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
+         overwrite: bool, seed: int) -> None:
+    from gdsynth.cli._common import finish_batch
+    from gdsynth.errors import ConfigError
+    from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
+    from gdsynth.inference.pipeline import SynthesisSettings
+    from gdsynth.io.bids import Exam, discover
+
+    single = any(p is not None for p in (t1w, t2w, flair))
+    if single == (bids is not None):
+        raise ConfigError(None, "give either a BIDS folder/table or --t1w/--t2w/--flair, not both")
+    if single:
+        if not subject.isalnum():
+            raise ConfigError(None, f"--subject {subject!r} must be alphanumeric")
+        exams = [Exam(subject.removeprefix("sub-"), None, t1w, t2w, flair)]
+    else:
+        exams = discover(bids, labels)
+    config = RunConfig(
+        out=out, model=model, step=Step(step),
+        settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size),
+        device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
+    )
+    results = run_cohort(exams, config, bids_root=None if single else bids)
+    finish_batch(results, f"gdsynth {step}")
+
+
+def synthesize(
+    bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
+    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
+    workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
+) -> None:
     """Synthesize virtual post-gadolinium T1w (and MC-dropout uncertainty) for a cohort."""
-    not_implemented("synthesize", "issue 6")
+    _run("synthesize", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
+         device, batch_size, workers, shard, overwrite, seed)
 
 
-def detect() -> None:
-    """Detect enhancing lesions from synthesized enhancement maps."""
-    not_implemented("detect", "issue 6")
+def detect(
+    bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
+    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
+    workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
+) -> None:
+    """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
+    _run("detect", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
+         device, batch_size, workers, shard, overwrite, seed)
 
 
-def predict() -> None:
+def predict(
+    bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
+    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
+    workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
+) -> None:
     """Synthesize then detect, for a cohort or one exam."""
-    not_implemented("predict", "issue 6")
+    _run("predict", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
+         device, batch_size, workers, shard, overwrite, seed)

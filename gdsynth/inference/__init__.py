@@ -1,0 +1,1 @@
+"""gdsynth.inference (see docs/architecture.md)."""

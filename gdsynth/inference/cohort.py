@@ -1,0 +1,215 @@
+"""Batch runner for ``gdsynth synthesize | detect | predict``: resume, shards, run summary.
+
+* Resume: an exam whose completion record (``_desc-activity_summary.json`` for detect/predict,
+  ``_desc-synthesis_provenance.json`` for synthesize; both written last, atomically) records the
+  same model, input hashes and settings is skipped; ``overwrite`` redoes it.
+* Shards: after sorting by exam id, exam k belongs to shard ``k mod N``, so array jobs or GPUs
+  split a cohort without talking to each other.
+* Failures: an exam that fails (missing or corrupt file...) is recorded with a one-line message;
+  the others go on. ``OUT/run_summary[_shard-I-of-N].tsv`` lists every exam after each one.
+* ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from gdsynth.cli._common import CaseResult
+from gdsynth.errors import ConfigError, GdsynthError, OutputError
+from gdsynth.inference import outputs as O
+from gdsynth.inference.pipeline import (
+    SynthesisSettings,
+    detect_synthesis,
+    read_synthesis,
+    synthesize_prepared,
+    write_detection,
+    write_synthesis,
+)
+from gdsynth.inference.prep import PreparedExam, prepare_exam
+from gdsynth.io import write_tsv
+from gdsynth.io.bids import Exam, write_dataset_description
+from gdsynth.progress import track
+
+log = logging.getLogger(__name__)
+
+Prepare = Callable[[Exam, Any], PreparedExam]
+SUMMARY_COLUMNS = ("exam", "status", "seconds", "error")
+
+
+class Step(str, Enum):
+    """What a run produces."""
+
+    synthesize = "synthesize"
+    detect = "detect"
+    predict = "predict"
+
+
+@dataclass
+class RunConfig:
+    """One cohort run. ``shard`` = (index, count) or None."""
+
+    out: Path
+    model: str | Path
+    step: Step = Step.predict
+    settings: SynthesisSettings = field(default_factory=SynthesisSettings)
+    device: str = "auto"
+    overwrite: bool = False
+    shard: tuple[int, int] | None = None
+    workers: int = 0
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` → (I, N) with 0 ≤ I < N; None stays None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(None, f"--shard {text!r} must look like I/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(None, f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def shard_exams(exams: Sequence[Exam], shard: tuple[int, int] | None) -> list[Exam]:
+    """The exams of shard (I, N): the k-th exam by sorted id goes to shard k mod N."""
+    ordered = sorted(exams, key=lambda e: e.id)
+    if shard is None:
+        return ordered
+    i, n = shard
+    return [e for k, e in enumerate(ordered) if k % n == i]
+
+
+def check_output_location(out: Path, bids_root: Path | None) -> None:
+    """Refuse an output folder equal to, or inside the raw part of, the input BIDS folder."""
+    if bids_root is None or not Path(bids_root).is_dir():
+        return
+    root, target = Path(bids_root).resolve(), Path(out).resolve()
+    if target == root or (root in target.parents and (root / "derivatives") not in
+                          [target, *target.parents]):
+        raise OutputError(out, f"is inside the raw BIDS dataset {bids_root}; write under "
+                               f"{root / 'derivatives'} or elsewhere")
+
+
+def summary_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """``OUT/run_summary.tsv`` or ``OUT/run_summary_shard-I-of-N.tsv``."""
+    tag = "" if shard is None else f"_shard-{shard[0]}-of-{shard[1]}"
+    return Path(out) / f"run_summary{tag}.tsv"
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a failed exam: the GdsynthError message, else the exception type and text."""
+    text = str(exc) if isinstance(exc, GdsynthError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:500]
+
+
+class _Runner:
+    def __init__(self, config: RunConfig, prepare: Prepare) -> None:
+        from gdsynth.models.folder import load_model_folder, resolve_model_dir
+        from gdsynth.runtime import resolve_device
+
+        self.config = config
+        self.prepare = prepare
+        self.generator, self.card = load_model_folder(config.model, resolve_device(config.device))
+        self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
+        self.params = None
+        if config.step is not Step.synthesize:
+            from gdsynth.detection.params import DetectionParams
+
+            self.params = DetectionParams.from_dict(dict(self.card.detection or {}))
+
+    def key(self, exam: Exam) -> dict[str, Any]:
+        exam.require(("T1w", *self.card.inputs))
+        hashes = O.input_hashes(exam, tuple(dict.fromkeys(("T1w", *self.card.inputs))))
+        return {"model": self.fingerprint, "input_sha256": hashes,
+                "settings": self.config.settings.key()}
+
+    def marker(self, exam: Exam) -> Path:
+        output = O.SYNTHESIS_RECORD if self.config.step is Step.synthesize else O.SUMMARY
+        return output.path(self.config.out, exam)
+
+    def is_done(self, exam: Exam, key: dict[str, Any]) -> bool:
+        return not self.config.overwrite and O.is_complete(self.marker(exam), key)
+
+    def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any]) -> None:
+        out, step = self.config.out, self.config.step
+        record = {"exam": exam.id, **key}
+        if step is Step.detect:
+            synth_record = O.SYNTHESIS_RECORD.path(out, exam)
+            if not O.is_complete(synth_record, key):
+                raise OutputError(synth_record, "no matching synthesis for this model, inputs and "
+                                                "settings: run 'gdsynth synthesize' first")
+            synth = read_synthesis(out, exam, prep, self.card)
+        else:
+            synth = synthesize_prepared(prep, self.generator, self.card, self.config.settings)
+            write_synthesis(out, exam, prep, synth, record)
+        if step is not Step.synthesize:
+            write_detection(out, exam, prep, detect_synthesis(prep, synth, self.params), record)
+
+
+def _prepared(runner: _Runner, exams: list[Exam], todo: dict[str, dict], workers: int
+              ) -> Iterator[tuple[Exam, Callable[[], PreparedExam]]]:
+    """Yield (exam, get_prepared); with ``workers`` > 0 upcoming exams are prepared ahead in
+    background threads (get_prepared then waits for, or re-raises from, that thread)."""
+    def now(exam: Exam) -> Callable[[], PreparedExam]:
+        return lambda: runner.prepare(exam, runner.card)
+
+    if workers <= 0:
+        for exam in exams:
+            yield exam, now(exam)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: dict[str, Future] = {}
+        pending = [e for e in exams if e.id in todo]
+        for exam in exams:
+            while pending and len(futures) < workers + 1:
+                nxt = pending.pop(0)
+                futures[nxt.id] = pool.submit(runner.prepare, nxt, runner.card)
+            future = futures.pop(exam.id, None)
+            yield exam, (future.result if future is not None else now(exam))
+
+
+def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | None = None,
+               prepare: Prepare = prepare_exam) -> list[CaseResult]:
+    """Run ``config.step`` on this shard's exams; return one :class:`CaseResult` per exam."""
+    check_output_location(config.out, bids_root)
+    runner = _Runner(config, prepare)
+    write_dataset_description(config.out, "gdsynth",
+                              description="virtual post-gadolinium T1w and enhancing lesions")
+    mine = shard_exams(exams, config.shard)
+    results: list[CaseResult] = []
+    todo: dict[str, dict] = {}
+    failed_key: dict[str, BaseException] = {}
+    for exam in mine:
+        try:
+            key = runner.key(exam)
+        except Exception as exc:  # noqa: BLE001 - a missing/unreadable input fails this exam only
+            failed_key[exam.id] = exc
+            continue
+        if not runner.is_done(exam, key):
+            todo[exam.id] = key
+    table = summary_path(config.out, config.shard)
+    stream = _prepared(runner, mine, todo, config.workers)
+    for exam, get_prepared in track(stream, f"gdsynth {config.step.value}", total=len(mine)):
+        start = time.perf_counter()
+        if exam.id in failed_key:
+            result = CaseResult(exam.id, "failed", 0.0, error_line(failed_key[exam.id]))
+        elif exam.id not in todo:
+            result = CaseResult(exam.id, "skipped")
+        else:
+            try:
+                runner.process(exam, get_prepared(), todo[exam.id])
+                result = CaseResult(exam.id, "done", time.perf_counter() - start)
+            except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
+                log.debug("exam %s failed", exam.id, exc_info=True)
+                result = CaseResult(exam.id, "failed", time.perf_counter() - start, error_line(exc))
+        results.append(result)
+        write_tsv(table, [vars(r) for r in results], SUMMARY_COLUMNS)
+    return results

@@ -1,0 +1,58 @@
+"""The predictor: a plain callable ``predictor(batch: Tensor) -> Tensor`` around a generator.
+
+Everything downstream (whole-slice prediction, 3D windows, MC dropout, benchmarks) only calls a
+predictor, MONAI style, so the same code serves any network. :func:`make_predictor` adds what
+inference needs around ``model(batch)``: ``torch.inference_mode``, moving the batch to the
+model's device and the result back to CPU float32, bf16 autocast on CUDA and, optionally, the
+channels-last memory format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+Predictor = Callable[[Tensor], Tensor]
+
+
+def module_device(model: nn.Module) -> torch.device:
+    """Device of the first parameter (or buffer) of ``model``; CPU for a parameter-free module."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def size_multiple(model: nn.Module) -> int:
+    """Spatial sizes the generator accepts must be multiples of this (``2**depth``); 1 if unsaid."""
+    return int(getattr(model, "size_multiple", 1) or 1)
+
+
+def make_predictor(
+    model: nn.Module,
+    *,
+    amp: bool | None = None,
+    channels_last: bool = False,
+) -> Predictor:
+    """Wrap ``model`` as ``predictor(batch) -> output`` (CPU float32, same batch size).
+
+    ``amp`` (default: on for CUDA) runs the forward in bf16 autocast. ``channels_last`` converts
+    4D batches (and the model, once) to the channels-last memory format; it can be faster on CPU
+    with oneDNN for some networks (see ``benchmarks/bench_inference.py``).
+    """
+    device = module_device(model)
+    use_amp = (device.type == "cuda") if amp is None else bool(amp)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def predictor(batch: Tensor) -> Tensor:
+        with torch.inference_mode():
+            x = batch.to(device, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                y = model(x)
+            return y.float().to("cpu").contiguous()
+
+    return predictor

@@ -1,0 +1,146 @@
+"""Outputs on the input grid, determinism, MC dropout, resume, shards and failures."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdsynth.inference import outputs as O
+from gdsynth.inference.cohort import RunConfig, Step, run_cohort, shard_exams
+from gdsynth.inference.pipeline import SynthesisSettings
+from gdsynth.io import read_image, read_tsv
+from gdsynth.io.bids import discover
+from tests.inference.conftest import simple_prepare
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def run(bids: Path, out: Path, model: Path, step: Step = Step.predict, prepare=simple_prepare,
+        **kw) -> list:
+    settings = SynthesisSettings(mc_samples=kw.pop("mc", 3), seed=kw.pop("seed", 0), batch_size=4)
+    config = RunConfig(out=out, model=model, step=step, settings=settings, device="cpu", **kw)
+    return run_cohort(discover(bids), config, bids_root=bids, prepare=prepare)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("sub-*/anat/*"))}
+
+
+def test_outputs_on_input_grid_and_deterministic(cohort, model_dir, tmp_path):
+    out = tmp_path / "derivatives" / "gdsynth"
+    results = run(cohort, out, model_dir)
+    assert [r.status for r in results] == ["done"] * 5
+    for exam in discover(cohort):
+        _, native = read_image(exam.t1w)
+        for output in (O.SYNTHETIC, O.ENHANCEMENT, O.UNCERTAINTY, O.head_output("enhancing"),
+                       O.LESION_LABELS):
+            arr, g = read_image(output.path(out, exam), allow_constant=True)
+            assert g.shape == native.shape
+            np.testing.assert_allclose(g.affine, native.affine, atol=1e-4)
+        assert O.LESION_TABLE.path(out, exam).is_file()
+        summary = O.read_record(O.SUMMARY.path(out, exam))
+        assert summary["exam"] == exam.id and "probability_active" in summary
+        assert set(summary["input_sha256"]) == {"T1w", "T2w", "FLAIR"}
+        assert str(cohort) not in str(summary)  # no paths: pseudonymous id and hashes only
+    # synthetic post is in the input T1w scale: NAWM-level tissue near the T1w's own values
+    exam = discover(cohort)[0]
+    t1, _ = read_image(exam.t1w)
+    syn, _ = read_image(O.SYNTHETIC.path(out, exam), allow_constant=True)
+    assert 0.2 < np.median(syn[t1 > 200]) / np.median(t1[t1 > 200]) < 5
+    # same inputs and seed: byte-identical files
+    out2 = tmp_path / "again"
+    run(cohort, out2, model_dir)
+    assert digest(out) == digest(out2)
+
+
+def test_mc_std_zero_without_dropout_positive_with(cohort, tmp_path):
+    from tests.inference.conftest import make_model
+
+    exams = discover(cohort)[:1]
+    stds = {}
+    for p in (0.0, 0.5):
+        model = make_model(tmp_path / f"m{p}", dropout=p)
+        out = tmp_path / f"o{p}"
+        config = RunConfig(out=out, model=model, step=Step.synthesize, device="cpu",
+                           settings=SynthesisSettings(mc_samples=4, batch_size=3))
+        assert run_cohort(exams, config, prepare=simple_prepare)[0].status == "done"
+        stds[p], _ = read_image(O.UNCERTAINTY.path(out, exams[0]), allow_constant=True)
+    assert np.all(stds[0.0] == 0.0)
+    assert stds[0.5].max() > 0 and stds[0.5].mean() > 0
+
+
+def test_resume_after_kill_and_overwrite(cohort, model_dir, tmp_path):
+    out = tmp_path / "out"
+    calls: list[str] = []
+
+    def killed_at_third(exam, card):
+        calls.append(exam.id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run dies here, like a kill
+        return simple_prepare(exam, card)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cohort, out, model_dir, prepare=killed_at_third)
+    assert not any(".gdsynth-tmp-" in p.name for p in out.rglob("*"))
+    done_before = {p.parent.parent.name for p in out.rglob("*_desc-activity_summary.json")}
+    assert done_before == {"sub-01", "sub-02"}
+    calls.clear()
+    results = run(cohort, out, model_dir, prepare=lambda e, c: calls.append(e.id) or simple_prepare(e, c))
+    assert calls == ["sub-03", "sub-04", "sub-05"]
+    assert [r.status for r in results] == ["skipped", "skipped", "done", "done", "done"]
+    table = read_tsv(out / "run_summary.tsv")
+    assert [r["status"] for r in table] == ["skipped", "skipped", "done", "done", "done"]
+    # other settings (another seed) do not match the records: everything is redone
+    assert {r.status for r in run(cohort, out, model_dir, seed=1, mc=2)} == {"done"}
+    assert {r.status for r in run(cohort, out, model_dir, seed=1, mc=2, overwrite=True)} == {"done"}
+
+
+def test_missing_and_corrupt_files_fail_alone(cohort, model_dir, tmp_path):
+    (cohort / "sub-02" / "anat" / "sub-02_T2w.nii.gz").unlink()
+    (cohort / "sub-04" / "anat" / "sub-04_FLAIR.nii.gz").write_bytes(b"\x1f\x8b not a nifti")
+    out = tmp_path / "derivatives" / "gdsynth"
+    results = {r.case: r for r in run(cohort, out, model_dir, step=Step.synthesize, mc=1)}
+    assert [results[k].status for k in sorted(results)] == ["done", "failed", "done", "failed", "done"]
+    assert "T2w" in results["sub-02"].error and "\n" not in results["sub-02"].error
+    assert "sub-04_FLAIR" in results["sub-04"].error
+
+
+def test_detect_reads_synthesis_and_matches_predict(cohort, model_dir, tmp_path):
+    exams = discover(cohort)[:2]
+    both, split = tmp_path / "both", tmp_path / "split"
+    for out, steps in ((both, [Step.predict]), (split, [Step.synthesize, Step.detect])):
+        for step in steps:
+            config = RunConfig(out=out, model=model_dir, step=step, device="cpu",
+                               settings=SynthesisSettings(mc_samples=2))
+            assert {r.status for r in run_cohort(exams, config, prepare=simple_prepare)} == {"done"}
+    for exam in exams:
+        a = O.read_record(O.SUMMARY.path(both, exam))
+        b = O.read_record(O.SUMMARY.path(split, exam))
+        assert a["n_lesions"] == b["n_lesions"]
+        assert a["probability_active"] == pytest.approx(b["probability_active"], abs=1e-6)
+
+
+def test_detect_without_synthesis_fails_clearly(cohort, model_dir, tmp_path):
+    config = RunConfig(out=tmp_path / "o", model=model_dir, step=Step.detect, device="cpu")
+    res = run_cohort(discover(cohort)[:1], config, prepare=simple_prepare)
+    assert res[0].status == "failed" and "run 'gdsynth synthesize' first" in res[0].error
+
+
+def test_shards_cover_every_exam_once(cohort):
+    exams = discover(cohort)
+    parts = [shard_exams(exams, (i, 2)) for i in range(2)]
+    ids = sorted(e.id for p in parts for e in p)
+    assert ids == sorted(e.id for e in exams)
+    assert [e.id for e in parts[0]] == ["sub-01", "sub-03", "sub-05"]
+
+
+def test_output_inside_raw_bids_is_refused(cohort, model_dir):
+    from gdsynth.errors import OutputError
+
+    for bad in (cohort, cohort / "sub-01" / "gd"):
+        with pytest.raises(OutputError):
+            run(cohort, bad, model_dir)
