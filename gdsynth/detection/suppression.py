@@ -1,0 +1,40 @@
+"""Rules that reject enhancement that is not a lesion, applied to each candidate's features.
+
+Rules, in order (the first that fires is the reason recorded; a rule whose input is missing is
+skipped):
+
+1. ``surface`` — the component reaches within ``surface_margin_mm`` of the brain-mask edge: dural
+   sinuses, meningeal/cortical vessels and misregistration rims at the brain border.
+2. ``vessel`` — tubular: ``elongation`` (major/second axis) > ``max_elongation`` and
+   ``length_mm`` ≥ ``elongation_min_length_mm`` (short specks are not judged on shape).
+3. ``csf`` — choroid plexus and ventricular-edge artefacts: ``csf_fraction`` ≥ ``csf_fraction_max``
+   (the component sits in CSF or is mostly surrounded by it; a periventricular lesion touches
+   CSF on one side only). Needs a CSF estimate (T1w/T2w/FLAIR).
+4. ``not-flair-bright`` — gating by the pre-contrast appearance: active MS lesions are
+   FLAIR/T2w-hyperintense, so ``flair_contrast`` (vs local NAWM) < ``min_flair_ratio`` is rejected.
+   Needs FLAIR or T2w.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gdsynth.detection.params import DetectionParams
+
+REASONS = ("surface", "vessel", "csf", "not-flair-bright")
+
+
+def suppression_reason(feat: dict[str, Any], params: DetectionParams) -> str | None:
+    """The first rule that rejects the candidate ``feat`` (see module doc), or ``None`` to keep it."""
+    if feat["dist_surface_mm"] <= params.surface_margin_mm:
+        return "surface"
+    if (
+        feat["elongation"] > params.max_elongation
+        and feat["length_mm"] >= params.elongation_min_length_mm
+    ):
+        return "vessel"
+    if feat["dist_csf_mm"] is not None and feat["csf_fraction"] >= params.csf_fraction_max:
+        return "csf"
+    if feat["flair_contrast"] is not None and feat["flair_contrast"] < params.min_flair_ratio:
+        return "not-flair-bright"
+    return None
