@@ -1,0 +1,1 @@
+"""gdsynth.review (see docs/architecture.md)."""

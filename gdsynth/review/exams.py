@@ -1,0 +1,148 @@
+"""Gather, per exam, what a review shows: raw sequences, prediction derivatives, metrics.
+
+Only exam ids and values written by gdsynth are used (never header text). Exams of the raw
+dataset without a synthetic post-Gd in the prediction folder are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gdsynth.errors import BidsError, InputFileMissingError
+from gdsynth.io import read_tsv
+from gdsynth.io.bids import Exam, derivative_path, discover
+
+log = logging.getLogger(__name__)
+
+#: Prediction derivatives: role -> (suffix, ext, entities).
+PRED_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "synthetic": ("T1w", ".nii.gz", {"ce": "gadolinium", "desc": "synthetic"}),
+    "enhancement": ("map", ".nii.gz", {"desc": "enhancement"}),
+    "uncertainty": ("map", ".nii.gz", {"desc": "uncertainty"}),
+    "lesions": ("dseg", ".nii.gz", {"label": "L", "desc": "enhancing"}),
+    "table": ("lesions", ".tsv", {"desc": "enhancing"}),
+    "summary": ("summary", ".json", {"desc": "activity"}),
+}
+
+#: Roles shown as greyscale volumes, in display order, with their labels.
+SEQUENCE_LABELS = {
+    "T1w": "T1w",
+    "T2w": "T2w",
+    "FLAIR": "FLAIR",
+    "synthetic": "Synthetic post-Gd",
+    "real": "Real post-Gd",
+}
+
+
+@dataclass
+class ReviewExam:
+    """One exam to review: files by role, lesion rows, activity summary, metric values."""
+
+    exam: Exam
+    files: dict[str, Path]
+    lesions: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.exam.id
+
+
+def _float(value: object) -> float | None:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def read_lesions(path: Path | None) -> list[dict]:
+    """Lesion rows with numeric centre (RAS mm) and values; rows without a centre are dropped."""
+    if path is None or not path.exists():
+        return []
+    rows = []
+    for raw in read_tsv(path):
+        row = {k: (_float(v) if k != "location" else v) for k, v in raw.items()}
+        if None in (row.get("centre_x"), row.get("centre_y"), row.get("centre_z")):
+            continue
+        rows.append(row)
+    return rows
+
+
+def read_summary(path: Path | None) -> dict:
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BidsError(path, f"invalid JSON: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def read_metrics(report: Path | None) -> dict[str, dict[str, str]]:
+    """``per_exam.tsv`` rows by exam id (a report folder or the TSV itself); {} when absent."""
+    if report is None:
+        return {}
+    tsv = report / "per_exam.tsv" if report.is_dir() else report
+    if not tsv.exists():
+        raise InputFileMissingError(tsv, "metrics table per_exam.tsv not found")
+    out: dict[str, dict[str, str]] = {}
+    for row in read_tsv(tsv):
+        key = row.get("exam") or row.get("exam_id") or row.get("participant_id") or ""
+        if not key and row.get("subject"):
+            sub = row["subject"].removeprefix("sub-")
+            ses = (row.get("session") or "").removeprefix("ses-")
+            key = f"sub-{sub}" + (f"_ses-{ses}" if ses and ses != "n/a" else "")
+        if key:
+            out[key] = row
+    return out
+
+
+def metric_columns(metrics: dict[str, dict[str, str]], limit: int = 8) -> list[str]:
+    """Numeric metric columns to show on the cohort page (ids excluded)."""
+    skip = {"exam", "exam_id", "participant_id", "subject", "session"}
+    cols: list[str] = []
+    for row in metrics.values():
+        for k, v in row.items():
+            if k not in skip and k not in cols and _float(v) is not None:
+                cols.append(k)
+    return cols[:limit]
+
+
+def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewExam]:
+    """Review inputs for every exam of ``bids`` that has a synthetic post-Gd in ``pred``."""
+    if not pred.is_dir():
+        raise InputFileMissingError(pred, "prediction folder not found")
+    table = read_metrics(metrics)
+    out = []
+    for exam in discover(bids):
+        files: dict[str, Path] = {}
+        for role in ("T1w", "T2w", "FLAIR"):
+            if exam.path(role) is not None:
+                files[role] = exam.path(role)  # type: ignore[assignment]
+        if exam.t1w_gd is not None:
+            files["real"] = exam.t1w_gd
+        for role, (suffix, ext, ents) in PRED_FILES.items():
+            p = derivative_path(pred, exam, suffix, ext, **ents)
+            if p.exists():
+                files[role] = p
+        if "synthetic" not in files:
+            log.warning("%s: no synthetic post-Gd in %s; exam skipped", exam.id, pred)
+            continue
+        out.append(
+            ReviewExam(
+                exam=exam,
+                files=files,
+                lesions=read_lesions(files.get("table")),
+                summary=read_summary(files.get("summary")),
+                metrics=table.get(exam.id, {}),
+            )
+        )
+    if not out:
+        raise BidsError(pred, f"no exam of {bids} has a synthetic post-Gd image here")
+    return out

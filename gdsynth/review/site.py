@@ -1,0 +1,221 @@
+"""The static review site: a cohort page, one NiiVue page per exam, mosaics, images.
+
+Layout of ``REVIEW/``::
+
+    index.html                 cohort table (sortable)
+    exam-<pid>.html            linked viewer, overlays, lesion table, mosaic
+    static/                    NiiVue UMD build + license, viewer JS/CSS
+    data/<pid>/*.nii.gz        header-free copies of the volumes
+    data/<pid>/exam.js         viewer configuration (JSON)
+    data/<pid>/volumes.js      the same volumes as base64 (file:// viewing), when small enough
+    data/<pid>/mosaic.png      axial mosaic
+
+``<pid>`` is a pseudonymous folder name (``e001``...). Everything is plain files: the site opens
+from disk or behind ``python -m http.server``; nothing is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gdsynth.errors import OutputError
+from gdsynth.io import atomic_write_text, write_labels
+from gdsynth.review.exams import SEQUENCE_LABELS, ReviewExam, collect, metric_columns
+from gdsynth.review.mosaic import write_mosaic
+from gdsynth.review.render import copy_static, render
+from gdsynth.review.volumes import (
+    copy_image,
+    copy_labels,
+    outline,
+    resample_to,
+    window_presets,
+    write_js_config,
+    write_volume_bundle,
+)
+
+log = logging.getLogger(__name__)
+
+#: Overlays: role -> (label, NiiVue colormap, opacity, panels, visible).
+OVERLAYS = {
+    "enhancement": ("enhancement map", "warm", 0.7, ["synthetic"], True),
+    "uncertainty": ("uncertainty", "winter", 0.6, ["synthetic"], False),
+    "outline": ("lesion outlines", "green", 1.0, ["all"], True),
+}
+
+
+@dataclass(frozen=True)
+class SiteOptions:
+    """``embed_limit_mb``: embed volumes as base64 (file:// viewing) when an exam's NIfTI files
+    total less than this; ``n_slices``: mosaic columns; ``threshold``: initial enhancement
+    threshold (None: the 95th percentile of positive enhancement)."""
+
+    embed_limit_mb: float = 48.0
+    n_slices: int = 5
+    threshold: float | None = None
+
+
+def to_ras_view(array: np.ndarray, geometry) -> np.ndarray:
+    """Permute/flip an (X, Y, Z) array so its axes run left→right, posterior→anterior,
+    inferior→superior (RAS voxel order), for display only."""
+    ras = np.diag([-1.0, -1.0, 1.0]) @ geometry.direction_matrix
+    axes = [int(np.argmax(np.abs(ras[:, c]))) for c in range(3)]
+    if sorted(axes) != [0, 1, 2]:
+        return array
+    order = [axes.index(w) for w in range(3)]
+    out = np.transpose(array, order)
+    for w in range(3):
+        if ras[w, order[w]] < 0:
+            out = np.flip(out, axis=w)
+    return out
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def _summary(rx: ReviewExam) -> dict:
+    s = rx.summary
+    prob = s.get("probability_active")
+    n = s.get("n_lesions", len(rx.lesions) if rx.lesions or s else None)
+    refer = s.get("refer_for_gadolinium")
+    return {
+        "probability": float(prob) if isinstance(prob, (int, float)) else None,
+        "n_lesions": int(n) if isinstance(n, (int, float)) else None,
+        "refer": bool(refer) if refer is not None else None,
+        "reason": str(s.get("reason", "") or ""),
+    }
+
+
+def _lesion_rows(rx: ReviewExam) -> list[dict]:
+    rows = []
+    for r in rx.lesions:
+        label = r.get("label")
+        rows.append({
+            "label": int(label) if isinstance(label, float) and label.is_integer() else _fmt(label),
+            "centre_x": r["centre_x"], "centre_y": r["centre_y"], "centre_z": r["centre_z"],
+            "fx": f"{r['centre_x']:.1f}", "fy": f"{r['centre_y']:.1f}", "fz": f"{r['centre_z']:.1f}",
+            "volume": _fmt(r.get("volume_mm3")), "mean": _fmt(r.get("mean_enhancement")),
+            "max": _fmt(r.get("max_enhancement")), "score": _fmt(r.get("score")),
+            "uncertainty": _fmt(r.get("uncertainty")), "location": r.get("location") or "",
+        })
+    return rows
+
+
+def _threshold(enh: np.ndarray, chosen: float | None) -> dict:
+    pos = enh[enh > 0]
+    top = float(np.percentile(pos, 99.9)) if pos.size else 1.0
+    top = top if top > 0 else 1.0
+    value = chosen if chosen is not None else 0.25 * top
+    value = min(max(value, 0.0), top)
+    return {"min": 0.0, "max": round(top, 4), "step": round(top / 200, 6), "value": round(value, 4)}
+
+
+def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
+    """Write one exam's data folder, mosaic and page; return its cohort-table row."""
+    data = out / "data" / pid
+    data.mkdir(parents=True, exist_ok=True)
+    volumes, written, display = [], {}, {}
+    ref_geometry = None
+    for role, label in SEQUENCE_LABELS.items():
+        if role not in rx.files:
+            continue
+        dst = data / f"{role}.nii.gz"
+        array, geometry = copy_image(rx.files[role], dst)
+        ref_geometry = ref_geometry or geometry  # the T1w grid (first role) when present
+        written[role] = dst
+        volumes.append({"key": role, "label": label, "file": f"data/{pid}/{dst.name}",
+                        "name": dst.name, "presets": window_presets(array)})
+        display[label] = to_ras_view(resample_to(array, geometry, ref_geometry), ref_geometry)
+    overlays, threshold, enh_view, lesion_view = [], None, None, None
+    for role in ("enhancement", "uncertainty", "lesions"):
+        if role not in rx.files:
+            continue
+        if role == "lesions":
+            labels, geometry = copy_labels(rx.files[role], data / "lesions.nii.gz")
+            lesion_view = to_ras_view(
+                resample_to(labels.astype(np.float32), geometry, ref_geometry, order=0), ref_geometry
+            )
+            write_labels(data / "outline.nii.gz", outline(labels), geometry)
+            role = "outline"
+            vmax = 1.0
+            thr = 0.5
+        else:
+            array, geometry = copy_image(rx.files[role], data / f"{role}.nii.gz")
+            pos = array[array > 0]
+            vmax = float(np.percentile(pos, 99.9)) if pos.size else 1.0
+            thr = 0.0
+            if role == "enhancement":
+                threshold = _threshold(array, opts.threshold)
+                thr, vmax = threshold["value"], threshold["max"]
+                enh_view = to_ras_view(resample_to(array, geometry, ref_geometry), ref_geometry)
+        name = f"{role}.nii.gz"
+        written[role] = data / name
+        label, cmap, opacity, panels, visible = OVERLAYS[role]
+        overlays.append({"key": role, "label": label, "file": f"data/{pid}/{name}", "name": name,
+                         "colormap": cmap, "opacity": opacity, "panels": panels,
+                         "visible": visible, "threshold": thr, "max": max(vmax, thr + 1e-6)})
+    size_mb = sum(p.stat().st_size for p in written.values()) / 2**20
+    embedded = size_mb <= opts.embed_limit_mb
+    if embedded:
+        write_volume_bundle(data / "volumes.js", written, "GDSYNTH_VOLUMES")
+    else:
+        (data / "volumes.js").unlink(missing_ok=True)
+        log.info("%s: %.0f MB of images, not embedded (serve the site over http)", rx.id, size_mb)
+    config = {"volumes": volumes, "overlays": overlays, "sliceType": "axial",
+              "bundle": "GDSYNTH_VOLUMES" if embedded else None}
+    write_js_config(data / "exam.js", "GDSYNTH_EXAM", config)
+    mosaic = write_mosaic(data / "mosaic.png", display, enhancement=enh_view,
+                          threshold=threshold["value"] if threshold else 0.0,
+                          lesions=lesion_view, n_slices=opts.n_slices)
+    summary = _summary(rx)
+    page = f"exam-{pid}.html"
+    html = render("exam.html", static="static/", data=f"data/{pid}/", exam=rx.id,
+                  summary=summary, overlays=overlays, threshold=threshold,
+                  lesions=_lesion_rows(rx), mosaic=f"data/{pid}/{mosaic.name}", embedded=embedded)
+    atomic_write_text(out / page, html)
+    return {"exam": rx.id, "page": page, "mosaic": f"data/{pid}/{mosaic.name}",
+            "has_real": "real" in rx.files, "metrics": rx.metrics, "embedded": embedded, **summary}
+
+
+def build_site(
+    pred: Path, bids: Path, out: Path, *, metrics: Path | None = None,
+    options: SiteOptions | None = None,
+) -> Path:
+    """Build the review site for every predicted exam; return the path of ``index.html``."""
+    opts = options or SiteOptions()
+    pred, bids, out = Path(pred), Path(bids), Path(out)
+    for src in (pred, bids):
+        if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+            raise OutputError(out, f"review folder must not be inside the input folder {src}")
+    exams = collect(pred, bids, metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    copy_static(out / "static")
+    if (out / "data").exists():
+        shutil.rmtree(out / "data")
+    rows = [build_exam(rx, f"e{n:03d}", out, opts) for n, rx in enumerate(exams, start=1)]
+    cols = metric_columns({r["exam"]: r["metrics"] for r in rows})
+    for r in rows:
+        r["metrics"] = {c: _fmt(_to_float(r["metrics"].get(c))) for c in cols}
+    html = render("index.html", static="static/", rows=rows, metric_columns=cols,
+                  embedded=all(r["embedded"] for r in rows))
+    index = atomic_write_text(out / "index.html", html)
+    for f in out.rglob("*"):  # atomic writes create 0600 files; a site is meant to be read
+        f.chmod(0o755 if f.is_dir() else 0o644)
+    return index
+
+
+def _to_float(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,70 @@
+"""The static review site: files, escaping, metrics, mosaics (no browser)."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from gdsynth.errors import OutputError
+from gdsynth.io import read_image, write_tsv
+from gdsynth.io.bids import Exam
+from gdsynth.review.exams import collect
+from gdsynth.review.site import SiteOptions, build_exam, build_site
+from tests.review.conftest import make_cohort
+
+
+def test_site_layout_and_contents(cohort, tmp_path):
+    bids, pred = cohort
+    report = tmp_path / "report"
+    write_tsv(report / "per_exam.tsv", [{"exam": "sub-01", "mae": 0.0123, "ssim": 0.91},
+                                       {"exam": "sub-02", "mae": 0.02, "ssim": 0.88}])
+    index = build_site(pred, bids, tmp_path / "site", metrics=report)
+    html = index.read_text()
+    assert html.count('href="exam-e00') == 2
+    assert "sub-01" in html and "sub-02" in html and "ssim" in html and "0.0123" in html
+    data = tmp_path / "site" / "data" / "e001"
+    for name in ("T1w", "T2w", "FLAIR", "synthetic", "real", "enhancement", "outline"):
+        assert (data / f"{name}.nii.gz").exists(), name
+    assert not (tmp_path / "site" / "data" / "e002" / "real.nii.gz").exists()
+    config = json.loads((data / "exam.js").read_text().split("=", 1)[1].rstrip(";\n"))
+    assert [v["key"] for v in config["volumes"]] == ["T1w", "T2w", "FLAIR", "synthetic", "real"]
+    t2, t2_geometry = read_image(data / "T2w.nii.gz")
+    assert t2.shape == (40, 48, 22) and t2_geometry.spacing == (2.0, 2.0, 3.0)
+    lo, hi = config["volumes"][0]["presets"]["default"]
+    assert 0 < lo < hi
+    assert (tmp_path / "site" / "static" / "niivue.umd.js").stat().st_size > 1_000_000
+    assert (tmp_path / "site" / "static" / "niivue.LICENSE").exists()
+    mosaic = mpimg.imread(data / "mosaic.png")
+    assert mosaic.shape[0] > 300 and np.std(mosaic[..., :3]) > 0.05
+    page = (tmp_path / "site" / "exam-e001.html").read_text()
+    assert page.count('class="lesion"') == 2 and "volumes.js" in page
+
+
+def test_large_volumes_are_not_embedded(cohort, tmp_path):
+    bids, pred = cohort
+    build_site(pred, bids, tmp_path / "site", options=SiteOptions(embed_limit_mb=0.0))
+    assert not (tmp_path / "site" / "data" / "e001" / "volumes.js").exists()
+    assert "volumes.js" not in (tmp_path / "site" / "exam-e001.html").read_text()
+    assert "http.server" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_text_is_escaped(tmp_path):
+    evil = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+    bids, pred = make_cohort(tmp_path, subjects=("01",), reason=evil)
+    rx = collect(pred, bids)[0]
+    rx.exam = Exam(subject=evil)
+    rx.lesions[0]["location"] = evil
+    row = build_exam(rx, "e001", tmp_path / "site", SiteOptions())
+    page = (tmp_path / "site" / "exam-e001.html").read_text()
+    assert row["exam"] == f"sub-{evil}"
+    assert "<script>window.__xss" not in page and "<img src=x" not in page
+    assert page.count("&lt;script&gt;window.__xss=1&lt;/script&gt;") == 5  # title, h1, reason, lesion table, mosaic alt text
+
+
+def test_output_inside_input_is_refused(cohort):
+    bids, pred = cohort
+    with pytest.raises(OutputError):
+        build_site(pred, bids, pred / "review")
