@@ -177,10 +177,14 @@ def _prepared(runner: _Runner, exams: list[Exam], todo: dict[str, dict], workers
 
 
 def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | None = None,
-               prepare: Prepare = prepare_exam) -> list[CaseResult]:
-    """Run ``config.step`` on this shard's exams; return one :class:`CaseResult` per exam."""
+               prepare: Prepare | None = None) -> list[CaseResult]:
+    """Run ``config.step`` on this shard's exams; return one :class:`CaseResult` per exam.
+
+    ``prepare`` (default :func:`gdsynth.inference.prep.prepare_exam`) turns an exam into its
+    prepared arrays; ``bids_root`` is checked so outputs never land in the raw dataset.
+    """
     check_output_location(config.out, bids_root)
-    runner = _Runner(config, prepare)
+    runner = _Runner(config, prepare or prepare_exam)
     write_dataset_description(config.out, "gdsynth",
                               description="virtual post-gadolinium T1w and enhancing lesions")
     mine = shard_exams(exams, config.shard)
@@ -211,5 +215,7 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
                 log.debug("exam %s failed", exam.id, exc_info=True)
                 result = CaseResult(exam.id, "failed", time.perf_counter() - start, error_line(exc))
         results.append(result)
-        write_tsv(table, [vars(r) for r in results], SUMMARY_COLUMNS)
+        rows = [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3),
+                 "error": r.error} for r in results]
+        write_tsv(table, rows, SUMMARY_COLUMNS)
     return results

@@ -6,9 +6,10 @@ prediction and the standard deviation over samples (population std, ``ddof=0``) 
 Masks are not drawn from torch's global RNG. Each dropout module ``m`` and sample ``s`` gets one
 mask, drawn by a ``torch.Generator`` seeded from ``(seed, m, s)`` over the module's input shape
 without its batch axis, and shared by every item of the batch. Sample ``s`` is therefore one
-fixed "thinned network" applied to every slice (or window) of the volume: results are
-byte-identical for a given seed whatever the batch size, the order of slices, or how many samples
-share one forward. Samples are stacked along the batch axis (sample-major), as many per forward as
+fixed "thinned network" applied to every slice (or window) of the volume, and the masks do not
+depend on the batch size, the order of slices or how many samples share one forward: results are
+byte-identical for a given seed and batch settings, and equal up to float rounding of the
+convolution kernels across batch sizes. Samples are stacked along the batch axis (sample-major), as many per forward as
 ``max_items`` allows.
 
 The mean and std are computed relative to the first sample (shifted data), so when all samples

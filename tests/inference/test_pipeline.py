@@ -94,6 +94,7 @@ def test_resume_after_kill_and_overwrite(cohort, model_dir, tmp_path):
     assert [r.status for r in results] == ["skipped", "skipped", "done", "done", "done"]
     table = read_tsv(out / "run_summary.tsv")
     assert [r["status"] for r in table] == ["skipped", "skipped", "done", "done", "done"]
+    assert [r["exam"] for r in table] == [f"sub-0{i}" for i in range(1, 6)]
     # other settings (another seed) do not match the records: everything is redone
     assert {r.status for r in run(cohort, out, model_dir, seed=1, mc=2)} == {"done"}
     assert {r.status for r in run(cohort, out, model_dir, seed=1, mc=2, overwrite=True)} == {"done"}
@@ -144,3 +145,25 @@ def test_output_inside_raw_bids_is_refused(cohort, model_dir):
     for bad in (cohort, cohort / "sub-01" / "gd"):
         with pytest.raises(OutputError):
             run(cohort, bad, model_dir)
+
+
+def test_lesion_rows_point_at_the_same_voxel_on_the_input_grid(tmp_path):
+    from gdsynth.inference.pipeline import lesion_rows
+    from gdsynth.inference.prep import to_native
+    from gdsynth.models.card import ModelCard
+    from tests.inference.conftest import write_exam
+
+    for orient in ("PIR", "oblique", "LPS"):
+        exam = write_exam(tmp_path / orient, "01", orient)
+        prep = simple_prepare(exam, ModelCard(architecture={"name": "unet"}))
+        ijk = (5, 7, 9)
+        marker = np.zeros(prep.geometry.shape, np.int32)
+        marker[ijk] = 1
+        native = to_native(prep, marker, nearest=True)
+        row = lesion_rows([{"label": 1, "i": ijk[0], "j": ijk[1], "k": ijk[2], "volume_mm3": 8.0,
+                            "mean_enhancement": 0.3, "max_enhancement": 0.5, "score": 0.9,
+                            "mean_uncertainty": 0.01, "location": "juxtacortical"}], prep)[0]
+        nat = tuple(int(round(row[c])) for c in "ijk")
+        assert native[nat] == 1
+        world = prep.native_geometry.index_to_world(np.array(nat, float), ras=True)
+        np.testing.assert_allclose([row["x_mm"], row["y_mm"], row["z_mm"]], world, atol=1e-3)
