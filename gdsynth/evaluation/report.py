@@ -1,0 +1,108 @@
+"""Report files and tables: ``per_exam.tsv``, ``lesions.tsv``, ``predicted_lesions.tsv``,
+``summary.json`` and the Markdown comparison table used in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gdsynth.evaluation.exam import ExamResult
+from gdsynth.io import write_json, write_tsv
+
+LESION_COLUMNS = ("exam", "label", "source_label", "n_voxels", "volume_mm3", "size_class",
+                  "coverage", "detected", "score")
+PREDICTED_COLUMNS = ("exam", "label", "source_label", "n_voxels", "volume_mm3", "size_class",
+                     "coverage", "true_positive", "score")
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace NaN and ±inf by None (JSON has neither), recursively; tuples become lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
+        return jsonable(obj.item())
+    return obj
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    if "notes" in cols:  # free text last
+        cols.remove("notes")
+        cols.append("notes")
+    return cols
+
+
+def write_report_tables(results: Sequence[ExamResult], summary: Mapping[str, Any],
+                        out: str | Path) -> dict[str, Path]:
+    """Write the tables and ``summary.json`` into ``out``; return their paths by name."""
+    out = Path(out)
+    rows = [r.row() for r in results]
+    lesions = [{"exam": r.exam, **row} for r in results if r.match for row in r.match.reference]
+    preds = [{"exam": r.exam, **row} for r in results if r.match for row in r.match.predicted]
+    return {
+        "per_exam": write_tsv(out / "per_exam.tsv", rows, _columns(rows)),
+        "lesions": write_tsv(out / "lesions.tsv", lesions, LESION_COLUMNS),
+        "predicted_lesions": write_tsv(out / "predicted_lesions.tsv", preds, PREDICTED_COLUMNS),
+        "summary": write_json(out / "summary.json", jsonable(summary)),
+    }
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _get(summary: Mapping[str, Any], path: str) -> Any:
+    node: Any = summary
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+#: Columns of :func:`compare_methods`: header → (path in summary.json, digits).
+COMPARE_COLUMNS = {
+    "exams": ("n_evaluated", 0),
+    "SSIM": ("synthesis.ssim.mean", 3),
+    "PSNR (dB)": ("synthesis.psnr.mean", 2),
+    "MAE": ("synthesis.mae.mean", 3),
+    "MAE enh.": ("synthesis.mae_enhancing.mean", 3),
+    "lesion sens.": ("lesions.sensitivity", 3),
+    "lesion PPV": ("lesions.ppv", 3),
+    "lesion F1": ("lesions.f1", 3),
+    "FP/scan": ("lesions.fp_per_scan", 2),
+    "Dice": ("lesions.dice_pooled", 3),
+    "sens. small": ("lesions.by_size.small.sensitivity", 3),
+    "FROC CPM": ("froc.cpm", 3),
+    "AUC": ("patient.auc", 3),
+    "sens.": ("patient.operating_point.sensitivity.value", 3),
+    "spec.": ("patient.operating_point.specificity.value", 3),
+    "NPV": ("patient.operating_point.npv.value", 3),
+    "ECE": ("patient.calibration.ece", 3),
+}
+
+
+def compare_methods(reports: Mapping[str, Mapping[str, Any]],
+                    columns: Sequence[str] | None = None) -> str:
+    """A Markdown table, one row per method (``{name: summary}``, summaries as in
+    ``summary.json``); missing values print ``n/a``."""
+    cols = list(columns or COMPARE_COLUMNS)
+    unknown = [c for c in cols if c not in COMPARE_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown}; valid: {', '.join(COMPARE_COLUMNS)}")
+    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for name, summary in reports.items():
+        cells = [_fmt(_get(summary, COMPARE_COLUMNS[c][0]), COMPARE_COLUMNS[c][1]) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
