@@ -176,3 +176,12 @@ def test_detectors_with_segmentation_head(detector, n_expected):
 def test_segmentation_detector_needs_the_head(exam):
     with pytest.raises(ConfigError, match="enhancing"):
         detect_lesions(exam.enhancement, **exam.inputs(), params=PARAMS.replace(detector="segmentation"))
+
+
+def test_non_finite_enhancement_is_referred_for_quality(exam):
+    enh = exam.enhancement.copy()
+    enh[24, 24, 20] = np.nan
+    out = detect_lesions(enh, **exam.inputs(), params=PARAMS)
+    assert out.summary["refer_for_gadolinium"] is True
+    assert "non-finite" in out.summary["reason"]
+    assert len(out.lesions) == 2  # the NaN voxel is treated as 0, detection still runs
