@@ -2,9 +2,64 @@
 
 from __future__ import annotations
 
-from gdsynth.cli._common import not_implemented
+from pathlib import Path
+
+import typer
 
 
-def train() -> None:
+def train(
+    bids: Path = typer.Argument(..., help="BIDS dataset (or cohort table) with post-Gd T1w."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, logs, model/)."),
+    config: Path | None = typer.Option(None, "--config", "-c",
+                                       help="YAML recipe (experiments/*.yaml)."),
+    max_steps: int | None = typer.Option(None, help="Training batches (each updates D then G)."),
+    max_time: str | None = typer.Option(None, help="Wall-clock limit: minutes or DD:HH:MM:SS."),
+    devices: int | None = typer.Option(None, help="Number of devices (processes with ddp)."),
+    accelerator: str | None = typer.Option(None, help="auto | cpu | gpu."),
+    strategy: str | None = typer.Option(None, help="auto | ddp."),
+    precision: str | None = typer.Option(None, help="Lightning precision, e.g. 32-true, 16-mixed."),
+    seed: int | None = typer.Option(None, help="Random seed (split, sampling, init)."),
+    tracker: str | None = typer.Option(None, help="wandb (offline) | csv | tensorboard | none."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUN exactly from last.ckpt."),
+    participant_label: list[str] | None = typer.Option(
+        None, "--participant-label", help="Only these subjects (repeatable)."),
+    prep_dir: Path | None = typer.Option(
+        None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
+) -> None:
     """Train the pix2pix generator on prepared exams."""
-    not_implemented("train", "issue 5")
+    from gdsynth.cli._common import CaseResult, finish_batch, log
+    from gdsynth.errors import ConfigError, TrainingError
+    from gdsynth.io.bids import discover
+    from gdsynth.progress import is_quiet
+    from gdsynth.training.cohort import prepare_cohort
+    from gdsynth.training.config import apply_overrides, load_config
+    from gdsynth.training.run import last_checkpoint, train_run
+
+    if resume and not last_checkpoint(output).is_file():
+        raise TrainingError(last_checkpoint(output), "nothing to resume: no last.ckpt in this run folder")
+    run_config = output / "config.yaml"
+    if config is None and resume and run_config.is_file():
+        config = run_config  # resume with the exact configuration of the run
+    cfg = load_config(config)
+    apply_overrides(cfg, **{"trainer.max_steps": max_steps, "trainer.max_time": max_time,
+                            "trainer.devices": devices, "trainer.accelerator": accelerator,
+                            "trainer.strategy": strategy, "trainer.precision": precision,
+                            "trainer.seed": seed, "trainer.tracker": tracker})
+    exams = discover(bids, participant_label or None)
+    usable = [e for e in exams if e.t1w_gd is not None]
+    if len(usable) < len(exams):
+        log.warning("%d exam(s) without post-Gd T1w are not used for training",
+                    len(exams) - len(usable))
+    if not usable:
+        raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
+    training, outcomes = prepare_cohort(bids, usable, prep_root=prep_dir, prep_config=cfg.prep,
+                                        progress=not is_quiet())
+    if not training:
+        finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")
+        raise ConfigError(bids, "no exam could be prepared")
+    result = train_run(training, output, cfg, resume=resume, progress=not is_quiet(),
+                       data_summary={"source": str(bids), "n_exams": len(training),
+                                     "exams": [e.id for e in training]})
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+    typer.echo(f"trained {result.steps} steps; model: {result.model_dir}; {metrics}", err=True)
+    finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")

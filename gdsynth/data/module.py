@@ -8,7 +8,6 @@ before it; resuming from a checkpoint taken at an epoch boundary replays the sam
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +72,7 @@ def split_exams(
     random.Random(seed).shuffle(subjects)
     n_val = 0
     if val_fraction > 0 and len(subjects) > 1:
-        n_val = min(len(subjects) - 1, max(1, math.ceil(val_fraction * len(subjects))))
+        n_val = min(len(subjects) - 1, max(1, round(val_fraction * len(subjects))))
     val_subjects = set(subjects[:n_val])
     return ([e for e in exams if e.subject_id not in val_subjects],
             [e for e in exams if e.subject_id in val_subjects])

@@ -47,7 +47,7 @@ def make_logger(tracker: str, run_dir: Path, *, name: str, config: dict[str, Any
     os.environ.setdefault("WANDB_DISABLE_GIT", "true")
     for var, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", ".cache"),
                      ("WANDB_CONFIG_DIR", ".config"), ("WANDB_DATA_DIR", ".data")):
-        os.environ.setdefault(var, str(wandb_dir / sub) if sub else str(run_dir))
+        os.environ[var] = str(wandb_dir / sub) if sub else str(run_dir)  # this run owns them
     offline = os.environ.get("WANDB_MODE", "offline") != "online"
     return WandbLogger(save_dir=str(run_dir), offline=offline, project="gdsynth", name=name,
                        config=config, log_model=False)

@@ -40,6 +40,20 @@ def parse_max_time(value: str | float | None) -> str | dict | None:
         return str(value)
 
 
+def make_strategy(name: str):  # -> str | pytorch_lightning.strategies.Strategy
+    """``auto`` or ``ddp`` (DistributedDataParallel; gloo on CPU). The D step leaves the
+    generator's parameters without gradients, hence ``find_unused_parameters``."""
+    from pytorch_lightning.strategies import DDPStrategy
+
+    from gdsynth.errors import ConfigError
+
+    if name == "auto":
+        return "auto"
+    if name == "ddp":
+        return DDPStrategy(find_unused_parameters=True)
+    raise ConfigError(None, f"trainer.strategy {name!r} invalid; choose one of auto, ddp")
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
@@ -102,7 +116,7 @@ def train_run(
     trainer = pl.Trainer(
         # Lightning counts one step per optimizer.step(): n_opt per batch here.
         max_steps=t.max_steps * n_opt, max_epochs=-1, max_time=parse_max_time(t.max_time),
-        devices=t.devices, accelerator=t.accelerator, strategy=t.strategy,
+        devices=t.devices, accelerator=t.accelerator, strategy=make_strategy(t.strategy),
         precision=t.precision, logger=logger, callbacks=[ckpt],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=config.validation.every_n_epochs,

@@ -1,0 +1,92 @@
+"""Pix2PixModule: one step updates both networks, non-finite guard, fast_dev_run, config."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from gdsynth.data.module import GdsynthDataModule
+from gdsynth.errors import ConfigError, TrainingError
+from gdsynth.training.config import TrainConfig, apply_overrides
+from gdsynth.training.module import Pix2PixModule
+from gdsynth.training.run import train_run
+
+
+def _fit(module, cohort, cfg, steps: int) -> pl.Trainer:
+    dm = GdsynthDataModule(exams=cohort, config=cfg.data, seed=0)
+    n_opt = 2 if module.discriminator is not None else 1
+    trainer = pl.Trainer(max_steps=steps * n_opt, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    return trainer
+
+
+def _params(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def _changed(before, net) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+def test_one_step_changes_both_networks(cohort, tiny):
+    module = Pix2PixModule(tiny.to_dict())
+    g0, d0 = _params(module.generator), _params(module.discriminator)
+    trainer = _fit(module, cohort, tiny, steps=1)
+    assert trainer.global_step == 2  # one D step + one G step
+    assert _changed(g0, module.generator) and _changed(d0, module.discriminator)
+    assert module.hparams["config"]["generator"]["features"] == 8  # save_hyperparameters
+
+
+def test_l1_only_has_no_discriminator(cohort, tiny):
+    tiny.loss.adversarial_weight = 0.0
+    module = Pix2PixModule(tiny.to_dict())
+    assert module.discriminator is None
+    g0 = _params(module.generator)
+    assert _fit(module, cohort, tiny, steps=1).global_step == 1
+    assert _changed(g0, module.generator)
+
+
+def _nan_l1(module: Pix2PixModule) -> None:
+    original = module.generator_loss
+
+    def poisoned(out, batch):
+        terms = original(out, batch)
+        terms["l1"] = terms["l1"] * float("nan")
+        return terms
+
+    module.generator_loss = poisoned
+
+
+def test_nonfinite_steps_are_skipped_then_stop(cohort, tiny):
+    tiny.optim.max_nonfinite = 100
+    module = Pix2PixModule(tiny.to_dict())
+    _nan_l1(module)
+    g0 = _params(module.generator)
+    _fit(module, cohort, tiny, steps=3)
+    assert module.nonfinite >= 3
+    assert not _changed(g0, module.generator)  # every generator step was skipped
+    tiny.optim.max_nonfinite = 1
+    module = Pix2PixModule(tiny.to_dict())
+    _nan_l1(module)
+    with pytest.raises(TrainingError, match="non-finite"):
+        _fit(module, cohort, tiny, steps=5)
+
+
+def test_fast_dev_run(cohort, tiny, tmp_path):
+    result = train_run(cohort, tmp_path / "run", tiny, fast_dev_run=True, export=False)
+    assert result.steps == 1
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_config_errors_and_overrides(tiny):
+    with pytest.raises(ConfigError, match="valid: .*max_steps"):
+        TrainConfig.from_dict({"trainer": {"max_stepz": 3}})
+    with pytest.raises(ConfigError, match="residual needs T1w"):
+        TrainConfig.from_dict({"data": {"inputs": ["FLAIR"]}})
+    apply_overrides(tiny, **{"trainer.max_steps": 7, "trainer.seed": None})
+    assert tiny.trainer.max_steps == 7 and tiny.trainer.seed == 0
+    with pytest.raises(ConfigError, match="heads"):
+        Pix2PixModule(TrainConfig.from_dict({"generator": {"heads": ["lesions"]}}).to_dict())
