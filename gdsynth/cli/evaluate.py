@@ -21,6 +21,9 @@ _PATTERN = typer.Option(
     None, "--truth-pattern",
     help="Expert enhancing-lesion masks: path under REFERENCE with {subject}, {session}, {prefix} "
          "and optional glob characters, e.g. 'masks/sub-{subject}_gd_mask.nii.gz'.")
+_TABLE = typer.Option(
+    None, "--truth-table",
+    help="Expert masks listed in a TSV/CSV: columns subject, [session], truth (mask path).")
 _DERIVE = typer.Option(
     False, "--derive-truth",
     help="No truth masks: derive enhancing lesions from the prepared real post-Gd minus pre "
@@ -38,7 +41,8 @@ _NOPLOTS = typer.Option(False, "--no-plots", help="Skip the PNG figures.")
 
 def evaluate(
     predictions: Path = _PRED, reference: Path = _REF, out: Path = _OUT,
-    truth_dir: Path = _TRUTH_DIR, truth_pattern: str = _PATTERN, derive_truth: bool = _DERIVE,
+    truth_dir: Path = _TRUTH_DIR, truth_pattern: str = _PATTERN, truth_table: Path = _TABLE,
+    derive_truth: bool = _DERIVE,
     prep: Path = _PREP, participant_label: list[str] = _LABELS, alpha: float = _ALPHA,
     beta: float = _BETA, gamma: float = _GAMMA, min_volume: float = _MINVOL,
     connectivity: int = _CONN, no_plots: bool = _NOPLOTS,
@@ -49,15 +53,15 @@ def evaluate(
 
     if not predictions.is_dir():
         raise InputFileMissingError(predictions, "prediction folder not found")
-    if truth_pattern and derive_truth:
-        raise ConfigError(None, "give either --truth-pattern or --derive-truth, not both")
+    if sum(bool(x) for x in (truth_pattern, truth_table, derive_truth)) > 1:
+        raise ConfigError(None, "give one of --truth-pattern, --truth-table, --derive-truth")
     try:
         criteria = DetectionCriteria(alpha=alpha, beta=beta, gamma=gamma,
                                      min_volume_mm3=min_volume, connectivity=connectivity)
     except ValueError as exc:
         raise ConfigError(None, str(exc)) from None
     spec = ReferenceSpec(root=reference, truth_dir=truth_dir, truth_pattern=truth_pattern,
-                         prep_dir=prep, derive=derive_truth)
+                         truth_table=truth_table, prep_dir=prep, derive=derive_truth)
     out = out or predictions.resolve().parent / "evaluation"
     report = evaluate_folder(predictions, spec, out, participant_labels=participant_label,
                              criteria=criteria, plots=not no_plots)

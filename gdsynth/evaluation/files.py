@@ -4,8 +4,10 @@ Everything is evaluated on the **prediction grid** (the input T1w grid, where ``
 predict`` writes). Reference maps on another grid are moved there exactly when the two grids hold
 the same voxels in another order, else resampled (nearest for labels, linear for images).
 
-Reference lesions (first that applies): ``truth_pattern`` (a path relative to the dataset, with
-``{subject}``, ``{session}``, ``{prefix}`` fields and optional glob characters; exactly one match),
+Reference lesions (first that applies): ``truth_table`` (TSV/CSV with columns ``subject``,
+optional ``session``, and ``truth``: a mask path, relative to the table's folder), ``truth_pattern``
+(a path relative to the dataset, with ``{subject}``, ``{session}``, ``{prefix}`` fields and
+optional glob characters; exactly one match),
 ``derive=True`` (see :func:`gdsynth.evaluation.reference.derive_enhancement_reference`, from the
 prepared real post and pre T1w), else ``truth_dir`` (default ``derivatives/phantom``):
 ``_label-L_desc-enhancing_dseg``, with ``_label-L_desc-all_mask``, ``_desc-brain_mask`` and
@@ -70,6 +72,7 @@ class ReferenceSpec:
     root: Path
     truth_dir: Path | None = None
     truth_pattern: str | None = None
+    truth_table: Path | None = None
     prep_dir: Path | None = None
     derive: bool = False
 
@@ -104,6 +107,28 @@ def truth_from_pattern(root: Path, pattern: str, exam: Exam) -> Path | None:
     if len(matches) > 1:
         raise BidsError(root, f"truth pattern {filled!r} matches {len(matches)} files for {exam.prefix}")
     return matches[0] if matches else None
+
+
+def read_truth_table(path: str | Path) -> dict[tuple[str, str | None], Path]:
+    """(subject, session) → truth mask path from a TSV/CSV table (columns subject, [session],
+    truth; ``sub-``/``ses-`` prefixes optional; relative paths from the table's folder)."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise BidsError(path, "truth table not found")
+    delim = "," if path.suffix.lower() == ".csv" else "\t"
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()}
+                for r in csv.DictReader(fh, delimiter=delim)]
+    out: dict[tuple[str, str | None], Path] = {}
+    for n, row in enumerate(rows, start=2):
+        if not row.get("subject") or not row.get("truth"):
+            raise BidsError(path, f"line {n}: needs columns subject and truth")
+        key = (row["subject"].removeprefix("sub-"), row.get("session", "").removeprefix("ses-") or None)
+        p = Path(row["truth"])
+        out[key] = p if p.is_absolute() else path.parent / p
+    return out
 
 
 def on_grid(array: np.ndarray, geometry: Geometry, target: Geometry, *, nearest: bool) -> np.ndarray:
@@ -207,7 +232,11 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
     if brain_arr is None:
         brain_arr = _read_on(prep_brain or exam.mask, target, nearest=True)
     brain = None if brain_arr is None else brain_arr > 0
-    if spec.truth_pattern:
+    if spec.truth_table:
+        found = read_truth_table(spec.truth_table).get((exam.subject, exam.session))
+        enhancing = _read_on(found if found and found.is_file() else None, target, nearest=True)
+        source = str(found) if found else f"{spec.truth_table} has no row"
+    elif spec.truth_pattern:
         found = truth_from_pattern(spec.root, spec.truth_pattern, exam)
         enhancing = _read_on(found, target, nearest=True)
         source = str(found) if found else spec.truth_pattern

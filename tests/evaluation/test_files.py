@@ -137,3 +137,16 @@ def test_derived_reference(tmp_path):
     # the 96 mm³ lesion (+0.8) survives smoothing; the 12 mm³ one is blurred below threshold/size
     assert r.ok and r.match.n_reference >= 1
     assert r.match.reference[0]["detected"]
+
+
+def test_truth_table(tmp_path):
+    ref, pred = _write_dataset(tmp_path)
+    _, _, _, enh = _anatomy(0)
+    write_labels(tmp_path / "masks" / "a.nii.gz", (enh == 2).astype(np.uint8), LPS)
+    table = tmp_path / "truth.tsv"
+    table.write_text("subject\ttruth\nsub-01\tmasks/a.nii.gz\n")
+    rep = evaluate_folder(pred, ReferenceSpec(ref, truth_table=table), progress=False)
+    assert rep.summary["status_counts"] == {"ok": 1, "missing_prediction": 1,
+                                            "missing_reference": 1}
+    assert rep.summary["lesions"]["n_reference"] == 1  # the small lesion only, missed
+    assert rep.summary["lesions"]["n_detected"] == 0
