@@ -30,6 +30,10 @@ _DERIVE = typer.Option(
          "(rough; see gdsynth.evaluation.reference).")
 _PREP = typer.Option(
     None, "--prep", help="Preparation folder [default: REFERENCE/derivatives/gdsynth-prep].")
+_REGISTERED = typer.Option(
+    False, "--assume-registered",
+    help="Without a preparation folder: the raw post-Gd is already aligned to the T1w, use it "
+         "for synthesis metrics (each image normalized by its NAWM median).")
 _LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
 _ALPHA = typer.Option(0.10, "--alpha", min=0.0, max=1.0, help="Min fraction of a lesion covered.")
 _BETA = typer.Option(0.70, "--beta", min=0.0, max=1.0, help="Max false-positive ratio of a prediction.")
@@ -42,10 +46,10 @@ _NOPLOTS = typer.Option(False, "--no-plots", help="Skip the PNG figures.")
 def evaluate(
     predictions: Path = _PRED, reference: Path = _REF, out: Path = _OUT,
     truth_dir: Path = _TRUTH_DIR, truth_pattern: str = _PATTERN, truth_table: Path = _TABLE,
-    derive_truth: bool = _DERIVE,
-    prep: Path = _PREP, participant_label: list[str] = _LABELS, alpha: float = _ALPHA,
-    beta: float = _BETA, gamma: float = _GAMMA, min_volume: float = _MINVOL,
-    connectivity: int = _CONN, no_plots: bool = _NOPLOTS,
+    derive_truth: bool = _DERIVE, prep: Path = _PREP, assume_registered: bool = _REGISTERED,
+    participant_label: list[str] = _LABELS, alpha: float = _ALPHA, beta: float = _BETA,
+    gamma: float = _GAMMA, min_volume: float = _MINVOL, connectivity: int = _CONN,
+    no_plots: bool = _NOPLOTS,
 ) -> None:
     """Score predictions: synthesis, lesion-wise (MSSEG), FROC and exam-level metrics."""
     from gdsynth.errors import ConfigError, InputFileMissingError
@@ -61,7 +65,8 @@ def evaluate(
     except ValueError as exc:
         raise ConfigError(None, str(exc)) from None
     spec = ReferenceSpec(root=reference, truth_dir=truth_dir, truth_pattern=truth_pattern,
-                         truth_table=truth_table, prep_dir=prep, derive=derive_truth)
+                         truth_table=truth_table, prep_dir=prep, derive=derive_truth,
+                         assume_registered=assume_registered)
     out = out or predictions.resolve().parent / "evaluation"
     report = evaluate_folder(predictions, spec, out, participant_labels=participant_label,
                              criteria=criteria, plots=not no_plots)

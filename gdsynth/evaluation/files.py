@@ -20,9 +20,11 @@ Synthesis normalization (one rule, stated here): metrics compare, in NAWM = 1 un
   on the T1w grid; the synthetic (written in the input T1w scale) × the factor field
   :func:`gdsynth.evaluation.reference.scale_field` (prepared T1w / raw T1w, smoothed), which
   inverts inference's own scaling (NAWM median × bias field);
-* without one, only when the raw post-Gd file holds the T1w grid's voxels (no registration
-  needed): raw pre, raw post each divided by its own NAWM median (WM probseg >= 0.5, else the
-  brain, minus dilated lesions); the synthetic is divided by the pre T1w's NAWM median;
+* without one, only when the user states that the raw post-Gd is already registered to the T1w
+  (``assume_registered``, CLI ``--assume-registered``; a shared grid alone proves nothing, the
+  head may have moved between the scans) and it holds the T1w grid's voxels: raw pre and raw
+  post each divided by its own NAWM median (WM probseg >= 0.5, else the brain, minus dilated
+  lesions); the synthetic is divided by the pre T1w's NAWM median;
 * otherwise synthesis metrics are skipped and the reason is noted.
 """
 
@@ -75,6 +77,7 @@ class ReferenceSpec:
     truth_table: Path | None = None
     prep_dir: Path | None = None
     derive: bool = False
+    assume_registered: bool = False
 
     @property
     def truth(self) -> Path:
@@ -201,9 +204,13 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
         post_n = _read_on(prep["post"], target, nearest=False)
         factor = refmod.scale_field(pre_n, raw_pre, brain, target.spacing)
         return synthetic * factor, post_n
+    if not spec.assume_registered:
+        notes.append("no prepared (registered) real post-Gd: run gdsynth prepare, or pass "
+                     "--assume-registered if the raw post is already aligned to the T1w")
+        return None, None
     raw_post = _same_voxels(exam.t1w_gd, target) if exam.t1w_gd else None
     if raw_pre is None or raw_post is None:
-        notes.append("real post-Gd not on the T1w grid and no prepared copy: run gdsynth prepare")
+        notes.append("real post-Gd missing or not on the T1w grid, and no prepared copy")
         return None, None
     nawm = refmod.nawm_mask(brain, truth.get("wm"), truth.get("all"))
     pre_med = float(np.median(raw_pre[nawm])) if nawm.any() else 0.0

@@ -150,3 +150,15 @@ def test_truth_table(tmp_path):
                                             "missing_reference": 1}
     assert rep.summary["lesions"]["n_reference"] == 1  # the small lesion only, missed
     assert rep.summary["lesions"]["n_detected"] == 0
+
+
+def test_without_preparation_synthesis_needs_assume_registered(tmp_path):
+    import shutil
+
+    ref, pred = _write_dataset(tmp_path)
+    shutil.rmtree(ref / "derivatives" / "gdsynth-prep")
+    exam = {e.subject: e for e in discover(ref)}["01"]
+    r = evaluate_exam(exam, pred, ReferenceSpec(ref))
+    assert r.ok and r.synthesis is None and "gdsynth prepare" in r.notes[0]
+    r2 = evaluate_exam(exam, pred, ReferenceSpec(ref, assume_registered=True))
+    assert r2.synthesis is not None and r2.synthesis["mae"] < 0.01
