@@ -1,0 +1,57 @@
+"""`gdsynth train` wiring: BIDS discovery → preparation (faked here) → training → export."""
+
+from __future__ import annotations
+
+import numpy as np
+import yaml
+
+from gdsynth.cli.main import main
+from gdsynth.data.subjects import TrainingExam
+from gdsynth.io import write_image, write_labels
+from gdsynth.models.folder import load_model_folder
+from gdsynth.training import cohort as cohort_mod
+from tests.data.fakes import GEOMETRY, fake_exam_arrays
+from tests.training.conftest import TINY
+
+
+def _bids(root):
+    for i in range(3):
+        anat = root / f"sub-{i:02d}" / "anat"
+        a = fake_exam_arrays(i)
+        p = f"sub-{i:02d}"
+        for key, name in (("T1w", "T1w"), ("T2w", "T2w"), ("FLAIR", "FLAIR"),
+                          ("T1w_gd", "ce-gadolinium_T1w")):
+            write_image(anat / f"{p}_{name}.nii.gz", a[key].astype(np.float32), GEOMETRY)
+        write_labels(anat / f"{p}_desc-brain_mask.nii.gz", a["mask"], GEOMETRY)
+    return root
+
+
+def _already_prepared(bids_root, exams, **kwargs):
+    """Stand-in for gdsynth.preprocess: the fake raw files are already on the prepared grid."""
+    training = [TrainingExam(id=e.prefix, paths=e.inputs(), subject=e.subject) for e in exams]
+    return training, [cohort_mod.PrepOutcome(e.prefix, "done", 0.0) for e in exams]
+
+
+def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cohort_mod, "prepare_cohort", _already_prepared)
+    bids = _bids(tmp_path / "bids")
+    run = tmp_path / "run"
+    code = main(["-q", "train", str(bids), "-o", str(run), "--config", str(TINY),
+                 "--max-steps", "2", "--seed", "3", "--tracker", "csv"])
+    assert code == 0, capsys.readouterr().err
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["trainer"]["max_steps"] == 2 and saved["trainer"]["seed"] == 3
+    assert list((run / "logs").rglob("metrics.csv"))
+    _, card = load_model_folder(run / "model")
+    assert card.training["steps"] == 2 and card.training["data"]["n_exams"] == 3
+    # resume continues the same run with its saved config, up to the new step budget
+    code = main(["-q", "train", str(bids), "-o", str(run), "--resume", "--max-steps", "4"])
+    assert code == 0, capsys.readouterr().err
+    _, card = load_model_folder(run / "model")
+    assert card.training["steps"] == 4 and card.training["seed"] == 3
+
+
+def test_cli_resume_without_run_fails_clearly(tmp_path, capsys):
+    code = main(["train", str(tmp_path), "-o", str(tmp_path / "nothing"), "--resume"])
+    assert code == 2
+    assert "nothing to resume" in capsys.readouterr().err
