@@ -40,6 +40,9 @@ _BETA = typer.Option(0.70, "--beta", min=0.0, max=1.0, help="Max false-positive 
 _GAMMA = typer.Option(0.65, "--gamma", min=0.0, max=1.0, help="Overlap share checked against beta.")
 _MINVOL = typer.Option(3.0, "--min-volume", min=0.0, help="Ignore components <= this (mm³).")
 _CONN = typer.Option(26, "--connectivity", help="Voxel connectivity of lesions: 6, 18 or 26.")
+_MERGE = typer.Option(
+    False, "--merge-instances",
+    help="Lesions = connected components of the binary masks (as Anima), not the label instances.")
 _NOPLOTS = typer.Option(False, "--no-plots", help="Skip the PNG figures.")
 
 
@@ -49,7 +52,7 @@ def evaluate(
     derive_truth: bool = _DERIVE, prep: Path = _PREP, assume_registered: bool = _REGISTERED,
     participant_label: list[str] = _LABELS, alpha: float = _ALPHA, beta: float = _BETA,
     gamma: float = _GAMMA, min_volume: float = _MINVOL, connectivity: int = _CONN,
-    no_plots: bool = _NOPLOTS,
+    merge_instances: bool = _MERGE, no_plots: bool = _NOPLOTS,
 ) -> None:
     """Score predictions: synthesis, lesion-wise (MSSEG), FROC and exam-level metrics."""
     from gdsynth.errors import ConfigError, InputFileMissingError
@@ -61,7 +64,8 @@ def evaluate(
         raise ConfigError(None, "give one of --truth-pattern, --truth-table, --derive-truth")
     try:
         criteria = DetectionCriteria(alpha=alpha, beta=beta, gamma=gamma,
-                                     min_volume_mm3=min_volume, connectivity=connectivity)
+                                     min_volume_mm3=min_volume, connectivity=connectivity,
+                                     instances=not merge_instances)
     except ValueError as exc:
         raise ConfigError(None, str(exc)) from None
     spec = ReferenceSpec(root=reference, truth_dir=truth_dir, truth_pattern=truth_pattern,

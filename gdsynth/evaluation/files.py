@@ -253,6 +253,8 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
         enhancing, source = truth["enhancing"], str(truth_paths["enhancing"])
     if enhancing is None:
         return ExamResult(exam.prefix, "missing_reference", notes=[f"no reference lesions ({source})"])
+    if pred["table"] is None:
+        notes.append("no lesion table: every predicted lesion scored 1.0 (FROC has one point)")
     synthetic, real = _synthesis_arrays(exam, spec, pred["synthetic"], target, brain, truth, notes)
     prob, refer = read_summary(pred["summary"])
     result = evaluate_arrays(
