@@ -1,0 +1,238 @@
+"""Writing a phantom cohort as a BIDS raw dataset with its ground truth under derivatives/phantom/.
+
+Subjects are simulated and written independently (optionally in parallel worker processes, with
+identical results); every file is written atomically. A folder is only written into when it is
+empty or already holds a phantom made with the same seed and configuration (then complete subjects
+are skipped, so an interrupted run can be resumed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from gdsynth import __version__
+from gdsynth.errors import ConfigError, OutputError
+from gdsynth.io import read_image, read_tsv, write_image, write_json, write_labels
+from gdsynth.io.atomic import atomic_write_text, write_tsv
+from gdsynth.io.bids import Exam, derivative_path, write_dataset_description
+from gdsynth.phantom.config import PhantomConfig
+from gdsynth.phantom.metadata import (
+    LESION_COLUMNS,
+    LESIONS_SIDECAR,
+    MOTION_CONVENTION,
+    PARTICIPANT_COLUMNS,
+    PARTICIPANTS_SIDECAR,
+    README,
+    raw_description,
+)
+from gdsynth.phantom.simulate import ExamVolumes, simulate_subject
+
+TRUTH_DIR = Path("derivatives") / "phantom"
+CONFIG_NAME = "phantom_config.json"
+_RAW = {"T1w": ("T1w", {}), "T2w": ("T2w", {}), "FLAIR": ("FLAIR", {}),
+        "T1w_gd": ("T1w", {"ce": "gadolinium"})}
+
+
+@dataclass
+class SubjectResult:
+    """Outcome of one subject: ``status`` is done, skipped (already complete) or failed."""
+
+    index: int
+    subject: str
+    status: str
+    seconds: float = 0.0
+    error: str = ""
+    exams: list[Exam] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def subject_label(index: int) -> str:
+    return f"{index + 1:03d}"
+
+
+def exam_entries(index: int, config: PhantomConfig) -> list[Exam]:
+    """The exams of subject ``index`` (paths not filled in)."""
+    sessions = [f"{s + 1:02d}" for s in range(config.sessions)] if config.sessions > 1 else [None]
+    return [Exam(subject_label(index), ses) for ses in sessions]
+
+
+def raw_paths(root: Path, exam: Exam) -> Exam:
+    """``exam`` with its four raw image paths under ``root``."""
+    p = {k: derivative_path(root, exam, suffix, **ents) for k, (suffix, ents) in _RAW.items()}
+    return replace(exam, t1w=p["T1w"], t2w=p["T2w"], flair=p["FLAIR"], t1w_gd=p["T1w_gd"])
+
+
+def truth_path(root: Path, exam: Exam, suffix: str, ext: str = ".nii.gz", **entities: str) -> Path:
+    """Path of a truth file of ``exam`` under ``root/derivatives/phantom``."""
+    return derivative_path(Path(root) / TRUTH_DIR, exam, suffix, ext, **entities)
+
+
+def _expected_files(root: Path, exam: Exam) -> list[Path]:
+    e = raw_paths(root, exam)
+    images = [e.t1w, e.t2w, e.flair, e.t1w_gd]
+    sidecars = [Path(str(p).replace(".nii.gz", ".json")) for p in images]  # type: ignore[arg-type]
+    truth = [truth_path(root, exam, "lesions", ".tsv"), truth_path(root, exam, "motion", ".json")]
+    return [*images, *sidecars, *truth]  # type: ignore[list-item]
+
+
+def write_exam(root: Path, ev: ExamVolumes) -> Exam:
+    """Write one exam's images, sidecars and truth under ``root``; return it with its paths."""
+    exam = raw_paths(root, ev.exam)
+    for seq, (array, geometry) in ev.images.items():
+        path = exam.path(seq)
+        assert path is not None
+        write_image(path, array, geometry, dtype=np.int16)
+        write_json(Path(str(path).replace(".nii.gz", ".json")), ev.sidecars[seq])
+    g, t = ev.geometry, ev.truth
+    tp = lambda suffix, ext=".nii.gz", **e: truth_path(root, ev.exam, suffix, ext, **e)  # noqa: E731
+    write_labels(tp("dseg", label="L", desc="enhancing"), t["enhancing"], g)
+    write_labels(tp("mask", label="L", desc="all"), t["lesions"], g)
+    write_labels(tp("mask", desc="brain"), t["brain"], g)
+    write_labels(tp("mask", label="vessel"), t["vessel"], g)
+    for tissue in ("WM", "GM", "CSF"):
+        prob = np.round(np.clip(t[tissue], 0, 1), 3).astype(np.float32)
+        write_image(tp("probseg", label=tissue), prob, g)
+    write_json(tp("lesions", ".json"), LESIONS_SIDECAR)
+    motion = {"reference": "T1w", "convention": MOTION_CONVENTION, **ev.motion}
+    write_json(tp("motion", ".json"), motion)
+    write_tsv(tp("lesions", ".tsv"), ev.lesions, columns=LESION_COLUMNS)  # last: completion mark
+    return exam
+
+
+def _summary(index: int, config: PhantomConfig, rows_per_exam: list[list[dict]], site: str,
+             orientation: str) -> dict:
+    first = rows_per_exam[0]
+    return {
+        "participant_id": f"sub-{subject_label(index)}",
+        "site": site,
+        "voxel_order": orientation,
+        "sessions": config.sessions,
+        "n_active_lesions": sum(r["kind"] == "active" for rows in rows_per_exam for r in rows),
+        "n_active_exams": sum(any(r["kind"] == "active" for r in rows) for rows in rows_per_exam),
+        "n_chronic_lesions": sum(r["kind"] in ("chronic", "blackhole") for r in first),
+        "n_blackholes": sum(r["kind"] == "blackhole" for r in first),
+        "session_active": [sum(r["kind"] == "active" for r in rows) for rows in rows_per_exam],
+    }
+
+
+def _subject_task(root: str, index: int, seed: int, config: PhantomConfig) -> SubjectResult:
+    """Simulate and write one subject (runs in a worker process); never raises."""
+    start = time.perf_counter()
+    label = subject_label(index)
+    out = Path(root)
+    exams = exam_entries(index, config)
+    try:
+        if all(p.exists() for e in exams for p in _expected_files(out, e)):
+            rows = [read_tsv(truth_path(out, e, "lesions", ".tsv")) for e in exams]
+            _, geometry = read_image(raw_paths(out, exams[0]).t1w)  # type: ignore[arg-type]
+            site = config.sites[index % len(config.sites)]
+            summary = _summary(index, config, rows, site, geometry.orientation)
+            return SubjectResult(index, label, "skipped", time.perf_counter() - start,
+                                 exams=[raw_paths(out, e) for e in exams], summary=summary)
+        subject = simulate_subject(index, seed, config)
+        written = [write_exam(out, ev) for ev in subject.exams]
+        summary = _summary(index, config, [ev.lesions for ev in subject.exams], subject.site,
+                           subject.orientation)
+        return SubjectResult(index, label, "done", time.perf_counter() - start, exams=written,
+                             summary=summary)
+    except Exception as exc:  # noqa: BLE001 - a batch continues past a failed subject
+        return SubjectResult(index, label, "failed", time.perf_counter() - start,
+                             error=f"{type(exc).__name__}: {exc}")
+
+
+def prepare_output(out: Path, seed: int, config: PhantomConfig) -> None:
+    """Check ``out`` may be written (empty, or a phantom of the same seed/config); write the
+    dataset-level files."""
+    out = Path(out)
+    stamp = {"seed": int(seed), "config": config.to_dict()}
+    marker = out / TRUTH_DIR / CONFIG_NAME
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not marker.exists():
+            raise OutputError(out, "folder is not empty and is not a gdsynth phantom dataset; "
+                              "refusing to write into it (choose a new or empty folder)")
+        import json
+
+        old = json.loads(marker.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in stamp} != stamp:
+            raise OutputError(out, "holds a phantom made with another seed or configuration; "
+                              "choose a new or empty folder")
+    write_json(out / "dataset_description.json", raw_description(seed))
+    atomic_write_text(out / "README", README)
+    write_json(out / "participants.json", PARTICIPANTS_SIDECAR)
+    write_dataset_description(out / TRUTH_DIR, "gdsynth phantom ground truth",
+                              description="Ground truth of the gdsynth digital MS phantom")
+    write_json(marker, {**stamp, "gdsynth_version": __version__})
+
+
+def iter_subjects(
+    out: Path, *, subjects: int, seed: int, config: PhantomConfig, workers: int = 1
+) -> Iterator[SubjectResult]:
+    """Simulate and write subjects 0..subjects-1, yielding results as they finish."""
+    if workers <= 1 or subjects <= 1:
+        for i in range(subjects):
+            yield _subject_task(str(out), i, seed, config)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, subjects)) as pool:
+        futures = [pool.submit(_subject_task, str(out), i, seed, config) for i in range(subjects)]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def finish_dataset(out: Path, results: Sequence[SubjectResult]) -> None:
+    """Write participants.tsv (and per-subject sessions.tsv) from the subjects that exist."""
+    ok = sorted((r for r in results if r.status != "failed"), key=lambda r: r.index)
+    rows = [r.summary for r in ok]
+    write_tsv(Path(out) / "participants.tsv", rows, columns=PARTICIPANT_COLUMNS)
+    for r in ok:
+        if r.summary["sessions"] > 1:
+            ses = [{"session_id": f"ses-{e.session}", "n_active_lesions": n}
+                   for e, n in zip(r.exams, r.summary["session_active"], strict=True)]
+            write_tsv(Path(out) / f"sub-{r.subject}" / f"sub-{r.subject}_sessions.tsv", ses)
+
+
+def generate_dataset(
+    out: Path,
+    *,
+    subjects: int,
+    seed: int,
+    resolution: float = 1.0,
+    active_fraction: float = 0.5,
+    sessions: int = 1,
+    workers: int = 1,
+    sites: Sequence[str] | None = None,
+    config: PhantomConfig | None = None,
+    on_result: Callable[[SubjectResult], None] | None = None,
+) -> list[Exam]:
+    """Write a phantom cohort of ``subjects`` subjects to ``out``; return its exams (sorted).
+
+    The keyword arguments override the same-named fields of ``config``. Raises
+    :class:`OutputError` after the others are written if any subject failed.
+    """
+    if subjects < 1:
+        raise ConfigError(None, f"subjects must be >= 1, got {subjects}")
+    if seed < 0:
+        raise ConfigError(None, f"seed must be >= 0, got {seed}")
+    base = config or PhantomConfig()
+    config = replace(base, resolution=float(resolution), active_fraction=float(active_fraction),
+                     sessions=int(sessions), sites=tuple(sites) if sites else base.sites)
+    out = Path(out)
+    prepare_output(out, seed, config)
+    results = []
+    for r in iter_subjects(out, subjects=subjects, seed=seed, config=config, workers=workers):
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+    finish_dataset(out, results)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise OutputError(out, f"{len(failed)} subject(s) failed: "
+                          + "; ".join(f"sub-{r.subject}: {r.error}" for r in failed))
+    return [e for r in sorted(results, key=lambda r: r.index) for e in r.exams]

@@ -1,0 +1,178 @@
+"""Scanner effects: acquisition grids, voxel orders, rigid motion, bias field, Rician noise, storage.
+
+Acquired images are first produced on a *canonical* grid (RAS voxel order, axis-aligned, so smooth
+fields are separable) and only at the end reoriented to the subject's voxel order by a pure
+permutation/flip (:func:`reorient`), which keeps every voxel's world position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from gdsynth.errors import ConfigError
+from gdsynth.io import Geometry
+from gdsynth.phantom.fields import random_field
+
+_LETTER_LPS = {
+    "L": (1.0, 0.0, 0.0), "R": (-1.0, 0.0, 0.0),
+    "P": (0.0, 1.0, 0.0), "A": (0.0, -1.0, 0.0),
+    "S": (0.0, 0.0, 1.0), "I": (0.0, 0.0, -1.0),
+}
+_PAIRS = ("LR", "PA", "SI")
+
+
+def direction_for(code: str) -> tuple[float, ...]:
+    """Direction tuple (LPS, row-major, columns = index axes) of a voxel order like ``"LPS"``."""
+    code = str(code).upper()
+    ok = len(code) == 3 and all(c in _LETTER_LPS for c in code) and all(
+        sum(c in pair for c in code) == 1 for pair in _PAIRS
+    )
+    if not ok:
+        raise ConfigError(None, f"invalid voxel order {code!r}: use one letter of each of "
+                          "L/R, P/A, S/I, e.g. RAS, LPS, PIR")
+    cols = np.array([_LETTER_LPS[c] for c in code]).T
+    return tuple(float(v) for v in cols.ravel())
+
+
+def reorient(array: np.ndarray, geometry: Geometry, code: str) -> tuple[np.ndarray, Geometry]:
+    """Permute/flip an axis-aligned image into voxel order ``code``; world positions unchanged."""
+    src = geometry.direction_matrix
+    dst = np.asarray(direction_for(code)).reshape(3, 3)
+    perm, flips = [], []
+    for n in range(3):
+        dots = src.T @ dst[:, n]
+        m = int(np.argmax(np.abs(dots)))
+        if abs(dots[m]) < 0.99:
+            raise ValueError("reorient needs an axis-aligned (non-oblique) geometry")
+        perm.append(m)
+        flips.append(bool(dots[m] < 0))
+    out = np.transpose(array, perm)
+    flip_axes = tuple(n for n in range(3) if flips[n])
+    if flip_axes:
+        out = np.flip(out, axis=flip_axes)
+    corner = [geometry.shape[m] - 1 if f else 0 for m, f in zip(perm, flips, strict=True)]
+    src_index = np.zeros(3)
+    for n, m in enumerate(perm):
+        src_index[m] = corner[n]
+    new = Geometry(
+        shape=tuple(geometry.shape[m] for m in perm),  # type: ignore[arg-type]
+        spacing=tuple(geometry.spacing[m] for m in perm),  # type: ignore[arg-type]
+        origin=tuple(geometry.index_to_world(src_index)),  # type: ignore[arg-type]
+        direction=tuple(dst.ravel()),
+    )
+    return np.ascontiguousarray(out), new
+
+
+def thick_slice_grid(reference: Geometry, slice_mm: float) -> Geometry:
+    """Canonical axial grid with slices of ``slice_mm`` along world S-I, covering ``reference``.
+
+    ``reference`` is a canonical grid (diagonal direction); in-plane spacing is kept.
+    """
+    sp = np.asarray(reference.spacing, dtype=float)
+    extent = sp[2] * reference.shape[2]
+    nz = int(np.ceil(extent / slice_mm))
+    first = reference.index_to_world(np.zeros(3))
+    centre_z = first[2] + reference.direction_matrix[2, 2] * sp[2] * (reference.shape[2] - 1) / 2
+    z0 = centre_z - reference.direction_matrix[2, 2] * slice_mm * (nz - 1) / 2
+    return Geometry(
+        (reference.shape[0], reference.shape[1], nz),
+        (sp[0], sp[1], float(slice_mm)),
+        (first[0], first[1], z0),
+        reference.direction,
+    )
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Rigid head motion relative to the T1w: ``p -> R (p - centre) + centre + translation``."""
+
+    rotation_deg: float
+    axis: np.ndarray  # unit rotation axis (LPS)
+    translation_mm: np.ndarray  # (3,) LPS
+    centre: np.ndarray  # (3,) LPS mm
+
+    @property
+    def matrix_lps(self) -> np.ndarray:
+        """4x4 map from T1w world (LPS mm) to the world position of the same point in this image."""
+        a = np.deg2rad(self.rotation_deg)
+        k = np.array([[0, -self.axis[2], self.axis[1]], [self.axis[2], 0, -self.axis[0]],
+                      [-self.axis[1], self.axis[0], 0]])
+        r = np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * (k @ k)
+        m = np.eye(4)
+        m[:3, :3] = r
+        m[:3, 3] = self.centre - r @ self.centre + self.translation_mm
+        return m
+
+    def to_dict(self) -> dict:
+        return {
+            "matrix_lps": self.matrix_lps.tolist(),
+            "rotation_deg": float(self.rotation_deg),
+            "rotation_axis_lps": self.axis.tolist(),
+            "translation_mm": self.translation_mm.tolist(),
+            "rotation_centre_lps": self.centre.tolist(),
+        }
+
+
+def random_motion(
+    rng: np.random.Generator, centre: np.ndarray, max_deg: float, max_mm: float
+) -> Motion:
+    """Rotation up to ``max_deg`` about a random axis through ``centre``; shift up to ``max_mm``."""
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    shift = rng.standard_normal(3)
+    shift *= rng.uniform(0, max_mm) / np.linalg.norm(shift)
+    return Motion(float(rng.uniform(0, max_deg)), axis, shift, np.asarray(centre, dtype=float))
+
+
+def acquire(
+    signal: np.ndarray,
+    source: Geometry,
+    target: Geometry,
+    motion: Motion | None = None,
+    slice_mm: float | None = None,
+) -> np.ndarray:
+    """Resample a noise-free signal (on ``source``) onto an acquisition grid ``target``.
+
+    The patient moved by ``motion`` (the image sees the anatomy at ``M^-1 q`` for a world point
+    ``q``). ``slice_mm`` blurs along world S-I first (Gaussian slice profile of that FWHM, minus the
+    source voxel's own width). Trilinear interpolation; float32 (X, Y, Z) on ``target``.
+    """
+    if slice_mm is not None:
+        res = source.spacing[2]
+        fwhm = np.sqrt(max(slice_mm**2 - res**2, 0.0))
+        if fwhm > 0:
+            signal = ndi.gaussian_filter1d(signal, fwhm / 2.355 / res, axis=2, mode="constant")
+    m_inv = np.linalg.inv(motion.matrix_lps) if motion is not None else np.eye(4)
+    t = np.linalg.inv(source.affine_lps) @ m_inv @ target.affine_lps
+    return ndi.affine_transform(signal, t[:3, :3], offset=t[:3, 3], output_shape=target.shape,
+                                order=1, mode="constant", cval=0.0, output=np.float32)
+
+
+def bias_field(rng: np.random.Generator, geometry: Geometry, strength: float) -> np.ndarray:
+    """Smooth multiplicative field ``exp(f)``, f with RMS ``strength`` and ~80 mm features."""
+    corners = geometry.corners_world()
+    field = random_field(rng, corners.min(0), corners.max(0), spacing_mm=80.0, rms=strength)
+    out = field.on_grid(geometry)[0]
+    return np.exp(out, out=out)
+
+
+def add_rician_noise(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.ndarray:
+    """Magnitude of (signal + complex Gaussian noise of SD ``sigma`` per channel), float32."""
+    real = rng.standard_normal(signal.shape, dtype=np.float32)
+    real *= sigma
+    real += signal
+    imag = rng.standard_normal(signal.shape, dtype=np.float32)
+    imag *= sigma
+    np.square(real, out=real)
+    np.square(imag, out=imag)
+    real += imag
+    return np.sqrt(real, out=real)
+
+
+def to_storage(image: np.ndarray, wm_level: float, target_wm: float) -> np.ndarray:
+    """Scale so white matter sits near ``target_wm`` and round to int16 (clipped to 0..32767)."""
+    scaled = image * np.float32(target_wm / max(wm_level, 1e-12))
+    return np.clip(np.rint(scaled), 0, 32767).astype(np.int16)

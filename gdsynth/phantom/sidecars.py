@@ -1,0 +1,63 @@
+"""BIDS JSON sidecars of the phantom images: sequence parameters only (no personal data).
+
+Times are in seconds as BIDS requires (RepetitionTime, EchoTime, InversionTime), angles in degrees,
+SliceThickness in mm.
+"""
+
+from __future__ import annotations
+
+from gdsynth import __version__
+from gdsynth.phantom.config import Site
+from gdsynth.phantom.signal import Protocol
+
+
+def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) -> dict:
+    """Sidecar of one of T1w, T1w_gd, T2w, FLAIR."""
+    p = protocol
+    common = {
+        "Modality": "MR",
+        "MagneticFieldStrength": site.field_strength_t,
+        "Manufacturer": "gdsynth digital phantom",
+        "ManufacturersModelName": site.manufacturer_model,
+        "SoftwareVersions": f"gdsynth {__version__}",
+        "InstitutionName": site.name,
+    }
+    if sequence in ("T1w", "T1w_gd"):
+        data = {
+            "MRAcquisitionType": "3D",
+            "ScanningSequence": "GR",
+            "SequenceVariant": "SP",
+            "PulseSequenceType": "spoiled gradient echo",
+            "RepetitionTime": round(p.t1w_tr_ms / 1000, 6),
+            "EchoTime": round(p.t1w_te_ms / 1000, 6),
+            "FlipAngle": round(p.t1w_flip_deg, 3),
+            "SliceThickness": resolution,
+        }
+        if sequence == "T1w_gd":
+            data["ContrastBolusIngredient"] = "GADOLINIUM"
+    elif sequence == "T2w":
+        data = {
+            "MRAcquisitionType": "2D",
+            "ScanningSequence": "SE",
+            "SequenceVariant": "NONE",
+            "PulseSequenceType": "spin echo",
+            "RepetitionTime": round(p.t2w_tr_ms / 1000, 6),
+            "EchoTime": round(p.t2w_te_ms / 1000, 6),
+            "FlipAngle": 90,
+            "SliceThickness": p.slice_mm,
+        }
+    elif sequence == "FLAIR":
+        data = {
+            "MRAcquisitionType": "2D",
+            "ScanningSequence": ["SE", "IR"],
+            "SequenceVariant": "NONE",
+            "PulseSequenceType": "fluid-attenuated inversion recovery",
+            "RepetitionTime": round(p.flair_tr_ms / 1000, 6),
+            "EchoTime": round(p.flair_te_ms / 1000, 6),
+            "InversionTime": round(p.flair_ti_ms / 1000, 6),
+            "FlipAngle": 90,
+            "SliceThickness": p.slice_mm,
+        }
+    else:
+        raise ValueError(f"unknown sequence {sequence!r}")
+    return {**common, **data}
