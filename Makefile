@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 
-.PHONY: help venv install install-test demo test lint unit bench clean
+.PHONY: help venv install install-test demo test lint unit bench clean browser-deps
 
 help:
 	@echo "make demo   - create $(VENV), install gdsynth, run the whole chain on the embedded phantom"
@@ -39,7 +39,16 @@ lint: install-test
 unit: install-test
 	$(BIN)/python -m pytest -q
 
-test: lint unit
+# Headless Debian chromium + chromedriver for the browser tests (review site, reader study).
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else \
+		echo "warning: /usr/bin/chromium missing and not installable here (needs root and apt-get); browser tests will be skipped" >&2; \
+	fi
+
+test: browser-deps lint unit
 
 bench: install-test
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
