@@ -103,7 +103,7 @@ def evaluate_arrays(
         if all_lesions is not None:
             regions["lesions"] = np.asarray(all_lesions) > 0
         result.synthesis = synthesis_metrics(synthetic, real_post, brain, regions, data_range)
-    else:
+    elif any(v is not None for v in (synthetic, real_post, brain)):
         missing = [n for n, v in (("synthetic", synthetic), ("real post-Gd", real_post),
                                   ("brain mask", brain)) if v is None]
         result.notes.append(f"no synthesis metrics (missing: {', '.join(missing)})")

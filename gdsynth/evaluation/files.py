@@ -193,7 +193,10 @@ def _same_voxels(path: Path, target: Geometry) -> np.ndarray | None:
 def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | None,
                       target: Geometry, brain: np.ndarray | None, truth: dict,
                       notes: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if synthetic_path is None or brain is None or exam.t1w is None:
+    missing = [n for n, v in (("synthetic image", synthetic_path), ("brain mask", brain),
+                              ("pre T1w", exam.t1w)) if v is None]
+    if missing:
+        notes.append(f"no synthesis metrics (missing: {', '.join(missing)})")
         return None, None
     synthetic, sgeo = read_image(synthetic_path)
     synthetic = on_grid(synthetic, sgeo, target, nearest=False)
@@ -205,17 +208,17 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
         factor = refmod.scale_field(pre_n, raw_pre, brain, target.spacing)
         return synthetic * factor, post_n
     if not spec.assume_registered:
-        notes.append("no prepared (registered) real post-Gd: run gdsynth prepare, or pass "
-                     "--assume-registered if the raw post is already aligned to the T1w")
+        notes.append("no synthesis metrics: no prepared (registered) real post-Gd; run gdsynth "
+                     "prepare, or pass --assume-registered if the raw post is aligned to the T1w")
         return None, None
     raw_post = _same_voxels(exam.t1w_gd, target) if exam.t1w_gd else None
     if raw_pre is None or raw_post is None:
-        notes.append("real post-Gd missing or not on the T1w grid, and no prepared copy")
+        notes.append("no synthesis metrics: real post-Gd missing or not on the T1w grid")
         return None, None
     nawm = refmod.nawm_mask(brain, truth.get("wm"), truth.get("all"))
     pre_med = float(np.median(raw_pre[nawm])) if nawm.any() else 0.0
     if pre_med <= 0:
-        notes.append("cannot normalize: empty NAWM or non-positive T1w NAWM median")
+        notes.append("no synthesis metrics: empty NAWM or non-positive T1w NAWM median")
         return None, None
     notes.append("synthesis normalized by raw NAWM medians (no preparation folder)")
     return synthetic / pre_med, refmod.nawm_normalize(raw_post, nawm)
