@@ -68,6 +68,33 @@ def lesion_summary(results: Sequence[ExamResult]) -> dict:
     }
 
 
+def lesion_bootstrap(results: Sequence[ExamResult], n_boot: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> dict:
+    """Percentile CIs of pooled lesion sensitivity, PPV, F1 and FP/scan, resampling **exams**
+    with replacement (lesions of one exam are not independent), fixed seed for reproducibility."""
+    ok = [r for r in results if r.ok]
+    if len(ok) < 2:
+        return {}
+    c = np.array([[r.match.n_reference, r.match.n_detected, r.match.n_predicted,  # type: ignore[union-attr]
+                   r.match.n_true_positive] for r in ok], dtype=float)  # type: ignore[union-attr]
+    idx = np.random.default_rng(seed).integers(0, len(ok), size=(n_boot, len(ok)))
+    ref, det, pred, tp = (c[idx, k].sum(axis=1) for k in range(4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sens = np.where(ref > 0, det / ref, np.nan)
+        ppv = np.where(pred > 0, tp / pred, np.nan)
+        f1 = np.where(sens + ppv > 0, 2 * sens * ppv / (sens + ppv), 0.0)
+        f1 = np.where(np.isnan(sens) | np.isnan(ppv), np.nan, f1)
+    fp = (pred - tp) / len(ok)
+    q = [50 * (1 - level), 50 * (1 + level)]
+
+    def ci(v: np.ndarray) -> list[float]:
+        v = v[np.isfinite(v)]
+        return [float(x) for x in np.percentile(v, q)] if v.size else [float("nan")] * 2
+
+    return {"n_boot": n_boot, "seed": seed, "level": level, "sensitivity": ci(sens),
+            "ppv": ci(ppv), "f1": ci(f1), "fp_per_scan": ci(fp)}
+
+
 def synthesis_summary(results: Sequence[ExamResult]) -> dict:
     """Mean, SD, median and n (finite values only) of each synthesis metric over exams."""
     rows = [r.synthesis for r in results if r.ok and r.synthesis]
@@ -113,7 +140,7 @@ def summarize(results: Sequence[ExamResult], criteria: DetectionCriteria = Detec
         "n_evaluated": len(ok),
         "status_counts": statuses,
         "criteria": asdict(criteria),
-        "lesions": lesion_summary(results),
+        "lesions": {**lesion_summary(results), "ci95_exam_bootstrap": lesion_bootstrap(results)},
         "froc": {"points": froc, **froc_summary(froc)},
         "patient": patient_summary(results),
         "synthesis": synthesis_summary(results),
