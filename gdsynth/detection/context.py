@@ -6,7 +6,8 @@ Inputs are normalized pre-contrast images (NAWM ≈ 1.0), (X, Y, Z), on the enha
   T2w > ``csf_t2w_min`` (bright), FLAIR < ``csf_flair_max`` (nulled). AND keeps FLAIR-bright
   lesions and T1 "black holes" out of the CSF estimate. No sequence → no CSF estimate (``None``).
 * ``dist_surface`` (mm): Euclidean distance of each brain voxel to the nearest voxel outside the
-  brain mask (the array border counts as outside); a voxel on the mask edge has one voxel spacing.
+  brain mask (the array border counts as outside) minus the largest voxel spacing, clipped at 0:
+  the outermost layer of brain voxels is at 0 mm whatever the resolution.
 * ``dist_csf`` (mm): distance of each voxel to the nearest CSF voxel (``None`` without CSF).
 """
 
@@ -75,6 +76,7 @@ def tissue_context(
     sp = tuple(float(s) for s in spacing)
     padded = np.pad(brain, 1)
     dist_surface = ndi.distance_transform_edt(padded, sampling=sp)[1:-1, 1:-1, 1:-1]
+    dist_surface = np.where(brain, np.maximum(dist_surface - max(sp), 0.0), 0.0)
     csf = estimate_csf(brain, params, t1w=t1w, t2w=t2w, flair=flair)
     dist_csf = None
     if csf is not None and csf.any():

@@ -3,13 +3,15 @@
 Steps (arrays (X, Y, Z) on one grid, ``spacing`` in mm):
 
 1. quality flags (:func:`gdsynth.detection.patient.quality_flags`);
-2. candidates by ``params.detector``: ``difference`` = hysteresis (``high``/``low``) on the
-   enhancement map smoothed with ``sigma_mm`` inside the brain; ``segmentation`` = hysteresis
+2. candidates by ``params.detector``: ``difference`` = hysteresis (``high``/``low``, raised to
+   ``high_sigmas``/``low_sigmas`` × the noise SD when the map is noisy) on the enhancement map
+   smoothed with ``sigma_mm`` inside the brain, minus its slowly varying background; each region
+   trimmed to ≥ ``peak_fraction`` × its peak; ``segmentation`` = hysteresis
    (``seg_high``/``seg_low``) on ``heads["enhancing"]``; ``combined`` = 26-connected components of
    the union of both candidate masks (each component then scored with both evidences);
 3. components below ``min_volume_mm3`` dropped;
-4. features and suppression of non-lesion enhancement (surface, vessel, CSF/choroid plexus,
-   not FLAIR-bright);
+4. features and suppression of non-lesion enhancement (too large, surface, vessel, CSF/choroid
+   plexus, not FLAIR-bright);
 5. logistic score per lesion; labels renumbered 1..K by decreasing score;
 6. patient summary (:func:`gdsynth.detection.patient.summarize_patient`).
 """
@@ -24,8 +26,10 @@ import numpy as np
 
 from gdsynth.detection.candidates import (
     hysteresis_components,
+    remove_background,
     remove_small,
     smooth_in_mask,
+    trim_to_peak,
     union_components,
 )
 from gdsynth.detection.context import tissue_context
@@ -70,16 +74,28 @@ def score_lesions(feats: Sequence[dict[str, Any]], params: DetectionParams) -> n
 
 
 def _candidates(
-    smoothed: np.ndarray, head: np.ndarray | None, brain: np.ndarray, params: DetectionParams
+    enh: np.ndarray,
+    head: np.ndarray | None,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    params: DetectionParams,
+    info: dict[str, Any],
 ) -> np.ndarray:
     detector = Detector(params.detector)
     diff = None
     seg = None
     if detector in (Detector.difference, Detector.combined):
-        diff = hysteresis_components(smoothed, params.high, params.low, brain)
+        smoothed = smooth_in_mask(enh, brain, params.sigma_mm, spacing)
+        residual, noise = remove_background(smoothed, brain, params.background_mm, spacing)
+        high = max(params.high, params.high_sigmas * noise)
+        low = min(max(params.low, params.low_sigmas * noise), high)
+        info.update(noise_sd=noise, high_used=high, low_used=low)
+        diff = hysteresis_components(residual, high, low, brain)
+        diff = trim_to_peak(diff, residual, params.peak_fraction)
     if detector in (Detector.segmentation, Detector.combined):
         assert head is not None
         seg = hysteresis_components(head, params.seg_high, params.seg_low, brain)
+        seg = trim_to_peak(seg, head, params.peak_fraction)
     if diff is not None and seg is not None:
         return union_components(diff, seg)
     return diff if diff is not None else seg  # type: ignore[return-value]
@@ -124,8 +140,9 @@ def detect_lesions(
         summary.update(n_candidates=0, suppressed={}, detector=params.detector, brain_volume_ml=0.0)
         return DetectionResult(empty, [], summary)
 
-    smoothed = smooth_in_mask(enh, brain, params.sigma_mm, spacing)
-    cand = remove_small(_candidates(smoothed, head, brain, params), params.min_volume_mm3, spacing)
+    info: dict[str, Any] = {}
+    cand = _candidates(enh, head, brain, spacing, params, info)
+    cand = remove_small(cand, params.min_volume_mm3, spacing)
     ctx = tissue_context(brain, spacing, params, t1w=t1w, t2w=t2w, flair=flair)
     feats = component_features(
         cand, enh, ctx, params, flair=flair, t2w=t2w, uncertainty=uncertainty, head=head
@@ -152,6 +169,7 @@ def detect_lesions(
         suppressed={r: sum(s["reason"] == r for s in suppressed) for r in REASONS},
         detector=params.detector,
         brain_volume_ml=ctx.brain_volume_ml,
+        **info,
     )
     return DetectionResult(labels, lesions, summary, suppressed)
 

@@ -5,9 +5,11 @@ candidates, not the volume). For component c (voxels V, spacing in mm):
 
 * ``volume_mm3``, voxel centre ``i, j, k`` (mean index), ``mean/max_enhancement`` (raw map on V);
 * ``mean_uncertainty`` (uncertainty map on V, or ``None``); ``head_max/head_mean`` (head map);
-* ``flair_contrast`` = mean FLAIR on V / median FLAIR of the local NAWM shell (voxels
-  ``nawm_shell_mm[0]``–``[1]`` mm from V, in the brain, not CSF, not another candidate); T2w is used
-  when FLAIR is absent (``flair_source`` says which), ``None`` without either;
+* ``flair_contrast`` = mean FLAIR on V / local NAWM level, the median FLAIR of the shell
+  ``nawm_shell_mm[0]``–``[1]`` mm from V (in the brain, not CSF, not another candidate) clipped to
+  1 ± ``nawm_ref_tolerance`` (images are NAWM-normalized, so the local level only corrects residual
+  bias; the clip keeps an active lesion's own FLAIR-bright oedema from becoming its reference);
+  T2w is used when FLAIR is absent (``flair_source`` says which), ``None`` without either;
 * ``elongation`` = sqrt(λ1/λ2) of the covariance of the voxel positions in mm (each axis regularized
   by one voxel's variance, spacing²/12), ``length_mm`` = sqrt(12 λ1) (extent of a uniform rod);
 * ``dist_surface_mm`` = min distance of V to the brain edge; ``dist_csf_mm`` = min distance to CSF;
@@ -125,6 +127,8 @@ def component_features(
                 ring &= ~csf_box
             img = contrast_img[box]
             ref = float(np.median(img[ring])) if ring.sum() >= 5 else 1.0
+            tol = params.nawm_ref_tolerance
+            ref = min(max(ref, 1.0 - tol), 1.0 + tol)  # the ring may sit in the lesion's oedema
             f["flair_contrast"] = float(img[comp].mean() / max(ref, 1e-3))
         f["location"] = location_class(f, ctx, params)
         feats.append(f)

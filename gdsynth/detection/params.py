@@ -63,9 +63,12 @@ def parse_detector(value: str | Detector) -> Detector:
 class DetectionParams:
     """Everything :func:`gdsynth.detection.detect_lesions` and ``summarize_patient`` need.
 
-    Candidates: Gaussian smoothing ``sigma_mm``; hysteresis seeds ≥ ``high`` grown within ≥ ``low``
-    (normalized enhancement units; ``seg_high``/``seg_low`` are probabilities for the head map);
-    components smaller than ``min_volume_mm3`` dropped.
+    Candidates: Gaussian smoothing ``sigma_mm``; background (``background_mm`` wide) removed;
+    hysteresis seeds ≥ max(``high``, ``high_sigmas`` × noise SD) grown within ≥ max(``low``,
+    ``low_sigmas`` × noise SD) (normalized enhancement units; ``seg_high``/``seg_low`` are
+    probabilities for the head map), each region trimmed to ≥ ``peak_fraction`` × its peak;
+    components smaller than ``min_volume_mm3`` dropped, larger
+    than ``max_volume_mm3`` suppressed as ``too-large`` (a threshold failure, not a lesion).
     Suppression (see :mod:`gdsynth.detection.suppression`): ``surface_margin_mm``,
     ``max_elongation`` (+ ``elongation_min_length_mm``), ``csf_fraction_max`` /
     ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating).
@@ -80,7 +83,12 @@ class DetectionParams:
     seg_high: float = 0.5
     seg_low: float = 0.3
     sigma_mm: float = 1.0
+    background_mm: float = 8.0
+    high_sigmas: float = 4.0
+    low_sigmas: float = 2.5
+    peak_fraction: float = 0.5
     min_volume_mm3: float = 10.0
+    max_volume_mm3: float = 50000.0
     # suppression
     surface_margin_mm: float = 1.5
     max_elongation: float = 3.0
@@ -91,7 +99,8 @@ class DetectionParams:
     csf_t2w_min: float = 1.6
     csf_flair_max: float = 0.6
     min_flair_ratio: float = 1.15
-    nawm_shell_mm: tuple[float, float] = (2.0, 6.0)
+    nawm_shell_mm: tuple[float, float] = (3.0, 10.0)
+    nawm_ref_tolerance: float = 0.10
     periventricular_mm: float = 3.0
     juxtacortical_mm: float = 4.0
     infratentorial_fraction: float = 0.2

@@ -3,7 +3,8 @@
 Rules, in order (the first that fires is the reason recorded; a rule whose input is missing is
 skipped):
 
-1. ``surface`` — the component reaches within ``surface_margin_mm`` of the brain-mask edge: dural
+0. ``too-large`` — over ``max_volume_mm3``: the thresholds failed (brain-wide enhancement).
+1. ``surface`` — the component reaches within ``surface_margin_mm`` of the outermost brain voxels: dural
    sinuses, meningeal/cortical vessels and misregistration rims at the brain border.
 2. ``vessel`` — tubular: ``elongation`` (major/second axis) > ``max_elongation`` and
    ``length_mm`` ≥ ``elongation_min_length_mm`` (short specks are not judged on shape).
@@ -21,11 +22,13 @@ from typing import Any
 
 from gdsynth.detection.params import DetectionParams
 
-REASONS = ("surface", "vessel", "csf", "not-flair-bright")
+REASONS = ("too-large", "surface", "vessel", "csf", "not-flair-bright")
 
 
 def suppression_reason(feat: dict[str, Any], params: DetectionParams) -> str | None:
     """The first rule that rejects the candidate ``feat`` (see module doc), or ``None`` to keep it."""
+    if feat["volume_mm3"] > params.max_volume_mm3:
+        return "too-large"
     if feat["dist_surface_mm"] <= params.surface_margin_mm:
         return "surface"
     if (

@@ -4,8 +4,10 @@ import numpy as np
 
 from gdsynth.detection.candidates import (
     hysteresis_components,
+    remove_background,
     remove_small,
     smooth_in_mask,
+    trim_to_peak,
     union_components,
 )
 
@@ -61,3 +63,27 @@ def test_union_components_merges_touching_masks():
     b[3:5, 3:5, 3:5] = True
     b[6, 6, 6] = True
     assert union_components(a, b).max() == 2
+
+
+def test_trim_to_peak_keeps_the_half_maximum_core():
+    v = np.zeros((12, 12, 12), np.float32)
+    v[2:10, 2:10, 2:10] = 0.2  # smoothing tail
+    v[5:7, 5:7, 5:7] = 1.0  # core
+    labels = hysteresis_components(v, high=0.5, low=0.1)
+    trimmed = trim_to_peak(labels, v, 0.5)
+    assert (labels > 0).sum() == 512 and (trimmed > 0).sum() == 8
+    assert trim_to_peak(labels, v, 0.0) is labels
+
+
+def test_remove_background_flattens_offsets_and_measures_noise():
+    rng = np.random.default_rng(0)
+    mask = np.ones((40, 40, 40), bool)
+    x = np.linspace(0, 1, 40)[:, None, None]
+    noise = rng.normal(0, 0.05, mask.shape).astype(np.float32)
+    smoothed = (0.3 * x + noise).astype(np.float32)  # a slow ramp (bias) plus noise
+    smoothed[18:22, 18:22, 18:22] += 1.0  # a lesion
+    residual, sd = remove_background(smoothed, mask, 6.0, (1.0, 1.0, 1.0))
+    assert 0.04 < sd < 0.07
+    ramp = float(smoothed[-5:].mean() - smoothed[:5].mean())  # 0.27 before
+    assert abs(float(residual[-5:].mean() - residual[:5].mean())) < 0.25 * ramp
+    assert residual[19, 19, 19] > 0.8  # lesion kept

@@ -54,7 +54,7 @@ def test_exactly_the_two_lesions_are_detected(result):
 def test_vessel_plexus_and_edges_suppressed_with_reasons(result):
     reasons = result.summary["suppressed"]
     # surface vessel + brain-edge rim; choroid plexus; ventricle-edge rim (not FLAIR-bright)
-    assert reasons == {"surface": 2, "vessel": 0, "csf": 1, "not-flair-bright": 1}
+    assert reasons == {"too-large": 0, "surface": 2, "vessel": 0, "csf": 1, "not-flair-bright": 1}
     plexus = [s for s in result.suppressed if s["reason"] == "csf"][0]
     assert _near(plexus, VENTRICLE[0])
     vessel = [s for s in result.suppressed if s["reason"] == "surface" and s["k"] > 27]
@@ -185,3 +185,22 @@ def test_non_finite_enhancement_is_referred_for_quality(exam):
     assert out.summary["refer_for_gadolinium"] is True
     assert "non-finite" in out.summary["reason"]
     assert len(out.lesions) == 2  # the NaN voxel is treated as 0, detection still runs
+
+
+def test_noisy_offset_map_does_not_merge_into_one_brain_wide_component():
+    """A real-difference-like map (noise + smooth offset) still gives the lesion, not the brain."""
+    exam = full_exam(seed=6)
+    rng = np.random.default_rng(6)
+    grids = np.meshgrid(*[np.linspace(0, 1, s) for s in SHAPE], indexing="ij")
+    noisy = exam.enhancement + 0.15 + 0.1 * grids[0] + rng.normal(0, 0.6, SHAPE)
+    out = detect_lesions(noisy.astype(np.float32), **exam.inputs(), params=PARAMS)
+    assert out.summary["high_used"] > PARAMS.high  # thresholds raised to the noise
+    assert out.summary["suppressed"]["too-large"] == 0
+    assert any(_near(les, LESION_A[0]) for les in out.lesions)
+    assert len(out.lesions) <= 3
+
+
+def test_too_large_component_is_suppressed(exam):
+    out = detect_lesions(exam.enhancement, **exam.inputs(), params=PARAMS.replace(max_volume_mm3=80.0))
+    assert out.summary["suppressed"]["too-large"] >= 1
+    assert all(les["volume_mm3"] <= 80.0 for les in out.lesions)
