@@ -180,6 +180,13 @@ def iter_subjects(
         for i in range(subjects):
             yield _subject_task(str(out), i, seed, config)
         return
+    import multiprocessing
+
+    if multiprocessing.get_start_method() == "fork":  # children inherit the loaded template
+        from gdsynth.phantom.anatomy import load_landmarks, load_template
+
+        load_template(config.resolution)
+        load_landmarks()
     with ProcessPoolExecutor(max_workers=min(workers, subjects)) as pool:
         futures = [pool.submit(_subject_task, str(out), i, seed, config) for i in range(subjects)]
         for fut in as_completed(futures):

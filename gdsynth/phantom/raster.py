@@ -80,9 +80,17 @@ def _profiles(lesion: Lesion, coords: list[np.ndarray]):
     return frac, halo, gd
 
 
-def rasterise(lesions: list[Lesion], geometry: Geometry) -> LesionMaps:
-    """Accumulate all lesions on a canonical grid; instance labels follow ``lesion.label``."""
+def rasterise(
+    lesions: list[Lesion], geometry: Geometry, parenchyma: np.ndarray | None = None
+) -> LesionMaps:
+    """Accumulate all lesions on a canonical grid; instance labels follow ``lesion.label``.
+
+    Truth labels are restricted to ``parenchyma`` (bool, voxels mostly WM + GM) when given, since
+    a lesion changes only the tissue part of a voxel, not its CSF.
+    """
     shape = geometry.shape
+    if parenchyma is None:
+        parenchyma = np.ones(shape, bool)
     maps = LesionMaps(
         *(np.zeros(shape, np.float32) for _ in range(4)),
         all_mask=np.zeros(shape, np.uint8),
@@ -101,13 +109,15 @@ def rasterise(lesions: list[Lesion], geometry: Geometry) -> LesionMaps:
         maps.dt2[sl] += (frac * lesion.dt2_ms + halo * lesion.halo_dt2_ms).astype(np.float32)
         maps.dpd[sl] += (frac * lesion.dpd).astype(np.float32)
         maps.gd[sl] += gd.astype(np.float32)
-        body = frac >= 0.5
+        par = parenchyma[sl]
+        body = (frac >= 0.5) & par
         if not body.any():  # tiny lesion on a coarse grid: keep its most-covered voxel
-            body = frac == frac.max()
+            cover = frac * par
+            body = (cover == cover.max()) & (cover > 0)
         maps.all_mask[sl] |= body.astype(np.uint8)
         maps.voxels.append(int(body.sum()))
         if lesion.kind is Kind.active and lesion.label > 0:
-            region = body | (gd >= 0.5 * lesion.gd_mm)
+            region = body | ((gd >= 0.5 * lesion.gd_mm) & par)
             maps.enhancing[sl][region] = lesion.label
             maps.enhancing_voxels.append(int(region.sum()))
         else:

@@ -140,6 +140,8 @@ def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, prot
     thick = thick_slice_grid(g, protocol.slice_mm)
     motions = {s: random_motion(rng, anatomy.brain_centre, config.motion_max_deg,
                                 config.motion_max_mm) for s in ("T2w", "FLAIR", "T1w_gd")}
+    # Pre and post T1w share the receive-coil bias (same scanner frame), up to a small change.
+    t1w_bias = bias_field(rng, g, protocol.bias)
     images = {}
     for seq in SEQUENCES:
         sig, wm_level = render(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
@@ -150,7 +152,11 @@ def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, prot
             grid, sig = g, acquire(sig, g, g, motions[seq])
         else:
             grid, sig = thick, acquire(sig, g, thick, motions[seq], protocol.slice_mm)
-        sig *= bias_field(rng, grid, protocol.bias)
+        if seq in ("T1w", "T1w_gd"):
+            sig *= t1w_bias
+            sig *= bias_field(rng, grid, 0.02)
+        else:
+            sig *= bias_field(rng, grid, protocol.bias)
         noisy = add_rician_noise(rng, sig, wm_level / protocol.snr)
         stored = to_storage(noisy, wm_level, rng.uniform(300.0, 1500.0))
         images[seq] = reorient(stored, grid, orientation)
@@ -173,14 +179,18 @@ def _lesion_rows(lesions: list[Lesion], maps, t1w: Geometry) -> list[dict]:
 
 def _exam(rng, anatomy, tissues, vessels, lesions, site: Site, orientation, config, exam):
     g = anatomy.geometry
-    maps = rasterise(lesions, g)
+    maps = rasterise(lesions, g, parenchyma=(anatomy.wm + anatomy.gm) >= 0.5)
     protocol = draw_protocol(rng, site, config)
     images, motion = _acquire_all(rng, anatomy, tissues, vessels, maps, protocol, config,
                                   orientation)
+    vessel = vessels.mask
+    # A voxel is never both: normally enhancing structures win over lesion labels.
+    maps.enhancing[vessel > 0] = 0
+    maps.all_mask[vessel > 0] = 0
     canonical = {
         "enhancing": maps.enhancing, "lesions": maps.all_mask,
         "brain": anatomy.brain.astype(np.uint8), "WM": anatomy.wm, "GM": anatomy.gm,
-        "CSF": anatomy.csf, "vessel": vessels.mask,
+        "CSF": anatomy.csf, "vessel": vessel,
     }
     truth = {k: reorient(v, g, orientation)[0] for k, v in canonical.items()}
     t1w = images["T1w"][1]
