@@ -1,0 +1,168 @@
+"""Prepared exams on disk: write, cache, reload, cohort loop, and maps back to the native grid."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gdsynth.errors import GdsynthError, InputFileMissingError
+from gdsynth.io import Geometry, read_image, write_image, write_json, write_labels
+from gdsynth.io.bids import Exam, derivative_path, write_dataset_description
+from gdsynth.preprocess.config import PrepConfig
+from gdsynth.preprocess.orient import apply_index_map, index_map
+from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays
+from gdsynth.preprocess.provenance import cache_key, input_hashes, is_complete, read_provenance
+from gdsynth.preprocess.resample import Interpolation, resample
+
+log = logging.getLogger(__name__)
+
+PIPELINE = "gdsynth-prep"
+ROLES = ("T1w", "T2w", "FLAIR", "T1w_gd", "mask")
+
+
+@dataclass
+class PreparedExam:
+    """A prepared exam on disk. ``paths`` keys: T1w, T2w, FLAIR, T1w_gd, mask (present ones)."""
+
+    exam: Exam
+    paths: dict[str, Path]
+    provenance: dict
+    geometry: Geometry
+    native_geometry: Geometry
+    cached: bool = False
+
+
+def output_path(out_root: str | Path, exam: Exam, role: str) -> Path:
+    """Derivative path of one prepared output (role as in :attr:`PreparedExam.paths`)."""
+    if role == "mask":
+        return derivative_path(out_root, exam, "mask", desc="brain")
+    if role == "T1w_gd":
+        return derivative_path(out_root, exam, "T1w", ce="gadolinium", desc="preproc")
+    if role == "provenance":
+        return derivative_path(out_root, exam, "provenance", ext=".json", desc="prep")
+    return derivative_path(out_root, exam, role, desc="preproc")
+
+
+def _from_provenance(exam: Exam, out_root: Path, prov: dict, cached: bool) -> PreparedExam:
+    paths = {r: Path(out_root) / rel for r, rel in prov["outputs"].items()}
+    return PreparedExam(exam, paths, prov, Geometry.from_dict(prov["prepared_geometry"]),
+                        Geometry.from_dict(prov["native_geometry"]), cached)
+
+
+def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), *,
+                 force: bool = False) -> PreparedExam:
+    """Prepare ``exam`` into ``out_root`` (a gdsynth-prep derivative folder), using the cache.
+
+    Skips the work when a provenance JSON with the same cache key exists (``cached=True``).
+    Otherwise the old provenance is removed first, images and mask are written, and the
+    provenance JSON is written last, so an interrupted run is redone next time.
+    """
+    out_root = Path(out_root)
+    prov_path = output_path(out_root, exam, "provenance")
+    exam.require(config.sequences)
+    hashes = input_hashes(exam, config)
+    key = cache_key(hashes, config)
+    if not force:
+        prov = is_complete(prov_path, key, out_root)
+        if prov is not None:
+            return _from_provenance(exam, out_root, prov, cached=True)
+    prov_path.unlink(missing_ok=True)
+    vols = prepare_arrays(exam, config, hashes=hashes)
+    outputs: dict[str, str] = {}
+    for role, image in vols.images.items():
+        path = write_image(output_path(out_root, exam, role), image, vols.geometry)
+        outputs[role] = str(path.relative_to(out_root))
+    mask_path = write_labels(output_path(out_root, exam, "mask"), vols.mask.astype(np.uint8),
+                             vols.geometry)
+    outputs["mask"] = str(mask_path.relative_to(out_root))
+    stale = output_path(out_root, exam, "T1w_gd")
+    if "T1w_gd" not in vols.images:
+        stale.unlink(missing_ok=True)
+    write_dataset_description(out_root, PIPELINE, description="gdsynth preparation: registered, "
+                              "bias-corrected, NAWM-normalized images in the prepared space")
+    prov = dict(vols.provenance, outputs=outputs, cache_key=key)
+    write_json(prov_path, prov)
+    return _from_provenance(exam, out_root, prov, cached=False)
+
+
+def open_prepared(exam: Exam, out_root: str | Path) -> PreparedExam:
+    """The prepared exam already in ``out_root`` (no cache check, no computation)."""
+    prov_path = output_path(out_root, exam, "provenance")
+    prov = read_provenance(prov_path)
+    if prov is None or "outputs" not in prov:
+        raise InputFileMissingError(prov_path, f"exam {exam.prefix} is not prepared "
+                                    "(run 'gdsynth prepare' first)")
+    return _from_provenance(exam, Path(out_root), prov, cached=True)
+
+
+def load_prepared(prepared: PreparedExam) -> PreparedVolumes:
+    """Read a prepared exam's images and mask back into memory (float32 / bool arrays)."""
+    images: dict[str, np.ndarray] = {}
+    for role in ("T1w", "T2w", "FLAIR", "T1w_gd"):
+        if role in prepared.paths:
+            images[role], _ = read_image(prepared.paths[role])
+    mask, _ = read_image(prepared.paths["mask"], allow_constant=True)
+    return PreparedVolumes(images, mask > 0.5, prepared.geometry, prepared.native_geometry,
+                           prepared.provenance)
+
+
+def to_native(array: np.ndarray, prepared_geometry: Geometry, native_geometry: Geometry, *,
+              interpolation: str = "linear") -> np.ndarray:
+    """Put an (X, Y, Z) map from the prepared grid back on the native T1w grid.
+
+    Exact (a transpose/flip, same dtype) when the prepared grid is a permutation of the native
+    one (no ``spacing`` given); otherwise resampled (``linear`` or ``nearest`` for labels).
+    """
+    interp = Interpolation.parse(interpolation)
+    arr = np.asarray(array)
+    if tuple(arr.shape) != prepared_geometry.shape:
+        raise ValueError(f"array shape {arr.shape} is not the prepared shape {prepared_geometry.shape}")
+    m = index_map(prepared_geometry, native_geometry)
+    if m is not None:
+        return apply_index_map(arr, m, native_geometry.shape)
+    out = resample(arr, prepared_geometry, native_geometry, interpolation=interp)
+    return out.astype(arr.dtype) if interp is Interpolation.NEAREST else out
+
+
+def _run_one(args: tuple[Exam, Path, PrepConfig, bool, int]):
+    from gdsynth.cli._common import CaseResult
+
+    exam, out_root, config, force, threads = args
+    if threads:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    start = time.perf_counter()
+    try:
+        prepared = prepare_exam(exam, out_root, config, force=force)
+    except GdsynthError as exc:
+        return CaseResult(exam.prefix, "failed", time.perf_counter() - start, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a batch reports every failure and goes on
+        log.debug("unexpected failure in %s", exam.prefix, exc_info=True)
+        return CaseResult(exam.prefix, "failed", time.perf_counter() - start,
+                          f"{type(exc).__name__}: {exc}")
+    status = "skipped" if prepared.cached else "done"
+    return CaseResult(exam.prefix, status, time.perf_counter() - start)
+
+
+def prepare_cohort(exams: Sequence[Exam], out_root: Path, config: PrepConfig = PrepConfig(), *,
+                   workers: int = 1, force: bool = False) -> list:
+    """Prepare every exam; failures are recorded (``CaseResult`` with status ``failed``), not
+    raised. ``workers`` > 1 runs exams in parallel processes."""
+    from gdsynth.progress import track
+
+    jobs = [(e, Path(out_root), config, force, 0) for e in exams]
+    if workers <= 1 or len(jobs) <= 1:
+        return [_run_one(j) for j in track(jobs, "prepare", total=len(jobs))]
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [(*j[:4], threads) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(track(pool.map(_run_one, jobs), "prepare", total=len(jobs)))
