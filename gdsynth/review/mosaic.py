@@ -45,11 +45,12 @@ def write_mosaic(
     lesions: np.ndarray | None = None,
     n_slices: int = 5,
     title: str = "",
+    base: str | None = None,
 ) -> Path:
     """Write a PNG grid: one row per volume (all on one RAS-ordered grid), ``n_slices`` columns.
 
-    The last row shows the synthetic post (or the first volume) with the enhancement map above
-    ``threshold`` in colour and lesion outlines in red.
+    The last row shows ``volumes[base]`` (default: the first volume) with the enhancement map
+    above ``threshold`` in colour and lesion outlines in red.
     """
     import matplotlib
 
@@ -70,11 +71,11 @@ def write_mosaic(
             if c == 0:
                 ax.set_title(name, color="white", fontsize=8, loc="left")
     if rows > len(names):
-        base = volumes.get("synthetic post-Gd", first)
-        lo, hi = _window(base)
+        under = volumes.get(base or names[0], first)
+        lo, hi = _window(under)
         for c, z in enumerate(zs):
             ax = axes[-1][c]
-            ax.imshow(_radiological(base[:, :, z]), cmap="gray", vmin=lo, vmax=hi)
+            ax.imshow(_radiological(under[:, :, z]), cmap="gray", vmin=lo, vmax=hi)
             if enhancement is not None:
                 enh = np.ma.masked_less_equal(_radiological(enhancement[:, :, z]), threshold)
                 ax.imshow(enh, cmap="hot", alpha=0.6)

@@ -176,7 +176,8 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
     write_js_config(data / "exam.js", "GDSYNTH_EXAM", config)
     mosaic = write_mosaic(data / "mosaic.png", display, enhancement=enh_view,
                           threshold=threshold["value"] if threshold else 0.0,
-                          lesions=lesion_view, n_slices=opts.n_slices)
+                          lesions=lesion_view, n_slices=opts.n_slices,
+                          base=SEQUENCE_LABELS["synthetic"])
     summary = _summary(rx)
     page = f"exam-{pid}.html"
     html = render("exam.html", static="static/", data=f"data/{pid}/", exam=rx.id,

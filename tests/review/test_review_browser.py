@@ -35,7 +35,10 @@ def site(cohort, tmp_path_factory):
 
 
 def _open_exam(driver, url):
-    driver.get(url)
+    """Open an exam page and wait for its viewer (a page already open is reused: ~10 s each)."""
+    ready = driver.execute_script("return window.gdViewerReady === true")
+    if driver.current_url != url or not ready:
+        driver.get(url)
     wait_for(driver, "window.gdViewerReady === true || !!window.gdViewerError")
     assert driver.execute_script("return window.gdViewerError || null") is None
 

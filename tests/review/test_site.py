@@ -68,3 +68,21 @@ def test_output_inside_input_is_refused(cohort):
     bids, pred = cohort
     with pytest.raises(OutputError):
         build_site(pred, bids, pred / "review")
+
+
+def test_mosaic_display_is_radiological():
+    from gdsynth.io import Geometry
+    from gdsynth.review.mosaic import _radiological
+    from gdsynth.review.site import to_ras_view
+    from tests.utils import ORIENTATIONS
+
+    for order in ("LPS", "RAS", "PIR"):
+        geometry = Geometry((10, 12, 8), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), ORIENTATIONS[order])
+        array = np.zeros(geometry.shape, np.float32)
+        # the voxel nearest the patient's right, anterior, superior corner
+        corner = geometry.world_to_index(np.array([-100.0, -100.0, 100.0]))  # LPS mm
+        ijk = tuple(int(np.clip(round(c), 0, s - 1)) for c, s in zip(corner, geometry.shape, strict=True))
+        array[ijk] = 1
+        ras = to_ras_view(array, geometry)
+        assert ras[-1, -1, -1] == 1, order  # RAS voxel order: right, anterior, superior last
+        assert _radiological(ras[:, :, -1])[0, 0] == 1  # anterior on top, patient right on left

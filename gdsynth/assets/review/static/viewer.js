@@ -62,7 +62,7 @@
     var nv = new niivue.Niivue({
       isRadiologicalConvention: true,
       backColor: [0, 0, 0, 1],
-      crosshairColor: [1, 0.25, 0.25, 1],
+      crosshairColor: [1, 0.25, 0.25, 0.7],
       crosshairWidth: 1,
       isColorbar: false,
       logLevel: 'error',
