@@ -5,8 +5,8 @@ Design (what may touch the target):
 * spatial transforms (small affine, left-right flip) move inputs, target, mask and labels together;
 * the bias field and gamma of the pre-contrast T1w and the post-Gd T1w are drawn ONCE and applied
   identically to both (same coil, same session, same contrast curve), so the enhancement
-  post − pre is only rescaled like the images and never invented or erased; T2w and FLAIR get their
-  own draws (they are conditioning only). Gamma keeps NAWM = 1 fixed (1**γ = 1);
+  post − pre is only rescaled like the images and never invented or erased; T2w and FLAIR share
+  another draw (they are conditioning only). Gamma keeps NAWM = 1 fixed (1**γ = 1);
 * noise, motion and ghosting are applied to the INPUTS only: they are not predictable from the
   inputs, so putting them on the target would only teach the generator to blur.
 """
@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
 import torchio as tio
+from torchio.transforms.augmentation import RandomTransform
+from torchio.transforms.intensity_transform import IntensityTransform
 
 from gdsynth.data.subjects import TARGET
 
@@ -40,18 +44,55 @@ class AugmentConfig:
     ghosting_p: float = 0.05
 
 
-class SharedBiasField(tio.RandomBiasField):
-    """RandomBiasField with ONE draw for all images it includes (torchio draws one per image)."""
+def smooth_bias_field(shape: Sequence[int], coefficients: torch.Tensor, order: int,
+                      coarse: int = 8) -> torch.Tensor:
+    """``exp(polynomial)`` multiplicative field of ``shape`` (X, Y, Z), float32.
+
+    The polynomial (all monomials x^i y^j z^k, i + j + k <= ``order``, coordinates in [-1, 1]) is
+    evaluated on a ``coarse``³ grid and trilinearly upsampled: the same smooth field as torchio's
+    BiasField at a fraction of the cost on whole 1 mm volumes.
+    """
+    axes = [torch.linspace(-1, 1, coarse) for _ in range(3)]
+    x, y, z = torch.meshgrid(*axes, indexing="ij")
+    log_field = torch.zeros(coarse, coarse, coarse)
+    n = 0
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            for k in range(order + 1 - i - j):
+                log_field += coefficients[n] * x**i * y**j * z**k
+                n += 1
+    field = F.interpolate(log_field[None, None], size=tuple(int(s) for s in shape),
+                          mode="trilinear", align_corners=True)[0]
+    return torch.exp(field)
+
+
+def n_monomials(order: int) -> int:
+    return sum(1 for i in range(order + 1) for j in range(order + 1 - i)
+               for _ in range(order + 1 - i - j))
+
+
+class SharedBiasField(RandomTransform, IntensityTransform):
+    """Random smooth multiplicative bias field, ONE draw for all the images it includes.
+
+    Coefficients ~ U(-``coefficients``, ``coefficients``) (torchio's RandomBiasField draws one
+    field per image and evaluates it at full resolution, ~10 s per 1 mm volume).
+    """
+
+    def __init__(self, coefficients: float = 0.3, order: int = 3, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.coefficients = float(coefficients)
+        self.order = int(order)
+        self.args_names = ["coefficients", "order"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         images = self.get_images_dict(subject)
         if not images:
             return subject
-        coefficients = self.get_params(self.order, self.coefficients_range)
-        return tio.BiasField(
-            coefficients={n: coefficients for n in images}, order={n: self.order for n in images},
-            **self._get_base_args(),
-        )(subject)
+        c = (torch.rand(n_monomials(self.order)) * 2 - 1) * self.coefficients
+        field = smooth_bias_field(next(iter(images.values())).spatial_shape, c, self.order)
+        for image in images.values():
+            image.set_data(image.data.float() * field)
+        return subject
 
 
 class SharedGamma(tio.RandomGamma):
@@ -80,8 +121,8 @@ def build_augmentation(config: AugmentConfig, inputs: Sequence[str]) -> tio.Tran
     ]
     if others:
         ts += [
-            tio.RandomBiasField(coefficients=config.bias_coefficients, include=others,
-                                p=config.bias_p),
+            SharedBiasField(coefficients=config.bias_coefficients, include=others,
+                            p=config.bias_p),
             tio.RandomGamma(log_gamma=config.log_gamma, include=others, p=config.gamma_p),
         ]
     ts += [

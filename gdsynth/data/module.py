@@ -12,13 +12,20 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytorch_lightning as pl
 import torchio as tio
 from torch.utils.data import DataLoader
 
 from gdsynth.data.augment import AugmentConfig, build_augmentation
 from gdsynth.data.patches import PatchCollate, VolumeCollate, patch_size_for
-from gdsynth.data.subjects import SAMPLING, AddLesionLabels, TrainingExam, make_subject
+from gdsynth.data.subjects import (
+    SAMPLING,
+    AddLesionLabels,
+    CropToBrain,
+    TrainingExam,
+    make_subject,
+)
 from gdsynth.errors import ConfigError
 from gdsynth.models.card import VALID_INPUTS, Mode
 
@@ -38,6 +45,8 @@ class DataConfig:
     lesion_probability: float = 0.5  # share of patches centred on enhancing lesions
     background_probability: float = 0.0  # share centred outside the brain (rest: brain)
     val_fraction: float = 0.2
+    subjects_per_epoch: int = 0  # subject loads per epoch (0: one pass over the training set)
+    cache_subjects: bool = True  # keep loaded, labelled, brain-cropped subjects in RAM
     enhancement_threshold: float = 0.25  # derived labels: smoothed post − pre above this
     label_smoothing_mm: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -114,6 +123,7 @@ class GdsynthDataModule(pl.LightningDataModule):
             self.train_exams, self.val_exams = list(exams), list(val_exams)
         if not self.train_exams:
             raise ConfigError(None, "no training exams")
+        self._cache: list[tio.Subject] | None = None
 
     # -- pieces -----------------------------------------------------------------------------
     def label_transform(self) -> AddLesionLabels:
@@ -127,14 +137,41 @@ class GdsynthDataModule(pl.LightningDataModule):
         return tio.LabelSampler(patch_size_for(c.mode, c.patch_size, c.context_slices),
                                 label_name=SAMPLING, label_probabilities=probs)
 
+    def base_transform(self) -> tio.Transform:
+        """Deterministic per-subject preparation: lesion/sampling labels, crop to the brain."""
+        c = self.config
+        patch = patch_size_for(c.mode, c.patch_size, c.context_slices)
+        return tio.Compose([self.label_transform(), CropToBrain(margin=4, min_size=patch)])
+
+    def train_subjects(self) -> list[tio.Subject]:
+        """Training subjects; loaded and base-transformed once when ``cache_subjects``."""
+        c = self.config
+        subjects = [make_subject(e, c.inputs) for e in self.train_exams]
+        if not c.cache_subjects:
+            return subjects
+        if self._cache is None:
+            base = self.base_transform()
+            self._cache = [base(s) for s in subjects]
+        return self._cache
+
     def train_dataset(self) -> tio.SubjectsDataset:
         c = self.config
-        transforms: list[tio.Transform] = [self.label_transform()]
+        transforms: list[tio.Transform] = [] if c.cache_subjects else [self.base_transform()]
         aug = build_augmentation(c.augment, c.inputs)
         if aug is not None:
             transforms.append(aug)
-        subjects = [make_subject(e, c.inputs) for e in self.train_exams]
-        return tio.SubjectsDataset(subjects, transform=tio.Compose(transforms))
+        return tio.SubjectsDataset(self.train_subjects(),
+                                   transform=tio.Compose(transforms) if transforms else None)
+
+    def subject_order(self, seed: int) -> list[int]:
+        """Subject indices loaded this epoch: shuffled passes, ``subjects_per_epoch`` long."""
+        n = len(self.train_exams)
+        total = self.config.subjects_per_epoch or n
+        rng = np.random.default_rng(seed)
+        order: list[int] = []
+        while len(order) < total:
+            order += rng.permutation(n).tolist()
+        return order[:total]
 
     def _rank_world(self) -> tuple[int, int]:
         t = getattr(self, "trainer", None)
@@ -142,14 +179,16 @@ class GdsynthDataModule(pl.LightningDataModule):
 
     def batches_per_epoch(self) -> int:
         c = self.config
-        return max(1, len(self.train_exams) * c.samples_per_volume // c.batch_size)
+        loads = c.subjects_per_epoch or len(self.train_exams)
+        return max(1, loads * c.samples_per_volume // c.batch_size)
 
     def _make_train_loader(self) -> DataLoader:
         c = self.config
         queue = tio.Queue(
             self.train_dataset(), max_length=max(c.queue_length, c.samples_per_volume),
             samples_per_volume=c.samples_per_volume, sampler=self.sampler(),
-            num_workers=c.num_workers, shuffle_subjects=True, shuffle_patches=True,
+            subject_sampler=self.subject_order(self._epoch_seed()),  # type: ignore[arg-type]
+            num_workers=c.num_workers, shuffle_subjects=False, shuffle_patches=True,
             start_background=False,
         )
         return DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
@@ -163,6 +202,7 @@ class GdsynthDataModule(pl.LightningDataModule):
 
     # -- Lightning hooks ---------------------------------------------------------------------
     def train_dataloader(self) -> EpochLoader:
+        self.train_subjects()  # fill the cache now, outside the per-epoch seeded region
         return EpochLoader(self._make_train_loader, self._epoch_seed, self.batches_per_epoch())
 
     def val_dataloader(self) -> DataLoader | list:

@@ -146,3 +146,38 @@ class AddLesionLabels(tio.Transform):
         subject.add_image(tio.LabelMap(tensor=torch.from_numpy(sampling[None].astype(np.uint8)),
                                        affine=affine), SAMPLING)
         return subject
+
+
+def brain_bounds(brain: np.ndarray, margin: int, min_size: Sequence[int]) -> tuple[int, ...]:
+    """torchio Crop bounds ``(i0, i1, j0, j1, k0, k1)`` (voxels removed at each side) keeping the
+    mask's bounding box plus ``margin`` and at least ``min_size`` voxels per axis."""
+    nz = np.argwhere(brain > 0)
+    shape = brain.shape
+    if nz.size == 0:
+        return (0,) * 6
+    bounds = []
+    for ax in range(3):
+        lo = max(0, int(nz[:, ax].min()) - margin)
+        hi = min(shape[ax], int(nz[:, ax].max()) + 1 + margin)
+        need = min(int(min_size[ax]), shape[ax]) - (hi - lo)
+        if need > 0:  # grow symmetrically, staying inside the volume
+            lo = max(0, lo - (need + 1) // 2)
+            hi = min(shape[ax], lo + max(hi - lo, int(min_size[ax])))
+            lo = max(0, hi - max(hi - lo, int(min_size[ax])))
+        bounds += [lo, shape[ax] - hi]
+    return tuple(bounds)
+
+
+class CropToBrain(tio.Transform):
+    """Crop every image to the brain bounding box + ``margin`` voxels (at least ``min_size``):
+    fewer voxels to load, augment and sample from."""
+
+    def __init__(self, *, margin: int = 4, min_size: Sequence[int] = (1, 1, 1), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.margin = int(margin)
+        self.min_size = tuple(int(s) for s in min_size)
+        self.args_names = ["margin", "min_size"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        bounds = brain_bounds(subject[BRAIN].data[0].numpy(), self.margin, self.min_size)
+        return subject if not any(bounds) else tio.Crop(bounds)(subject)

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Training throughput: the full pipeline vs the bare model step, in one run.
+
+* full: Lightning ``Trainer`` + ``GdsynthDataModule`` (torchio Queue with a subject-loading worker,
+  LabelSampler, augmentation, 2.5D conversion) + CSV logging, recipe ``experiments/phantom.yaml``;
+  throughput is measured between training-batch ends after a warm-up, so data waiting counts.
+* bare: the same generator/discriminator/loss step (D then G, Adam) in a plain loop over batches
+  already in memory.
+
+Prints samples/s for both and the overhead ``1 - full / bare`` (target <= 15 %). Data: synthetic
+prepared volumes (ellipsoid brain, enhancing blobs) of ``--shape`` voxels, written with gdsynth.io.
+
+    python benchmarks/bench_training.py --steps 40 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_volumes(folder: Path, n: int, shape: tuple[int, int, int], spacing: float):
+    """``n`` synthetic prepared exams (NAWM = 1, post − pre = 0.6 in a few blobs)."""
+    from gdsynth.data.subjects import TrainingExam
+    from gdsynth.io import Geometry, write_image, write_labels
+
+    geometry = Geometry(shape, (spacing,) * 3, (0.0, 0.0, 0.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    grid = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij")
+    r2 = sum((g / a) ** 2 for g, a in zip(grid, (0.8, 0.85, 0.9), strict=True))
+    brain = r2 < 1
+    exams = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        base = np.where(brain, np.where(r2 > 0.6, 0.75, 1.0), 0.05).astype(np.float32)
+        enh = np.zeros(shape, np.float32)
+        for c in np.argwhere(brain & (r2 < 0.5))[rng.integers(0, int((brain & (r2 < 0.5)).sum()), 4)]:
+            d2 = sum((g - g[tuple(c)]) ** 2 for g in grid)
+            enh[d2 < (6.0 / shape[0]) ** 2] = 0.6
+        vols = {k: base * f + rng.normal(0, 0.02, shape).astype(np.float32)
+                for k, f in (("T1w", 1.0), ("T2w", 1.2), ("FLAIR", 1.1))}
+        vols["T1w_gd"] = vols["T1w"] + enh
+        d = folder / f"sub-{i:02d}"
+        paths = {k: write_image(d / f"{k}.nii.gz", v, geometry) for k, v in vols.items()}
+        paths["mask"] = write_labels(d / "mask.nii.gz", brain.astype(np.uint8), geometry)
+        exams.append(TrainingExam(id=f"sub-{i:02d}", paths=paths))
+    return exams
+
+
+def bare_throughput(module, batches: list[dict], steps: int) -> float:
+    """Samples/s of the D+G step alone on in-memory batches (no Lightning, no data loading)."""
+    import torch
+
+    oc, lc = module.cfg.optim, module.cfg.loss
+    opt_g = torch.optim.Adam(module.generator.parameters(), lr=oc.lr_g, betas=(oc.beta1, oc.beta2))
+    opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=oc.lr_d, betas=(oc.beta1, oc.beta2))
+    module.train()
+
+    def step(batch):
+        x = batch["input"]
+        out = module.generator(x)
+        synth = out[:, :1]
+        real = module.discriminator(torch.cat([x, module.goal(batch)], 1))
+        fake = module.discriminator(torch.cat([x, synth.detach()], 1))
+        d_loss = 0.5 * (module.adversarial(real, True, True) + module.adversarial(fake, False, True))
+        opt_d.zero_grad()
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.discriminator.parameters(), oc.grad_clip_d)
+        opt_d.step()
+        g_loss = lc.l1_weight * module.generator_loss(out, batch)["l1"] + lc.adversarial_weight * \
+            module.adversarial(module.discriminator(torch.cat([x, synth], 1)), True, False)
+        opt_g.zero_grad()
+        g_loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.generator.parameters(), oc.grad_clip_g)
+        opt_g.step()
+
+    step(batches[0])  # warm-up
+    start = time.perf_counter()
+    for i in range(steps):
+        step(batches[i % len(batches)])
+    return steps * batches[0]["input"].shape[0] / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="training throughput: full pipeline vs bare step")
+    p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")
+    p.add_argument("--subjects", type=int, default=4)
+    p.add_argument("--shape", type=int, nargs=3, default=(144, 176, 144))
+    p.add_argument("--spacing", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=40, help="measured batches (after warm-up)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="queue workers (default: recipe)")
+    args = p.parse_args()
+
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import CSVLogger
+
+    from gdsynth.data.module import GdsynthDataModule
+    from gdsynth.training.config import load_config
+    from gdsynth.training.module import Pix2PixModule
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config)
+    if args.workers is not None:
+        cfg.data.num_workers = args.workers
+    cfg.data.val_fraction = 0.0
+    tmp = Path(tempfile.mkdtemp(prefix="gdsynth-bench-"))
+    exams = write_volumes(tmp / "data", args.subjects, tuple(args.shape), args.spacing)
+    pl.seed_everything(0, verbose=False)
+
+    class Clock(pl.Callback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_train_batch_end(self, *a, **k) -> None:
+            self.ends.append(time.perf_counter())
+
+    clock = Clock()
+    dm = GdsynthDataModule(exams=exams, config=cfg.data, seed=0)
+    module = Pix2PixModule(cfg.to_dict())
+    total = args.warmup + args.steps
+    trainer = pl.Trainer(max_steps=2 * total, accelerator="cpu", devices=1, callbacks=[clock],
+                         logger=CSVLogger(str(tmp), name="logs"), log_every_n_steps=10,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    span = clock.ends[-1] - clock.ends[args.warmup - 1]
+    full = (len(clock.ends) - args.warmup) * cfg.data.batch_size / span
+
+    batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
+    bare = bare_throughput(module, batches, args.steps)
+    overhead = 1.0 - full / bare
+    patch = f"{cfg.data.patch_size}x{cfg.data.patch_size}x{2 * cfg.data.context_slices + 1}"
+    print(f"recipe {args.config.name}: batch {cfg.data.batch_size}, patch {patch}, volumes "
+          f"{tuple(args.shape)}, {args.subjects} subjects, {cfg.data.num_workers} queue worker(s), "
+          f"{args.threads} torch thread(s)")
+    print(f"full pipeline : {full:8.2f} samples/s")
+    print(f"bare step     : {bare:8.2f} samples/s")
+    print(f"ratio full/bare {full / bare:.3f}  -> overhead {100 * overhead:.1f} % (target <= 15 %)")
+
+
+if __name__ == "__main__":
+    main()
