@@ -106,3 +106,22 @@ def test_signal_contrasts():
     pre = signal("T1w_gd", wm.pd, wm.t1_ms, wm.t2_ms, protocol, gd_mm=0.0)
     post = signal("T1w_gd", wm.pd, wm.t1_ms, wm.t2_ms, protocol, gd_mm=0.2)
     assert post > 1.1 * pre
+
+
+def test_voxel_order_changes_storage_not_content():
+    """The same subject stored as RAS and as PIR: different arrays/grids, identical in world."""
+    stored = {}
+    for code in ("RAS", "PIR"):
+        cfg = PhantomConfig(resolution=2.0, orientations=(code,), active_fraction=1.0)
+        stored[code] = simulate_subject(0, 11, cfg).exams[0]
+    ras, pir = stored["RAS"], stored["PIR"]
+    assert pir.geometry.orientation == "PIR" and ras.geometry.orientation == "RAS"
+    assert pir.images["T1w"][0].shape != ras.images["T1w"][0].shape
+    for seq in ("T1w", "T1w_gd", "T2w", "FLAIR"):
+        back, geo = reorient(*pir.images[seq], "RAS")
+        assert geo.same_grid(ras.images[seq][1])
+        assert np.array_equal(back, ras.images[seq][0])
+    back, _ = reorient(pir.truth["enhancing"], pir.geometry, "RAS")
+    assert np.array_equal(back, ras.truth["enhancing"]) and back.max() >= 1
+    centres = lambda e: [(r["centre_x"], r["centre_y"], r["centre_z"]) for r in e.lesions]  # noqa: E731
+    assert centres(pir) == centres(ras)
