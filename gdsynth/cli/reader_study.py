@@ -39,7 +39,7 @@ def create(
                           cases_per_exam=cases_per_exam, reference=reference)
     lines = [f"{name}\t{token}" for name, token in tokens.items()]
     if tokens_file:
-        atomic_write_text(tokens_file, "\n".join(lines) + "\n")
+        atomic_write_text(tokens_file, "\n".join(lines) + "\n").chmod(0o600)
     typer.echo(f"study written to {out}; reader tokens (shown once, stored hashed):", err=True)
     for line in lines:
         typer.echo(line)
