@@ -69,11 +69,17 @@ def resample_to(
 
     if source.same_grid(target):
         return np.asarray(array, dtype=np.float32)
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in target.shape], indexing="ij"), -1)
-    world = target.index_to_world(grid.reshape(-1, 3))
-    ijk = source.world_to_index(world)
-    out = map_coordinates(array, ijk.T, order=order, mode="constant", cval=0.0)
-    return out.reshape(target.shape).astype(np.float32)
+    nx, ny, nz = target.shape
+    out = np.zeros(target.shape, np.float32)
+    ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    for k0 in range(0, nz, 16):  # slabs of 16 slices keep memory small on 1 mm grids
+        ks = np.arange(k0, min(nz, k0 + 16))
+        grid = np.stack([np.repeat(ii[..., None], len(ks), -1), np.repeat(jj[..., None], len(ks), -1),
+                         np.broadcast_to(ks, (nx, ny, len(ks)))], -1).reshape(-1, 3)
+        ijk = source.world_to_index(target.index_to_world(grid.astype(np.float64)))
+        slab = map_coordinates(array, ijk.T, order=order, mode="constant", cval=0.0)
+        out[:, :, ks] = slab.reshape(nx, ny, len(ks))
+    return out
 
 
 def write_volume_bundle(path: Path, files: dict[str, Path], variable: str) -> Path:
