@@ -97,8 +97,9 @@ def trim_to_peak(labels: np.ndarray, value: np.ndarray, fraction: float) -> np.n
     n = int(labels.max())
     if fraction <= 0 or n == 0:
         return labels
-    peaks = np.zeros(n + 1, np.float32)
-    peaks[1:] = ndi.maximum(value, labels, index=np.arange(1, n + 1))
+    inside = labels > 0
+    peaks = np.full(n + 1, -np.inf, np.float32)
+    np.maximum.at(peaks, labels[inside], value[inside])
     keep = (labels > 0) & (value >= fraction * peaks[labels])
     return cc3d.connected_components(keep.astype(np.uint8), connectivity=26).astype(np.int32)
 

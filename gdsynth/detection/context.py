@@ -1,14 +1,16 @@
-"""Tissue context computed once per exam: CSF estimate, distances to the brain edge and to CSF.
+"""Tissue context of one exam (CSF estimate) and distances measured around each candidate.
 
 Inputs are normalized pre-contrast images (NAWM ≈ 1.0), (X, Y, Z), on the enhancement map's grid.
 
 * CSF (inside the brain mask) = the AND of every available rule: T1w < ``csf_t1w_max`` (dark),
   T2w > ``csf_t2w_min`` (bright), FLAIR < ``csf_flair_max`` (nulled). AND keeps FLAIR-bright
-  lesions and T1 "black holes" out of the CSF estimate. No sequence → no CSF estimate (``None``).
-* ``dist_surface`` (mm): Euclidean distance of each brain voxel to the nearest voxel outside the
-  brain mask (the array border counts as outside) minus the largest voxel spacing, clipped at 0:
-  the outermost layer of brain voxels is at 0 mm whatever the resolution.
-* ``dist_csf`` (mm): distance of each voxel to the nearest CSF voxel (``None`` without CSF).
+  lesions and T1 "black holes" out of the CSF estimate. No sequence, or no CSF voxel → ``None``.
+* :func:`local_distances` (mm, capped at :data:`DIST_CAP_MM`): distance of a component to the brain
+  surface — Euclidean distance to the nearest voxel outside the brain mask (the array border counts
+  as outside) minus the largest voxel spacing, so the outermost brain voxels are at 0 mm whatever the
+  resolution — and to the nearest CSF voxel. They are computed in the component's bounding box
+  grown by at least the cap (distance transforms of a small box, not of the whole volume), which is
+  exact up to the cap.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from scipy import ndimage as ndi
 
 from gdsynth.detection.params import DetectionParams
 
+#: Distances beyond this (mm) are reported as this: every rule and score term saturates before it.
+DIST_CAP_MM = 10.0
+
 
 @dataclass(frozen=True)
 class TissueContext:
@@ -28,9 +33,7 @@ class TissueContext:
 
     brain: np.ndarray  # bool
     spacing: tuple[float, float, float]
-    dist_surface: np.ndarray  # float32 mm, 0 outside the brain
-    csf: np.ndarray | None  # bool, inside the brain
-    dist_csf: np.ndarray | None  # float32 mm
+    csf: np.ndarray | None  # bool, inside the brain; None when unknown
     k_range: tuple[int, int]  # first and last brain slice along k (inferior → superior in RAS)
 
     @property
@@ -71,25 +74,43 @@ def tissue_context(
     t2w: np.ndarray | None = None,
     flair: np.ndarray | None = None,
 ) -> TissueContext:
-    """Compute the :class:`TissueContext` of one exam (two Euclidean distance transforms)."""
+    """The :class:`TissueContext` of one exam."""
     brain = brain.astype(bool)
-    sp = tuple(float(s) for s in spacing)
-    padded = np.pad(brain, 1)
-    dist_surface = ndi.distance_transform_edt(padded, sampling=sp)[1:-1, 1:-1, 1:-1]
-    dist_surface = np.where(brain, np.maximum(dist_surface - max(sp), 0.0), 0.0)
     csf = estimate_csf(brain, params, t1w=t1w, t2w=t2w, flair=flair)
-    dist_csf = None
-    if csf is not None and csf.any():
-        dist_csf = ndi.distance_transform_edt(~csf, sampling=sp).astype(np.float32)
-    elif csf is not None:
+    if csf is not None and not csf.any():
         csf = None  # a usable sequence but no CSF found: treat as unknown
     ks = np.flatnonzero(brain.any(axis=(0, 1)))
     k_range = (int(ks[0]), int(ks[-1])) if ks.size else (0, 0)
-    return TissueContext(
-        brain=brain,
-        spacing=sp,  # type: ignore[arg-type]
-        dist_surface=dist_surface.astype(np.float32),
-        csf=csf,
-        dist_csf=dist_csf,
-        k_range=k_range,
-    )
+    sp = tuple(float(s) for s in spacing)
+    return TissueContext(brain=brain, spacing=sp, csf=csf, k_range=k_range)  # type: ignore[arg-type]
+
+
+def _capped_min(mask: np.ndarray, dist: np.ndarray) -> float:
+    return float(min(dist[mask].min(), DIST_CAP_MM))
+
+
+def local_distances(
+    ctx: TissueContext, box: tuple[slice, ...], comp: np.ndarray
+) -> tuple[float, float | None]:
+    """``(distance to brain surface, distance to CSF or None)`` of component ``comp`` (bool array
+    of ``box``'s shape) in mm, capped at :data:`DIST_CAP_MM`; ``box`` must extend at least the cap
+    beyond the component where the volume allows."""
+    sp = ctx.spacing
+    brain = ctx.brain[box]
+    pad = [
+        (int(s.start == 0), int(s.stop == n))
+        for s, n in zip(box, ctx.brain.shape, strict=True)
+    ]
+    padded = np.pad(brain, pad)  # the array border counts as outside the brain
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, brain.shape, strict=True))
+    if padded.all():
+        surface = DIST_CAP_MM
+    else:
+        edt = ndi.distance_transform_edt(padded, sampling=sp)[inner]
+        surface = _capped_min(comp, np.maximum(edt - max(sp), 0.0))
+    if ctx.csf is None:
+        return surface, None
+    csf = ctx.csf[box]
+    if not csf.any():
+        return surface, DIST_CAP_MM
+    return surface, _capped_min(comp, ndi.distance_transform_edt(~csf, sampling=sp))

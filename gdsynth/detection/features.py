@@ -5,14 +5,16 @@ candidates, not the volume). For component c (voxels V, spacing in mm):
 
 * ``volume_mm3``, voxel centre ``i, j, k`` (mean index), ``mean/max_enhancement`` (raw map on V);
 * ``mean_uncertainty`` (uncertainty map on V, or ``None``); ``head_max/head_mean`` (head map);
-* ``flair_contrast`` = mean FLAIR on V / local NAWM level, the median FLAIR of the shell
-  ``nawm_shell_mm[0]``–``[1]`` mm from V (in the brain, not CSF, not another candidate) clipped to
-  1 ± ``nawm_ref_tolerance`` (images are NAWM-normalized, so the local level only corrects residual
-  bias; the clip keeps an active lesion's own FLAIR-bright oedema from becoming its reference);
+* ``flair_contrast`` = mean FLAIR on V / local NAWM level, the 25th percentile of FLAIR in the
+  shell ``nawm_shell_mm[0]``–``[1]`` mm from V (in the brain, not CSF, not another candidate)
+  clipped to 1 ± ``nawm_ref_tolerance``: images are NAWM-normalized, so the local level only
+  corrects residual bias, and the low percentile and the clip keep an active lesion's own
+  FLAIR-bright oedema (which often fills part of the shell) from becoming its reference;
   T2w is used when FLAIR is absent (``flair_source`` says which), ``None`` without either;
 * ``elongation`` = sqrt(λ1/λ2) of the covariance of the voxel positions in mm (each axis regularized
   by one voxel's variance, spacing²/12), ``length_mm`` = sqrt(12 λ1) (extent of a uniform rod);
-* ``dist_surface_mm`` = min distance of V to the brain edge; ``dist_csf_mm`` = min distance to CSF;
+* ``dist_surface_mm`` / ``dist_csf_mm``: min distance of V to the brain surface / to CSF, capped at
+  10 mm (:func:`gdsynth.detection.context.local_distances`);
   ``csf_fraction`` = max(fraction of V in CSF, fraction of the ``csf_shell_mm`` shell around V in CSF);
 * ``location``: see :func:`location_class`.
 """
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from gdsynth.detection.context import TissueContext
+from gdsynth.detection.context import DIST_CAP_MM, TissueContext, local_distances
 from gdsynth.detection.params import DetectionParams
 
 LOCATIONS = ("periventricular", "juxtacortical", "deep-white-matter", "infratentorial-unknown")
@@ -74,7 +76,7 @@ def component_features(
     contrast_img, contrast_src = (flair, "FLAIR") if flair is not None else (t2w, "T2w")
     if contrast_img is None:
         contrast_src = None
-    outer = max(params.nawm_shell_mm[1], params.csf_shell_mm)
+    outer = max(params.nawm_shell_mm[1], params.csf_shell_mm, DIST_CAP_MM)
     margin = np.ceil(outer / spacing).astype(int) + 1
     feats: list[dict[str, Any]] = []
     for lab, sl in enumerate(ndi.find_objects(labels), start=1):
@@ -93,6 +95,7 @@ def component_features(
         elong, length = _shape(idx * spacing, spacing)
         dist = ndi.distance_transform_edt(~comp, sampling=spacing)
         brain_box = ctx.brain[box]
+        dist_surface, dist_csf = local_distances(ctx, box, comp)
         f: dict[str, Any] = {
             "label": lab,
             "i": float(centre[0]),
@@ -107,15 +110,14 @@ def component_features(
             "head_mean": None if head is None else float(head[box][comp].mean()),
             "elongation": elong,
             "length_mm": length,
-            "dist_surface_mm": float(ctx.dist_surface[box][comp].min()),
-            "dist_csf_mm": None,
+            "dist_surface_mm": dist_surface,
+            "dist_csf_mm": dist_csf,
             "csf_fraction": 0.0,
             "flair_contrast": None,
             "flair_source": contrast_src,
         }
         csf_box = None if ctx.csf is None else ctx.csf[box]
-        if csf_box is not None and ctx.dist_csf is not None:
-            f["dist_csf_mm"] = float(ctx.dist_csf[box][comp].min())
+        if csf_box is not None:
             shell = (dist > 0) & (dist <= params.csf_shell_mm) & brain_box
             inside = float(csf_box[comp].mean())
             around = float(csf_box[shell].mean()) if shell.any() else 0.0
@@ -126,7 +128,7 @@ def component_features(
             if csf_box is not None:
                 ring &= ~csf_box
             img = contrast_img[box]
-            ref = float(np.median(img[ring])) if ring.sum() >= 5 else 1.0
+            ref = float(np.percentile(img[ring], 25)) if ring.sum() >= 5 else 1.0
             tol = params.nawm_ref_tolerance
             ref = min(max(ref, 1.0 - tol), 1.0 + tol)  # the ring may sit in the lesion's oedema
             f["flair_contrast"] = float(img[comp].mean() / max(ref, 1e-3))
