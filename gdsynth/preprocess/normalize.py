@@ -4,7 +4,7 @@ Choice: one NAWM mask per exam, defined on the *pre-contrast* images only:
 
 1. inside the brain mask, a 3-class 1D k-means on the pre T1w (smoothed 1 mm); the brightest class is white
    matter (WM is brightest on T1w);
-2. eroded by ``erode_mm`` so partial-volume borders with grey matter and CSF are excluded;
+2. eroded by ``erode_mm`` (at least one voxel) so partial-volume borders with grey matter and CSF are excluded;
 3. minus voxels hyperintense on FLAIR (or T2w when FLAIR is absent): above the WM median by
    more than ``lesion_mads`` robust standard deviations. These are MS lesions and oedema.
 
@@ -64,7 +64,7 @@ def nawm_mask(
         return brain.copy()
     centres = kmeans_1d(vals[:: max(1, vals.size // 200_000)])
     wm = brain & (smooth > (centres[1] + centres[2]) / 2)
-    eroded = erode_mm(wm, erode_mm_, spacing)
+    eroded = erode_mm(wm, max(erode_mm_, 1.01 * max(spacing)), spacing)  # >= one voxel
     nawm = eroded if eroded.sum() >= min_voxels else wm
     if lesion_image is not None and nawm.any():
         les = ndi.gaussian_filter(np.asarray(lesion_image, np.float32),
