@@ -103,15 +103,22 @@ def read_metrics(report: Path | None) -> dict[str, dict[str, str]]:
     return out
 
 
+#: ``gdsynth evaluate`` columns shown first on the cohort page, when present.
+PREFERRED_METRICS = ("mae", "psnr", "ssim", "lesion_sensitivity", "lesion_ppv", "lesion_f1",
+                     "voxel_dice", "n_false_positive")
+
+
 def metric_columns(metrics: dict[str, dict[str, str]], limit: int = 8) -> list[str]:
-    """Numeric metric columns to show on the cohort page (ids excluded)."""
-    skip = {"exam", "exam_id", "participant_id", "subject", "session"}
-    cols: list[str] = []
+    """Numeric metric columns to show on the cohort page: the usual evaluation metrics first,
+    then other numeric columns (ids and values already shown are excluded)."""
+    skip = {"exam", "exam_id", "participant_id", "subject", "session", "probability_active"}
+    numeric: list[str] = []
     for row in metrics.values():
         for k, v in row.items():
-            if k not in skip and k not in cols and _float(v) is not None:
-                cols.append(k)
-    return cols[:limit]
+            if k not in skip and k not in numeric and _float(v) is not None:
+                numeric.append(k)
+    cols = [c for c in PREFERRED_METRICS if c in numeric]
+    return (cols + [c for c in numeric if c not in cols])[:limit]
 
 
 def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewExam]:
