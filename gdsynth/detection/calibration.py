@@ -17,9 +17,10 @@ Rules (:func:`fit_calibration`):
    not worse than the current coefficients';
 4. patient calibration: Platt scaling ``sigmoid(a · logit(p_any) + b)`` on exam labels (any
    reference lesion), kept only if not worse than the identity (a=1, b=0) on the same scores;
-5. operating point: the highest ``refer_threshold`` that keeps patient-level sensitivity ≥
+5. operating point: a ``refer_threshold`` that keeps patient-level sensitivity ≥
    ``target_sensitivity`` on validation (the exams with a lesion, sorted by probability: at most
-   ⌊(1 − target) · n_pos⌋ of them may fall below it). NPV at that sensitivity is what tells whether
+   ⌊(1 − target) · n_pos⌋ of them may fall below it), placed halfway in logit space between the
+   lowest positive exam still referred and the next lower exam (see :func:`choose_threshold`). NPV at that sensitivity is what tells whether
    the injection could be skipped; it is recorded with sensitivity, specificity, PPV and ROC AUC.
 
 Everything measured goes to ``params.calibration_info``. Quality flags are ignored here (the
@@ -38,7 +39,7 @@ from gdsynth.detection.detect import DetectionResult, detect_lesions, score_lesi
 from gdsynth.detection.logistic import fit_logistic, log_loss
 from gdsynth.detection.params import SCORE_FEATURES, DetectionParams, Detector
 from gdsynth.detection.patient import calibrated_probability, probability_any
-from gdsynth.detection.scoring import design_matrix, logit
+from gdsynth.detection.scoring import design_matrix, logit, sigmoid
 from gdsynth.errors import ConfigError
 
 _INPUTS = ("flair", "t1w", "t2w", "uncertainty", "heads")
@@ -87,12 +88,21 @@ def roc_auc(prob: np.ndarray, positive: np.ndarray) -> float | None:
 
 
 def choose_threshold(prob: np.ndarray, positive: np.ndarray, target: float) -> float | None:
-    """Highest threshold t with mean(prob[positive] ≥ t) ≥ ``target``; ``None`` without positives."""
+    """Refer threshold keeping mean(prob[positive] ≥ t) ≥ ``target``; ``None`` without positives.
+
+    The highest such threshold is the probability p+ of the lowest positive exam still to be
+    referred; the threshold is set halfway, in logit space, between p+ and the next lower
+    probability of any exam (a margin for unseen exams that refers no extra validation exam).
+    """
     pos = np.sort(prob[positive])
     if pos.size == 0:
         return None
     misses = int(math.floor((1.0 - target) * pos.size + 1e-9))
-    return float(pos[min(misses, pos.size - 1)])
+    top = float(pos[min(misses, pos.size - 1)])
+    below = prob[prob < top]
+    if below.size == 0:
+        return top
+    return float(sigmoid((logit(top, 1e-9) + logit(float(below.max()), 1e-9)) / 2))
 
 
 def operating_metrics(prob: np.ndarray, positive: np.ndarray, threshold: float) -> dict[str, Any]:
