@@ -59,6 +59,8 @@ class DetectionResult:
 
 
 def _check_shapes(enhancement: np.ndarray, **arrays: np.ndarray | None) -> None:
+    if enhancement.ndim != 3:
+        raise GeometryError(None, f"enhancement must be a 3D (X, Y, Z) array, got {enhancement.shape}")
     for name, arr in arrays.items():
         if arr is not None and arr.shape != enhancement.shape:
             raise GeometryError(
@@ -137,7 +139,8 @@ def detect_lesions(
     empty = np.zeros(enh.shape, np.int32)
     if not brain.any():
         summary = summarize_patient([], params, quality=quality)
-        summary.update(n_candidates=0, suppressed={}, detector=params.detector, brain_volume_ml=0.0)
+        summary.update(n_candidates=0, suppressed=dict.fromkeys(REASONS, 0),
+                       detector=params.detector, brain_volume_ml=0.0)
         return DetectionResult(empty, [], summary)
 
     info: dict[str, Any] = {}

@@ -204,3 +204,8 @@ def test_too_large_component_is_suppressed(exam):
     out = detect_lesions(exam.enhancement, **exam.inputs(), params=PARAMS.replace(max_volume_mm3=80.0))
     assert out.summary["suppressed"]["too-large"] >= 1
     assert all(les["volume_mm3"] <= 80.0 for les in out.lesions)
+
+
+def test_non_3d_input_raises():
+    with pytest.raises(GeometryError, match="3D"):
+        detect_lesions(np.zeros((10, 10)), brain_mask=np.ones((10, 10), bool), spacing=(1.0, 1.0))
