@@ -91,3 +91,14 @@ def test_hysteresis_grid_tuning_picks_best_f1(cases):
 def test_log_loss_basics():
     assert log_loss(np.array([1, 0]), np.array([1.0, 0.0])) < 1e-6
     assert log_loss(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(np.log(2))
+
+
+def test_fit_logistic_matches_scikit_learn():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 3)) * [1.0, 5.0, 0.2]
+    y = (rng.uniform(size=300) < 1 / (1 + np.exp(-(x[:, 0] - 0.3 * x[:, 1])))).astype(float)
+    b, w = fit_logistic(x, y, l2=0.05)
+    z = (x - x.mean(0)) / x.std(0)
+    ref = sklearn.LogisticRegression(C=1 / (0.05 * len(y)), tol=1e-10, max_iter=1000).fit(z, y)
+    np.testing.assert_allclose(1 / (1 + np.exp(-(b + x @ w))), ref.predict_proba(z)[:, 1], atol=1e-4)

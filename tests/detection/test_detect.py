@@ -209,3 +209,15 @@ def test_too_large_component_is_suppressed(exam):
 def test_non_3d_input_raises():
     with pytest.raises(GeometryError, match="3D"):
         detect_lesions(np.zeros((10, 10)), brain_mask=np.ones((10, 10), bool), spacing=(1.0, 1.0))
+
+
+def test_uncertainty_is_reported_and_lowers_the_score(exam, result):
+    unc = np.zeros(SHAPE, np.float32)
+    unc[ellipsoid(LESION_B[0], (4.0, 4.0, 4.0))] = 0.5  # the model is unsure about lesion B
+    out = detect_lesions(exam.enhancement, **exam.inputs(), params=PARAMS, uncertainty=unc)
+    by_centre = {_near(les, LESION_B[0]): les for les in out.lesions}
+    before = {_near(les, LESION_B[0]): les for les in result.lesions}
+    assert by_centre[True]["mean_uncertainty"] == pytest.approx(0.5)
+    assert by_centre[False]["mean_uncertainty"] == 0.0
+    assert by_centre[True]["score"] < before[True]["score"]
+    assert by_centre[False]["score"] == pytest.approx(before[False]["score"])
