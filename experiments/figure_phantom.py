@@ -4,7 +4,7 @@
 Generates one subject with ``gdsynth.phantom.generate_dataset`` into a temporary folder, reads the
 files back through ``gdsynth.io``, moves T2w/FLAIR/post onto the T1w grid with the motion truth
 (as a registration would), shows everything in RAS voxel order and picks the axial slice with the
-most enhancing voxels. Writes ``docs/img/phantom.png``.
+most (enhancing) lesion voxels. Writes ``docs/img/phantom.png``.
 
     python experiments/figure_phantom.py [--seed 4] [--resolution 1] [--out docs/img/phantom.png]
 """
@@ -59,7 +59,8 @@ def figure(vols: dict, rows: list[dict], out: Path, title: str) -> None:
     nawm = (vols["WM"] > 0.9) & (vols["lesions"] == 0) & (vols["vessel"] == 0)
     norm = {k: vols[k] / np.median(vols[k][nawm]) for k in ("T1w", "T2w", "FLAIR", "T1w_gd")}
     enh = vols["enhancing"] > 0
-    k = int(np.argmax(enh.sum(axis=(0, 1)))) if enh.any() else vols["T1w"].shape[2] // 2
+    # The axial slice showing most lesion tissue, enhancing lesions weighted up.
+    k = int(np.argmax(3 * enh.sum(axis=(0, 1)) + (vols["lesions"] > 0).sum(axis=(0, 1))))
     sl = lambda a: a[:, :, k].T  # noqa: E731  (x right, y anterior up, with origin="lower")
     fig, axes = plt.subplots(2, 4, figsize=(16, 8.6), facecolor="black")
     show = dict(origin="lower", cmap="gray", interpolation="nearest")

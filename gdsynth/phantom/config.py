@@ -98,6 +98,8 @@ class PhantomConfig:
     scale_jitter: float = 0.08  # per-axis brain scaling, uniform in 1 +/- this
     position_jitter_mm: float = 15.0  # random head position in the scanner world
     tissue_jitter: float = 0.04  # relative SD of per-subject T1/T2/PD
+    texture_rms: float = 0.03  # smooth anatomical proton-density texture (relative RMS)
+    texture_spacing_mm: float = 10.0
     cbv_wm: float = 0.02  # blood volume fraction (normal tissue enhancement)
     cbv_gm: float = 0.04
     # lesions

@@ -104,7 +104,7 @@ def draw_chronic(rng: np.random.Generator, config: PhantomConfig, centre: np.nda
     """A chronic lesion (black hole with ``blackhole_fraction``; look-alike halo sometimes)."""
     radii, rot = _shape(rng, _log_uniform(rng, *config.diameter_mm))
     if rng.random() < config.blackhole_fraction:
-        kind, dt1, dt2, dpd = (Kind.blackhole, rng.uniform(900, 1800), rng.uniform(90, 160),
+        kind, dt1, dt2, dpd = (Kind.blackhole, rng.uniform(600, 1200), rng.uniform(90, 160),
                                rng.uniform(0.08, 0.15))
     else:
         kind, dt1, dt2, dpd = (Kind.chronic, rng.uniform(200, 500), rng.uniform(40, 110),
@@ -112,8 +112,8 @@ def draw_chronic(rng: np.random.Generator, config: PhantomConfig, centre: np.nda
     lookalike = bool(rng.random() < config.lookalike_fraction)
     extra = _halo(rng, rng.uniform(0.4, 1.0)) if lookalike else {}
     border = rng.uniform(1.0, 2.0) if lookalike else rng.uniform(0.5, 0.9)
-    return Lesion(kind, centre, radii, rot, dt1, dt2, dpd, border, lookalike, lookalike=lookalike,
-                  **extra)
+    return Lesion(kind, centre, radii, rot, dt1, dt2, dpd, border_mm=border, smooth=lookalike,
+                  lookalike=lookalike, **extra)
 
 
 def draw_active(
@@ -143,7 +143,7 @@ def heal(rng: np.random.Generator, lesion: Lesion) -> Lesion:
     """What an active lesion becomes at a later exam: chronic (sometimes a black hole), shrunk."""
     black = rng.random() < 0.25
     kind = Kind.blackhole if black else Kind.chronic
-    dt1 = rng.uniform(900, 1500) if black else rng.uniform(200, 500)
+    dt1 = rng.uniform(600, 1200) if black else rng.uniform(200, 500)
     return replace(lesion, kind=kind, radii=lesion.radii * rng.uniform(0.75, 0.95), dt1_ms=dt1,
                    dt2_ms=rng.uniform(40, 110), border_mm=rng.uniform(0.5, 0.9), smooth=False,
                    halo_strength=0.0, pattern=Pattern.none, gd_mm=0.0, label=0)

@@ -16,6 +16,7 @@ from gdsynth.io import Geometry
 from gdsynth.io.bids import Exam
 from gdsynth.phantom.anatomy import Anatomy, make_anatomy
 from gdsynth.phantom.config import PhantomConfig, Site, get_site
+from gdsynth.phantom.fields import random_field
 from gdsynth.phantom.lesions import (
     Kind,
     Lesion,
@@ -48,7 +49,7 @@ from gdsynth.phantom.signal import (
 from gdsynth.phantom.vessels import VesselMaps, make_vessels
 
 _PARTS = {"subject": 0, "anatomy": 1, "tissue": 2, "vessels": 3, "chronic": 4, "candidates": 5,
-          "exam": 6, "active": 7, "heal": 8}
+          "exam": 6, "active": 7, "heal": 8, "texture": 9}
 _GOLDEN = 0.6180339887498949
 TRUTH_KEYS = ("enhancing", "lesions", "brain", "WM", "GM", "CSF", "vessel")
 
@@ -129,8 +130,19 @@ def _new_active(rng, config, candidates, existing, session) -> list[Lesion]:
     return out
 
 
+def texture_field(rng: np.random.Generator, anatomy: Anatomy, config: PhantomConfig) -> np.ndarray:
+    """Smooth anatomical texture (float32, ~1 +/- ``texture_rms``): moves with the head, same on
+    every sequence, so it never shows in post - pre."""
+    corners = anatomy.geometry.corners_world()
+    field = random_field(rng, corners.min(0), corners.max(0),
+                         spacing_mm=config.texture_spacing_mm, rms=config.texture_rms)
+    out = field.on_grid(anatomy.geometry)[0]
+    out += 1.0
+    return out
+
+
 def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, protocol, config,
-                 orientation: str) -> tuple[dict, dict]:
+                 orientation: str, texture: np.ndarray) -> tuple[dict, dict]:
     """Render, move, blur, bias, add noise and store the four images; return images and motion."""
     g = anatomy.geometry
     blood = rng.uniform(*config.gd_blood_mm)
@@ -146,6 +158,7 @@ def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, prot
     for seq in SEQUENCES:
         sig, wm_level = render(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
                                protocol, conc, config.relaxivity)
+        sig *= texture
         if seq == "T1w":
             grid = g
         elif seq == "T1w_gd":
@@ -177,12 +190,13 @@ def _lesion_rows(lesions: list[Lesion], maps, t1w: Geometry) -> list[dict]:
     return rows
 
 
-def _exam(rng, anatomy, tissues, vessels, lesions, site: Site, orientation, config, exam):
+def _exam(rng, anatomy, tissues, vessels, lesions, site: Site, orientation, config, exam,
+          texture):
     g = anatomy.geometry
     maps = rasterise(lesions, g, parenchyma=(anatomy.wm + anatomy.gm) >= 0.5)
     protocol = draw_protocol(rng, site, config)
     images, motion = _acquire_all(rng, anatomy, tissues, vessels, maps, protocol, config,
-                                  orientation)
+                                  orientation, texture)
     vessel = vessels.mask
     # A voxel is never both: normally enhancing structures win over lesion labels.
     maps.enhancing[vessel > 0] = 0
@@ -212,6 +226,7 @@ def simulate_subject(index: int, seed: int, config: PhantomConfig | None = None)
     anatomy = make_anatomy(subject_rng(seed, index, "anatomy"), config)
     tissues = draw_tissues(subject_rng(seed, index, "tissue"), config.tissue_jitter)
     vessels = make_vessels(subject_rng(seed, index, "vessels"), anatomy, config)
+    texture = texture_field(subject_rng(seed, index, "texture"), anatomy, config)
     candidates = candidate_centres(subject_rng(seed, index, "candidates"), anatomy)
     current = _chronic_lesions(subject_rng(seed, index, "chronic"), config, candidates)
     label = f"{index + 1:03d}"
@@ -227,5 +242,5 @@ def simulate_subject(index: int, seed: int, config: PhantomConfig | None = None)
         current = current + new
         exam = Exam(subject=label, session=f"{s + 1:02d}" if config.sessions > 1 else None)
         exams.append(_exam(subject_rng(seed, index, "exam", s), anatomy, tissues, vessels,
-                           current, site, orientation, config, exam))
+                           current, site, orientation, config, exam, texture))
     return SubjectVolumes(index, label, site.name, orientation, exams)

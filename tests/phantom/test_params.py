@@ -125,3 +125,24 @@ def test_voxel_order_changes_storage_not_content():
     assert np.array_equal(back, ras.truth["enhancing"]) and back.max() >= 1
     centres = lambda e: [(r["centre_x"], r["centre_y"], r["centre_z"]) for r in e.lesions]  # noqa: E731
     assert centres(pir) == centres(ras)
+
+
+@pytest.mark.parametrize("slice_mm", [None, 3.0])
+def test_acquire_puts_point_p_at_motion_of_p(slice_mm):
+    """Motion convention: anatomy at T1w-world point p appears at M p in the moved image."""
+    from scipy import ndimage as ndi
+
+    from gdsynth.phantom.scanner import Motion, acquire
+
+    grid = Geometry((60, 60, 60), (1.0,) * 3, (30.0, 30.0, -30.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    blob = np.zeros(grid.shape, np.float32)
+    blob[20, 35, 28] = 1000.0
+    blob = ndi.gaussian_filter(blob, 1.5)
+    p = grid.index_to_world(np.array([20.0, 35.0, 28.0]))
+    motion = Motion(5.0, np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93]),
+                    np.array([3.0, -2.0, 1.0]), np.array([1.0, 2.0, 3.0]))
+    target = grid if slice_mm is None else thick_slice_grid(grid, slice_mm)
+    moved = acquire(blob, grid, target, motion, slice_mm)
+    found = target.index_to_world(np.array(ndi.center_of_mass(moved)))
+    expected = (motion.matrix_lps @ np.r_[p, 1.0])[:3]
+    assert np.allclose(found, expected, atol=0.1)
