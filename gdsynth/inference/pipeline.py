@@ -38,7 +38,9 @@ from gdsynth.models.card import ModelCard
 class SynthesisSettings:
     """How the generator is run. ``mc_samples`` > 1 turns MC dropout on (seeded by ``seed``);
     ``batch_size`` slices (or 3D windows) per forward; ``overlap`` of 3D windows (fraction);
-    ``max_items`` caps batch × MC samples in one forward (memory)."""
+    ``max_items`` caps batch × MC samples in one forward. Default: on CPU ``batch_size`` (one
+    sample per forward: bigger forwards were slower per item in benchmarks/bench_inference.py,
+    their activations no longer fit the caches), on CUDA all samples of a batch in one forward."""
 
     mc_samples: int = 1
     seed: int = 0
@@ -64,11 +66,16 @@ class Synthesis:
 
 def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predictor:
     """The plain predictor, wrapped in MC dropout when ``settings.mc_samples`` > 1."""
+    from gdsynth.inference.predictor import module_device
+
     plain = make_predictor(generator, channels_last=settings.channels_last)
     if settings.mc_samples <= 1:
         return plain
+    max_items = settings.max_items
+    if max_items is None and module_device(generator).type == "cpu":
+        max_items = settings.batch_size
     return MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
-                              max_items=settings.max_items)
+                              max_items=max_items)
 
 
 def synthesize_prepared(

@@ -48,29 +48,60 @@ class PreparedExam:
 
 
 def prepare_exam(exam: Exam, card: ModelCard) -> PreparedExam:
-    """Read, register, mask and normalize ``exam`` into the prepared space the model expects."""
+    """Read, register, mask, bias-correct and normalize ``exam`` into the model's prepared space
+    (:func:`gdsynth.preprocess.prepare_arrays`; the real post-Gd T1w, if any, is not used)."""
     from gdsynth import preprocess
+    from gdsynth.io import read_image
+    from gdsynth.preprocess.orient import reorient_to_ras
+    from gdsynth.preprocess.resample import resample
 
-    exam.require(("T1w", *card.inputs))
-    config = preprocess.PrepConfig(spacing=card.spacing_mm)
+    sequences = tuple(dict.fromkeys(("T1w", *card.inputs)))
+    config = preprocess.PrepConfig(spacing=card.spacing_mm, sequences=sequences, use_post=False)
     prep = preprocess.prepare_arrays(exam, config)
-    prov = dict(getattr(prep, "provenance", {}) or {})
+    raw, native = read_image(exam.t1w)  # type: ignore[arg-type]
+    raw, ras = reorient_to_ras(raw, native)
+    if not ras.same_grid(prep.geometry):
+        raw = resample(raw, ras, prep.geometry)
+    median = float(prep.provenance["nawm_median"]["T1w"])
+    scale = t1w_scale_map(raw, prep.images["T1w"], prep.mask, prep.geometry.spacing, median)
     return PreparedExam(
-        volumes={k: v for k, v in prep.volumes.items() if k in ("T1w", "T2w", "FLAIR")},
-        brain_mask=np.asarray(prep.brain_mask, dtype=bool),
+        volumes={k: v for k, v in prep.images.items() if k in ("T1w", "T2w", "FLAIR")},
+        brain_mask=np.asarray(prep.mask, dtype=bool),
         geometry=prep.geometry,
         native_geometry=prep.native_geometry,
-        t1w_scale=_t1w_scale(prep, prov),
-        provenance=prov,
+        t1w_scale=scale,
+        provenance=prep.provenance,
     )
 
 
-def _t1w_scale(prep, provenance: dict) -> float | np.ndarray:
-    scale: float | np.ndarray = float(provenance["nawm_median"]["T1w"])
-    bias = getattr(prep, "bias_fields", None) or {}
-    if bias.get("T1w") is not None:
-        scale = scale * np.asarray(bias["T1w"], dtype=np.float32)
-    return scale
+def t1w_scale_map(raw: np.ndarray, normalized: np.ndarray, mask: np.ndarray,
+                  spacing: tuple[float, ...], median: float, *, sigma_mm: float = 8.0,
+                  coarse_mm: float = 4.0) -> np.ndarray:
+    """The factor (X, Y, Z) float32 that maps the normalized T1w back to the input T1w.
+
+    normalized = raw / (bias × median) where preprocessing removed a bias field (N4), so
+    raw / normalized = median × bias in tissue. That ratio is measured in the brain where the
+    normalized T1w is clearly above background (> 0.3) and spread smoothly everywhere by a
+    normalized convolution (Gaussian, ``sigma_mm``, on a ``coarse_mm`` grid): the bias field is
+    smooth, so this restores it, and without N4 it gives the NAWM median everywhere.
+    """
+    from scipy import ndimage as ndi
+
+    weight = mask & (normalized > 0.3)
+    if weight.sum() < 100:
+        return np.full(raw.shape, median, np.float32)
+    step = [max(1, int(round(coarse_mm / s))) for s in spacing]
+    sl = tuple(slice(None, None, k) for k in step)
+    w = weight[sl].astype(np.float32)
+    ratio = np.where(weight, raw / np.where(weight, normalized, 1.0), 0.0)[sl].astype(np.float32)
+    sigma = [sigma_mm / (s * k) for s, k in zip(spacing, step, strict=True)]
+    num = ndi.gaussian_filter(ratio * w, sigma, mode="nearest")
+    den = ndi.gaussian_filter(w, sigma, mode="nearest")
+    coarse = np.where(den > 1e-3, num / np.maximum(den, 1e-3), median)
+    # coarse voxel c sits at full voxel c * step: output[i] = coarse[i / step] (linear)
+    full = ndi.affine_transform(coarse.astype(np.float32), 1.0 / np.asarray(step, float),
+                                output_shape=raw.shape, order=1, mode="nearest")
+    return full.astype(np.float32)
 
 
 def move(array: np.ndarray, source: Geometry, target: Geometry, *, nearest: bool = False
