@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import numpy as np
+
 from gdsynth.errors import BidsError, InputFileMissingError
-from gdsynth.io import read_tsv
+from gdsynth.io import Geometry, read_image, read_tsv
 from gdsynth.io.bids import Exam, derivative_path, discover
 
 log = logging.getLogger(__name__)
@@ -61,15 +65,30 @@ def _float(value: object) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def read_lesions(path: Path | None) -> list[dict]:
-    """Lesion rows with numeric centre (RAS mm) and values; rows without a centre are dropped."""
+#: Names of the lesion centre columns (world RAS mm), in the order tried.
+CENTRE_COLUMNS = (("centre_x", "centre_y", "centre_z"), ("x_mm", "y_mm", "z_mm"))
+
+
+def read_lesions(path: Path | None, geometry: Callable[[], Geometry] | None = None) -> list[dict]:
+    """Lesion rows with numeric values and a centre ``centre_x/y/z`` in world RAS mm.
+
+    The centre comes from ``centre_x/y/z`` or ``x_mm/y_mm/z_mm`` (what ``gdsynth predict``
+    writes), else from the voxel indices ``i, j, k`` on ``geometry()`` (the T1w grid); rows
+    without any are dropped.
+    """
     if path is None or not path.exists():
         return []
     rows = []
     for raw in read_tsv(path):
         row = {k: (_float(v) if k != "location" else v) for k, v in raw.items()}
-        if None in (row.get("centre_x"), row.get("centre_y"), row.get("centre_z")):
+        centre = next((tuple(row.get(c) for c in cols) for cols in CENTRE_COLUMNS
+                       if None not in (row.get(c) for c in cols)), None)
+        if centre is None and geometry is not None and None not in (row.get(c) for c in "ijk"):
+            ijk = np.array([row["i"], row["j"], row["k"]], float)
+            centre = tuple(float(v) for v in geometry().index_to_world(ijk, ras=True))
+        if centre is None:
             continue
+        row["centre_x"], row["centre_y"], row["centre_z"] = centre
         rows.append(row)
     return rows
 
@@ -121,6 +140,11 @@ def metric_columns(metrics: dict[str, dict[str, str]], limit: int = 8) -> list[s
     return (cols + [c for c in numeric if c not in cols])[:limit]
 
 
+def _geometry_of(path: Path) -> Callable[[], Geometry]:
+    """A getter reading ``path``'s geometry once, only if a lesion row needs it."""
+    return cache(lambda: read_image(path, allow_constant=True)[1])
+
+
 def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewExam]:
     """Review inputs for every exam of ``bids`` that has a synthetic post-Gd in ``pred``."""
     if not pred.is_dir():
@@ -145,7 +169,7 @@ def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewE
             ReviewExam(
                 exam=exam,
                 files=files,
-                lesions=read_lesions(files.get("table")),
+                lesions=read_lesions(files.get("table"), _geometry_of(files["synthetic"])),
                 summary=read_summary(files.get("summary")),
                 metrics=table.get(exam.id, {}),
             )

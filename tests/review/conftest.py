@@ -59,7 +59,7 @@ def make_cohort(root: Path, subjects=("01", "02"), with_real=("01",), reason="le
         rows = []
         for n, (i, j, k, _rad) in enumerate(LESIONS, start=1):
             ras = geometry.index_to_world(np.array([i, j, k], float), ras=True)
-            rows.append({"label": n, "centre_x": ras[0], "centre_y": ras[1], "centre_z": ras[2],
+            rows.append({"label": n, "x_mm": ras[0], "y_mm": ras[1], "z_mm": ras[2],
                          "i": i, "j": j, "k": k, "volume_mm3": 60.0 * n, "mean_enhancement": 0.7,
                          "max_enhancement": 0.8, "score": 0.9, "uncertainty": 0.1,
                          "location": "periventricular"})

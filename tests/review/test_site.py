@@ -86,3 +86,21 @@ def test_mosaic_display_is_radiological():
         ras = to_ras_view(array, geometry)
         assert ras[-1, -1, -1] == 1, order  # RAS voxel order: right, anterior, superior last
         assert _radiological(ras[:, :, -1])[0, 0] == 1  # anterior on top, patient right on left
+
+
+def test_lesion_centres_from_any_column_set(tmp_path):
+    from gdsynth.io import Geometry
+    from gdsynth.review.exams import read_lesions
+    from tests.review.conftest import RAS
+
+    grid = Geometry((10, 10, 10), (2.0, 2.0, 2.0), (10.0, 10.0, 0.0), RAS)
+    write_tsv(tmp_path / "t.tsv", [
+        {"label": 1, "centre_x": 1.0, "centre_y": 2.0, "centre_z": 3.0},
+        {"label": 2, "x_mm": 4.0, "y_mm": 5.0, "z_mm": 6.0},
+        {"label": 3, "i": 1, "j": 2, "k": 3},
+        {"label": 4, "location": "n/a"},
+    ], ["label", "centre_x", "centre_y", "centre_z", "x_mm", "y_mm", "z_mm", "i", "j", "k",
+        "location"])
+    rows = read_lesions(tmp_path / "t.tsv", lambda: grid)
+    centres = [(r["centre_x"], r["centre_y"], r["centre_z"]) for r in rows]
+    assert centres == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0), (-8.0, -6.0, 6.0)]
