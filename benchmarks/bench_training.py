@@ -118,6 +118,10 @@ def main() -> None:
     class Clock(pl.Callback):
         def __init__(self) -> None:
             self.ends: list[float] = []
+            self.starts: list[float] = []
+
+        def on_train_batch_start(self, *a, **k) -> None:
+            self.starts.append(time.perf_counter())
 
         def on_train_batch_end(self, *a, **k) -> None:
             self.ends.append(time.perf_counter())
@@ -133,6 +137,9 @@ def main() -> None:
     trainer.fit(module, datamodule=dm)
     span = clock.ends[-1] - clock.ends[args.warmup - 1]
     full = (len(clock.ends) - args.warmup) * cfg.data.batch_size / span
+    # time between one batch's end and the next one's start: waiting for data (queue refills)
+    wait = sum(s - e for s, e in zip(clock.starts[args.warmup:], clock.ends[args.warmup - 1:-1],
+                                     strict=False))
 
     batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
     bare = bare_throughput(module, batches, args.steps)
@@ -141,7 +148,8 @@ def main() -> None:
     print(f"recipe {args.config.name}: batch {cfg.data.batch_size}, patch {patch}, volumes "
           f"{tuple(args.shape)}, {args.subjects} subjects, {cfg.data.num_workers} queue worker(s), "
           f"{args.threads} torch thread(s)")
-    print(f"full pipeline : {full:8.2f} samples/s")
+    print(f"full pipeline : {full:8.2f} samples/s ({100 * wait / span:.1f} % of the time waiting "
+          "for patches)")
     print(f"bare step     : {bare:8.2f} samples/s")
     print(f"ratio full/bare {full / bare:.3f}  -> overhead {100 * overhead:.1f} % (target <= 15 %)")
 

@@ -166,9 +166,9 @@ class Pix2PixModule(pl.LightningModule):
         vol = crop_to_mask({k: v for k, v in batch.items() if torch.is_tensor(v)}, batch["brain"])
         out = predict_volume(self.generator, vol["input"], mode=dc.mode,
                              context_slices=dc.context_slices, batch=vc.slice_batch)
-        pre, real, brain = vol["pre"][0], vol["target"][0], vol["brain"][0]
-        lesion = vol.get("lesion", torch.zeros_like(vol["brain"]))[0]
-        synth = self.synthetic_post(out[0], pre.to(out.device)).float().cpu()
+        pre, real, brain = (vol[k][0].float().cpu() for k in ("pre", "target", "brain"))
+        lesion = vol["lesion"][0].cpu() if "lesion" in vol else torch.zeros_like(brain)
+        synth = self.synthetic_post(out[0].float().cpu(), pre)
         metrics = {"mae_brain": masked_mae(synth, real, brain),
                    "psnr_brain": masked_psnr(synth, real, brain),
                    "ssim_brain": masked_ssim(synth, real, brain),

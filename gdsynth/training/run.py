@@ -125,6 +125,8 @@ def train_run(
         limit_val_batches=None if has_val else 0,
     )
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    if has_val and not fast_dev_run and not any(k.startswith("val/") for k in trainer.callback_metrics):
+        trainer.validate(module, datamodule=dm, verbose=False)  # short run: no epoch ended yet
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and v.numel() == 1}
     steps = trainer.global_step // n_opt
