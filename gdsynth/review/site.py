@@ -153,7 +153,7 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
             array, geometry = copy_image(rx.files[role], data / f"{role}.nii.gz")
             pos = array[array > 0]
             vmax = float(np.percentile(pos, 99.9)) if pos.size else 1.0
-            thr = 0.0
+            thr = float(np.percentile(pos, 75)) if pos.size else 0.0  # the most uncertain quarter
             if role == "enhancement":
                 threshold = _threshold(array, opts.threshold)
                 thr, vmax = threshold["value"], threshold["max"]
@@ -198,6 +198,8 @@ def build_site(
     for src in (pred, bids):
         if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
             raise OutputError(out, f"review folder must not be inside the input folder {src}")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").exists():
+        raise OutputError(out, "folder is not empty and holds no earlier review site")
     exams = collect(pred, bids, metrics)
     out.mkdir(parents=True, exist_ok=True)
     copy_static(out / "static")

@@ -68,6 +68,8 @@ def test_output_inside_input_is_refused(cohort):
     bids, pred = cohort
     with pytest.raises(OutputError):
         build_site(pred, bids, pred / "review")
+    with pytest.raises(OutputError):  # a folder that is not an earlier site is left alone
+        build_site(pred, bids, bids.parent)
 
 
 def test_mosaic_display_is_radiological():
