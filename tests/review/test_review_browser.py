@@ -132,3 +132,19 @@ def test_site_over_http_without_embedding(driver, cohort, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_clicking_one_view_moves_the_others(driver, site):
+    from selenium.webdriver import ActionChains
+
+    _open_exam(driver, (site / "exam-e001.html").as_uri())
+    canvas = driver.find_elements("css selector", "canvas.nv-canvas")[0]
+    before = driver.execute_script("return gdViewer.crosshairMM()")
+    ActionChains(driver).move_to_element_with_offset(canvas, 25, -30).click().perform()
+    wait_for(driver, "gdViewer.crosshairMM()[1] !== arguments_0".replace("arguments_0", str(before[1])))
+    views = driver.execute_script(
+        "return gdViewer.instances.map(nv => Array.from(nv.frac2mm(nv.scene.crosshairPos)).slice(0, 3))"
+    )
+    assert not np.allclose(views[0][:2], before[:2], atol=1.0)
+    for mm in views[1:]:
+        np.testing.assert_allclose(mm, views[0], atol=1.6)
