@@ -15,7 +15,7 @@ import numpy as np
 from gdsynth.io import Geometry
 from gdsynth.io.bids import Exam
 from gdsynth.phantom.anatomy import Anatomy, make_anatomy
-from gdsynth.phantom.config import PhantomConfig, Site, get_site
+from gdsynth.phantom.config import PhantomConfig, Site, Tissue, get_site
 from gdsynth.phantom.fields import random_field
 from gdsynth.phantom.lesions import (
     Kind,
@@ -27,7 +27,7 @@ from gdsynth.phantom.lesions import (
     lesion_row,
     place,
 )
-from gdsynth.phantom.raster import rasterise
+from gdsynth.phantom.raster import LesionMaps, rasterise
 from gdsynth.phantom.scanner import (
     acquire,
     add_rician_noise,
@@ -107,7 +107,9 @@ class SubjectVolumes:
     exams: list[ExamVolumes]
 
 
-def _chronic_lesions(rng, config, candidates) -> list[Lesion]:
+def _chronic_lesions(
+    rng: np.random.Generator, config: PhantomConfig, candidates: tuple[np.ndarray, np.ndarray]
+) -> list[Lesion]:
     lo, hi = config.chronic_lesions
     n = int(round(np.exp(rng.uniform(np.log(lo + 1), np.log(hi + 1))) - 1))
     out: list[Lesion] = []
@@ -119,7 +121,13 @@ def _chronic_lesions(rng, config, candidates) -> list[Lesion]:
     return out
 
 
-def _new_active(rng, config, candidates, existing, session) -> list[Lesion]:
+def _new_active(
+    rng: np.random.Generator,
+    config: PhantomConfig,
+    candidates: tuple[np.ndarray, np.ndarray],
+    existing: list[Lesion],
+    session: int,
+) -> list[Lesion]:
     n = 1 + min(int(rng.poisson(config.active_lesions_mean)), config.max_active_lesions - 1)
     out: list[Lesion] = []
     for _ in range(n):
@@ -141,8 +149,17 @@ def texture_field(rng: np.random.Generator, anatomy: Anatomy, config: PhantomCon
     return out
 
 
-def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, protocol, config,
-                 orientation: str, texture: np.ndarray) -> tuple[dict, dict]:
+def _acquire_all(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    tissues: dict[str, Tissue],
+    vessels: VesselMaps,
+    maps: LesionMaps,
+    protocol: Protocol,
+    config: PhantomConfig,
+    orientation: str,
+    texture: np.ndarray,
+) -> tuple[dict, dict]:
     """Render, move, blur, bias, add noise and store the four images; return images and motion."""
     g = anatomy.geometry
     blood = rng.uniform(*config.gd_blood_mm)
@@ -177,7 +194,7 @@ def _acquire_all(rng, anatomy: Anatomy, tissues, vessels: VesselMaps, maps, prot
     return images, motion
 
 
-def _lesion_rows(lesions: list[Lesion], maps, t1w: Geometry) -> list[dict]:
+def _lesion_rows(lesions: list[Lesion], maps: LesionMaps, t1w: Geometry) -> list[dict]:
     rows = []
     for i, lesion in enumerate(lesions):
         ijk = np.rint(t1w.world_to_index(lesion.centre)).astype(int)
@@ -190,8 +207,18 @@ def _lesion_rows(lesions: list[Lesion], maps, t1w: Geometry) -> list[dict]:
     return rows
 
 
-def _exam(rng, anatomy, tissues, vessels, lesions, site: Site, orientation, config, exam,
-          texture):
+def _exam(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    tissues: dict[str, Tissue],
+    vessels: VesselMaps,
+    lesions: list[Lesion],
+    site: Site,
+    orientation: str,
+    config: PhantomConfig,
+    exam: Exam,
+    texture: np.ndarray,
+) -> ExamVolumes:
     g = anatomy.geometry
     maps = rasterise(lesions, g, parenchyma=(anatomy.wm + anatomy.gm) >= 0.5)
     protocol = draw_protocol(rng, site, config)
