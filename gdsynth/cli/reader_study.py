@@ -20,7 +20,7 @@ def create(
     ),
     seed: int | None = typer.Option(None, help="Seed of the randomisation (kept in the key)."),
     cases_per_exam: int = typer.Option(
-        2, help="2: a real and a synthetic case per exam; 1: one of them, balanced over exams."
+        2, min=1, max=2, help="2: a real and a synthetic case per exam; 1: one of them, balanced over exams."
     ),
     reference: Path | None = typer.Option(
         None, help="Derivative folder with reference _label-L_desc-enhancing_dseg maps "

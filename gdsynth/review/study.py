@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from gdsynth.review.volumes import copy_image, resample_to, window_presets
 log = logging.getLogger(__name__)
 
 PUBLIC, KEY = "public", "key"
+READER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PRE = ("T1w", "T2w", "FLAIR")
 
 
@@ -102,6 +104,9 @@ def create_study(
         raise ConfigError(None, f"cases_per_exam must be 1 or 2, got {cases_per_exam}")
     if not readers or len(set(readers)) != len(readers):
         raise ConfigError(None, f"give one or more distinct reader names, got {readers}")
+    bad = [r for r in readers if not READER_NAME.match(r)]
+    if bad:
+        raise ConfigError(None, f"reader names are letters, digits, '.', '_' or '-': {bad}")
     if (out / "readers.json").exists():
         raise OutputError(out, "a study already exists here (refusing to overwrite its key)")
     if reference is None and (bids / "derivatives" / "phantom").is_dir():

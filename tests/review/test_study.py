@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from gdsynth.errors import OutputError
+from gdsynth.errors import ConfigError, OutputError
 from gdsynth.io import Geometry, read_image
 from gdsynth.review.store import Answer, AnswerStore
 from gdsynth.review.study import create_study, token_hash
@@ -55,6 +55,8 @@ def test_create_is_blinded_and_balanced(three, tmp_path, caplog):
     np.testing.assert_allclose([r["centre"] for r in refs], expected, atol=1e-3)
     with pytest.raises(OutputError):
         create_study(pred, bids, study, readers=["carol"])
+    with pytest.raises(ConfigError):
+        create_study(pred, bids, tmp_path / "other", readers=["ok", "../x"])
 
 
 def test_one_case_per_exam_alternates_kinds(three, tmp_path):
