@@ -146,3 +146,12 @@ def test_acquire_puts_point_p_at_motion_of_p(slice_mm):
     found = target.index_to_world(np.array(ndi.center_of_mass(moved)))
     expected = (motion.matrix_lps @ np.r_[p, 1.0])[:3]
     assert np.allclose(found, expected, atol=0.1)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.5, 1.0])
+def test_share_of_active_exams_follows_active_fraction(fraction):
+    from gdsynth.phantom.simulate import exam_is_active
+
+    for n in (10, 40):
+        active = sum(exam_is_active(3, i, 0, fraction) for i in range(n))
+        assert abs(active - fraction * n) <= 1.5
