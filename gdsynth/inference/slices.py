@@ -72,6 +72,32 @@ def stack_slices(volume: Tensor, z_indices: Sequence[int], context: int) -> Tens
     return picked.permute(3, 0, 4, 1, 2).reshape(b, s * o, x, y)
 
 
+class _Stacker:
+    """Builds padded 2.5D batches fast: the volume is stored once as (S, Z, X, Y) so each slice
+    is contiguous, and each batch is gathered straight into a preallocated padded buffer."""
+
+    def __init__(self, volume: Tensor, context: int, multiple: int, pad_mode: PadMode) -> None:
+        self.by_z = volume.permute(0, 3, 1, 2).contiguous()  # (S, Z, X, Y)
+        self.context, self.multiple, self.pad_mode = context, multiple, pad_mode
+        x, y = volume.shape[1:3]
+        (self.ax, bx), (self.ay, by) = pad_amounts(x, multiple), pad_amounts(y, multiple)
+        self.padded = (x + self.ax + bx, y + self.ay + by)
+        self.crop = (slice(self.ax, self.ax + x), slice(self.ay, self.ay + y))
+
+    def batch(self, z_indices: range) -> Tensor:
+        s, n_z, x, y = self.by_z.shape
+        offsets = torch.arange(-self.context, self.context + 1)
+        idx = (torch.as_tensor(list(z_indices))[:, None] + offsets).clamp(0, n_z - 1)
+        picked = self.by_z[:, idx.reshape(-1)].reshape(s, len(z_indices), -1, x, y)  # (S, B, O, X, Y)
+        b, o = picked.shape[1], picked.shape[2]
+        if self.pad_mode is not PadMode.constant:
+            flat = picked.transpose(0, 1).reshape(b, s * o, x, y)
+            return pad_to_multiple(flat, self.multiple, self.pad_mode)[0]
+        out = torch.zeros((b, s, o, *self.padded), dtype=picked.dtype)
+        out[..., self.crop[0], self.crop[1]] = picked.transpose(0, 1)
+        return out.reshape(b, s * o, *self.padded)
+
+
 def predict_slices(
     predictor: Predictor,
     volume: Tensor,
@@ -88,14 +114,14 @@ def predict_slices(
     """
     if volume.dim() != 4:
         raise ValueError(f"volume must be (S, X, Y, Z), got shape {tuple(volume.shape)}")
+    stacker = _Stacker(volume.float(), context, size_multiple, PadMode.parse(pad_mode))
     n_z = volume.shape[-1]
-    out: Tensor | None = None
+    out: Tensor | None = None  # (C, Z, X, Y): each slice written contiguously
     for z0 in range(0, n_z, batch_size):
         zs = range(z0, min(n_z, z0 + batch_size))
-        batch, crop = pad_to_multiple(stack_slices(volume, zs, context), size_multiple, pad_mode)
-        pred = predictor(batch)[(slice(None), slice(None), *crop)]  # (B, C, X, Y)
+        pred = predictor(stacker.batch(zs))[:, :, stacker.crop[0], stacker.crop[1]]
         if out is None:
-            out = torch.empty((pred.shape[1], *volume.shape[1:]), dtype=torch.float32)
-        out[..., z0:z0 + len(zs)] = pred.permute(1, 2, 3, 0).float()
+            out = torch.empty((pred.shape[1], n_z, *volume.shape[1:3]), dtype=torch.float32)
+        out[:, z0:z0 + len(zs)] = pred.transpose(0, 1)
     assert out is not None
-    return out
+    return out.permute(0, 2, 3, 1).contiguous()
