@@ -26,6 +26,9 @@ def create(
         None, help="Derivative folder with reference _label-L_desc-enhancing_dseg maps "
         "(default: BIDS/derivatives/phantom when present) for lesion-level sensitivity."
     ),
+    register: bool = typer.Option(
+        True, help="Rigidly register each real post-Gd to its T1w (removes a motion cue)."
+    ),
     tokens_file: Path | None = typer.Option(
         None, help="Also write the reader tokens to this file (mode 600)."
     ),
@@ -36,7 +39,8 @@ def create(
 
     names = [n for item in [*readers, *ctx.args] for n in item.replace(",", " ").split()]
     tokens = create_study(pred, bids, out, readers=names, seed=seed,
-                          cases_per_exam=cases_per_exam, reference=reference)
+                          cases_per_exam=cases_per_exam, reference=reference,
+                          register=register)
     lines = [f"{name}\t{token}" for name, token in tokens.items()]
     if tokens_file:
         atomic_write_text(tokens_file, "\n".join(lines) + "\n").chmod(0o600)

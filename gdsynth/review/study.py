@@ -9,8 +9,9 @@ Layout of ``STUDY/``::
 
 Each exam with a real post-Gd yields a real and a synthetic case (``cases_per_exam=2``), or one
 of the two, balanced over the cohort (``cases_per_exam=1``). Both post images are re-written the
-same way (float32 on the pre-contrast T1w grid, intensities scaled so the 99th percentile of the
-head is 1000), so file format and grid do not unblind the reader.
+same way (float32 on the pre-contrast T1w grid, the real one rigidly registered to the T1w,
+intensities scaled so the 99th percentile of the head is 1000), so file format, grid and patient
+motion do not unblind the reader.
 """
 
 from __future__ import annotations
@@ -71,10 +72,27 @@ def reference_lesions(reference: Path | None, exam: Exam) -> list[dict] | None:
     return out
 
 
-def _write_post(src: Path, dst: Path, grid: Geometry) -> list[float]:
-    """Blinded post image: resampled onto ``grid``, head 99th percentile scaled to 1000."""
+def align_to_t1w(src: Path, t1w: np.ndarray, grid: Geometry, register: bool) -> np.ndarray:
+    """The image at ``src`` on the T1w ``grid``: rigidly registered to the T1w when ``register``
+    (so patient motion between pre and post scans cannot tell a real post from a synthetic one,
+    which lies on the T1w grid by construction), else resampled by world coordinates."""
     array, geometry = read_image(src)
-    array = resample_to(array, geometry, grid)
+    if not register:
+        return resample_to(array, geometry, grid)
+    from gdsynth.errors import RegistrationError
+    from gdsynth.preprocess.register import register_rigid
+    from gdsynth.preprocess.resample import resample
+
+    try:
+        result = register_rigid(t1w, grid, array, geometry, name=src)
+    except RegistrationError as exc:
+        log.warning("%s; resampled without registration", exc)
+        return resample_to(array, geometry, grid)
+    return resample(array, geometry, grid, matrix_lps=result.matrix_lps).astype(np.float32)
+
+
+def _write_post(array: np.ndarray, dst: Path, grid: Geometry) -> list[float]:
+    """Write a blinded post image on ``grid``, head 99th percentile scaled to 1000."""
     positive = array[array > 0]
     scale = 1000.0 / float(np.percentile(positive, 99)) if positive.size else 1.0
     array = (array * scale).astype(np.float32)
@@ -96,7 +114,7 @@ def _order(cases: list[Case], rng: random.Random) -> list[str]:
 
 def create_study(
     pred: Path, bids: Path, out: Path, *, readers: list[str], seed: int | None = None,
-    cases_per_exam: int = 2, reference: Path | None = None,
+    cases_per_exam: int = 2, reference: Path | None = None, register: bool = True,
 ) -> dict[str, str]:
     """Write the study folder; return ``{reader: token}`` (tokens are not stored in clear)."""
     pred, bids, out = Path(pred), Path(bids), Path(out)
@@ -129,7 +147,7 @@ def create_study(
     used: set[str] = set()
     for rx, exam_kinds in zip(exams, kinds, strict=True):
         refs = reference_lesions(reference, rx.exam)
-        grid = read_image(rx.files["T1w"])[1]
+        t1w, grid = read_image(rx.files["T1w"])
         for kind in exam_kinds:
             case_id = f"c{rng.getrandbits(40):010x}"
             while case_id in used:
@@ -141,7 +159,11 @@ def create_study(
                 array, _ = copy_image(rx.files[role], folder / f"{role}.nii.gz")
                 volumes.append({"key": role, "label": role, "name": f"{role}.nii.gz",
                                 "presets": window_presets(array)})
-            presets = _write_post(rx.files[kind], folder / "post.nii.gz", grid)
+            if kind == "real":
+                post = align_to_t1w(rx.files["real"], t1w, grid, register)
+            else:
+                post = resample_to(*read_image(rx.files["synthetic"]), grid)
+            presets = _write_post(post, folder / "post.nii.gz", grid)
             volumes.append({"key": "post", "label": "Post-contrast T1w", "name": "post.nii.gz",
                             "presets": presets})
             write_json(folder / "case.json", {"case_id": case_id, "volumes": volumes})

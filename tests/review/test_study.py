@@ -82,3 +82,26 @@ def test_store_upserts_one_answer_per_reader_and_case(tmp_path):
             conn.execute("INSERT INTO answers VALUES ('bob','c1','real',3,3,'[]',0,0,0,0)")
     with pytest.raises(sqlite3.IntegrityError):
         store.save(Answer("bob", "c2", "maybe", 3, 3))
+
+
+def test_real_post_is_registered_to_the_t1w(tmp_path):
+    from gdsynth.io import write_image
+
+    bids, pred = make_cohort(tmp_path, subjects=("01",))
+    real = bids / "sub-01" / "anat" / "sub-01_ce-gadolinium_T1w.nii.gz"
+    array, geometry = read_image(real)
+    moved = geometry.replace(origin=(geometry.origin[0] + 4.0, geometry.origin[1] - 2.0,
+                                     geometry.origin[2]))
+    write_image(real, array, moved)  # the patient moved 4 mm between pre and post scans
+
+    def real_case(study):
+        key = json.loads((study / "key" / "unblinding.json").read_text())["cases"]
+        case = next(c for c, k in key.items() if k["kind"] == "real")
+        return read_image(study / "public" / "cases" / case / "post.nii.gz")[0]
+
+    create_study(pred, bids, tmp_path / "reg", readers=["a"], seed=1)
+    create_study(pred, bids, tmp_path / "raw", readers=["a"], seed=1, register=False)
+    brain = array > 0.3 * array.max()
+    err_reg = np.abs(real_case(tmp_path / "reg") / 1000 - array / np.percentile(array[array > 0], 99))
+    err_raw = np.abs(real_case(tmp_path / "raw") / 1000 - array / np.percentile(array[array > 0], 99))
+    assert err_reg[brain].mean() < 0.5 * err_raw[brain].mean()
