@@ -23,7 +23,7 @@ TRUTH_FOLDER = Path("derivatives") / "phantom"
 @dataclass
 class PrepOutcome:
     case: str
-    status: str  # done | failed
+    status: str  # done | skipped (prepared earlier, cache hit) | failed
     seconds: float
     error: str = ""
 
@@ -61,7 +61,8 @@ def prepare_cohort(
             paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
             training.append(TrainingExam(id=exam.prefix, paths=paths,
                                          truth=truth_path(root, exam), subject=exam.subject))
-            outcomes.append(PrepOutcome(exam.prefix, "done", time.perf_counter() - start))
+            status = "skipped" if getattr(prepared, "cached", False) else "done"
+            outcomes.append(PrepOutcome(exam.prefix, status, time.perf_counter() - start))
         except (GdsynthError, OSError, RuntimeError, ValueError) as exc:
             outcomes.append(PrepOutcome(exam.prefix, "failed", time.perf_counter() - start, str(exc)))
     return training, outcomes

@@ -62,6 +62,4 @@ def finish_logger(logger: Any) -> None:
     except ImportError:  # pragma: no cover
         return
     if isinstance(logger, WandbLogger):
-        import wandb
-
-        wandb.finish()
+        logger.experiment.finish()  # blocks until the offline run file is written
