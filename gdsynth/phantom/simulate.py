@@ -220,14 +220,13 @@ def _exam(
     texture: np.ndarray,
 ) -> ExamVolumes:
     g = anatomy.geometry
-    maps = rasterise(lesions, g, parenchyma=(anatomy.wm + anatomy.gm) >= 0.5)
+    vessel = vessels.mask
+    # Lesion labels only where the voxel is mostly parenchyma and not a normally enhancing
+    # structure (vessel labels win), so per-lesion voxel counts match the written maps.
+    maps = rasterise(lesions, g, parenchyma=((anatomy.wm + anatomy.gm) >= 0.5) & (vessel == 0))
     protocol = draw_protocol(rng, site, config)
     images, motion = _acquire_all(rng, anatomy, tissues, vessels, maps, protocol, config,
                                   orientation, texture)
-    vessel = vessels.mask
-    # A voxel is never both: normally enhancing structures win over lesion labels.
-    maps.enhancing[vessel > 0] = 0
-    maps.all_mask[vessel > 0] = 0
     canonical = {
         "enhancing": maps.enhancing, "lesions": maps.all_mask,
         "brain": anatomy.brain.astype(np.uint8), "WM": anatomy.wm, "GM": anatomy.gm,

@@ -111,8 +111,9 @@ def _choroid(rng: np.random.Generator, anatomy: Anatomy) -> np.ndarray:
         if len(pts) < 20:
             continue
         posterior = pts[pts[:, 1] >= np.quantile(pts[:, 1], 0.7)]  # LPS: +y is posterior
-        centre = posterior.mean(0)
-        radius = rng.uniform(5.0, 7.0)
+        mean = posterior.mean(0)
+        centre = posterior[np.argmin(np.linalg.norm(posterior - mean, axis=1))]  # inside
+        radius = rng.uniform(6.0, 8.0)
         sl, coords = box(anatomy.geometry, centre, radius + 3)
         if sl is None:
             continue
