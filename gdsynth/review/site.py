@@ -111,6 +111,14 @@ def _lesion_rows(rx: ReviewExam) -> list[dict]:
     return rows
 
 
+def _detector_threshold(summary: dict) -> float | None:
+    """The detector's low hysteresis threshold on the enhancement map, when the activity summary
+    records it (``detection.low_used``), so the slider starts where the detector worked."""
+    det = summary.get("detection")
+    value = det.get("low_used") if isinstance(det, dict) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def _threshold(enh: np.ndarray, chosen: float | None) -> dict:
     pos = enh[enh > 0]
     top = float(np.percentile(pos, 99.9)) if pos.size else 1.0
@@ -155,7 +163,8 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
             vmax = float(np.percentile(pos, 99.9)) if pos.size else 1.0
             thr = float(np.percentile(pos, 75)) if pos.size else 0.0  # the most uncertain quarter
             if role == "enhancement":
-                threshold = _threshold(array, opts.threshold)
+                threshold = _threshold(array, opts.threshold if opts.threshold is not None
+                                       else _detector_threshold(rx.summary))
                 thr, vmax = threshold["value"], threshold["max"]
                 enh_view = to_ras_view(resample_to(array, geometry, ref_geometry), ref_geometry)
         name = f"{role}.nii.gz"

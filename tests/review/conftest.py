@@ -66,7 +66,8 @@ def make_cohort(root: Path, subjects=("01", "02"), with_real=("01",), reason="le
         write_tsv(derivative_path(pred, exam, "lesions", ".tsv", desc="enhancing"), rows)
         write_json(derivative_path(pred, exam, "summary", ".json", desc="activity"),
                    {"probability_active": 0.9 - 0.5 * s, "n_lesions": len(LESIONS),
-                    "refer_for_gadolinium": s == 0, "reason": reason})
+                    "refer_for_gadolinium": s == 0, "reason": reason,
+                    "detection": {"low_used": 0.3}})
     return bids, pred
 
 

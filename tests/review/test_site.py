@@ -41,6 +41,7 @@ def test_site_layout_and_contents(cohort, tmp_path):
     assert mosaic.shape[0] > 300 and np.std(mosaic[..., :3]) > 0.05
     page = (tmp_path / "site" / "exam-e001.html").read_text()
     assert page.count('class="lesion"') == 2 and "volumes.js" in page
+    assert 'id="threshold" min="0.0" max="0.8" step="0.004" value="0.3"' in page  # detector's
 
 
 def test_large_volumes_are_not_embedded(cohort, tmp_path):
