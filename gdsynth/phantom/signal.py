@@ -1,9 +1,9 @@
 """MR signal: per-subject tissue properties, per-exam sequence parameters, signal equations.
 
 Partial volume is modelled by mixing the *signals* of the tissues in a voxel (WM, GM, CSF from the
-probability maps, blood in vessels, choroid plexus tissue in the ventricles). Lesions add to the T1,
-T2 and PD of the parenchyma (WM and GM) they lie in; gadolinium shortens T1 as
-``1/T1_post = 1/T1_pre + r1 * C``. Only the post-contrast T1w sees gadolinium (T2w and FLAIR are
+probability maps, blood in vessels, choroid plexus tissue in the ventricles). Lesions add to the
+T1, T2 and PD of the parenchyma they lie in (WM, and GM with half the T1 change); gadolinium
+shortens T1 as ``1/T1_post = 1/T1_pre + r1 * C``. Only the post-contrast T1w sees gadolinium (T2w and FLAIR are
 acquired before the injection). Times in ms, concentrations in mM.
 """
 
@@ -17,6 +17,9 @@ from gdsynth.phantom.config import TISSUES, PhantomConfig, Site, Tissue
 
 SEQUENCES = ("T1w", "T1w_gd", "T2w", "FLAIR")
 _T2STAR_FACTOR = 0.7  # T2* ~ 0.7 T2 for the gradient-echo T1w
+# Grey matter already has a long T1: the full WM lesion T1 change would push GM lesions toward the
+# FLAIR null point and hide them, while real (deep) grey-matter lesions stay FLAIR-bright.
+_GM_LESION_T1_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,8 @@ def render(
         take = lambda a: a.reshape(-1)[idx].astype(np.float64)  # noqa: E731
         dt1, dt2, dpd = take(mods.dt1), take(mods.dt2), take(mods.dpd)
         gd = take(mods.gd) if post else 0.0
-        paren = take(wm) * s("WM", dt1, dt2, dpd, gd) + take(gm) * s("GM", dt1, dt2, dpd, gd)
+        paren = take(wm) * s("WM", dt1, dt2, dpd, gd)
+        paren += take(gm) * s("GM", _GM_LESION_T1_FACTOR * dt1, dt2, dpd, gd)
         cp = take(mods.choroid)
         paren += take(csf) * ((1 - cp) * base["CSF"] + cp * s("choroid"))
         v = take(mods.vessel)
