@@ -49,7 +49,7 @@ def stop_driver(driver) -> None:
     shutil.rmtree(driver.gdsynth_profile, ignore_errors=True)
 
 
-def wait_for(driver, script: str, timeout: float = 30.0):
+def wait_for(driver, script: str, timeout: float = 90.0):
     """Poll a JS expression until truthy; return its value (fails the test on timeout)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:

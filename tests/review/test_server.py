@@ -105,7 +105,7 @@ def _start(root, port):
          "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    end = time.monotonic() + 30
+    end = time.monotonic() + 90
     while time.monotonic() < end:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
