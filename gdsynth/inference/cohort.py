@@ -128,8 +128,11 @@ class _Runner:
     def key(self, exam: Exam) -> dict[str, Any]:
         exam.require(("T1w", *self.card.inputs))
         hashes = O.input_hashes(exam, tuple(dict.fromkeys(("T1w", *self.card.inputs))))
-        return {"model": self.fingerprint, "input_sha256": hashes,
-                "settings": self.config.settings.key()}
+        settings = self.config.settings.key()
+        if self.config.step is Step.detect:  # detect follows whatever synthesize used
+            synth = O.read_record(O.SYNTHESIS_RECORD.path(self.config.out, exam)) or {}
+            settings = synth.get("settings", settings)
+        return {"model": self.fingerprint, "input_sha256": hashes, "settings": settings}
 
     def marker(self, exam: Exam) -> Path:
         output = O.SYNTHESIS_RECORD if self.config.step is Step.synthesize else O.SUMMARY
@@ -144,8 +147,8 @@ class _Runner:
         if step is Step.detect:
             synth_record = O.SYNTHESIS_RECORD.path(out, exam)
             if not O.is_complete(synth_record, key):
-                raise OutputError(synth_record, "no matching synthesis for this model, inputs and "
-                                                "settings: run 'gdsynth synthesize' first")
+                raise OutputError(synth_record, "no synthesis for this model and these inputs: "
+                                                "run 'gdsynth synthesize' first")
             synth = read_synthesis(out, exam, prep, self.card)
         else:
             synth = synthesize_prepared(prep, self.generator, self.card, self.config.settings)
