@@ -167,3 +167,16 @@ def test_lesion_rows_point_at_the_same_voxel_on_the_input_grid(tmp_path):
         assert native[nat] == 1
         world = prep.native_geometry.index_to_world(np.array(nat, float), ras=True)
         np.testing.assert_allclose([row["x_mm"], row["y_mm"], row["z_mm"]], world, atol=1e-3)
+
+
+def test_3d_model_synthesizes_on_input_grid(cohort, tmp_path):
+    from tests.inference.conftest import make_model
+
+    model = make_model(tmp_path / "m3d", mode="3d", heads=())
+    exam = discover(cohort)[2]  # oblique
+    config = RunConfig(out=tmp_path / "o", model=model, step=Step.predict, device="cpu",
+                       settings=SynthesisSettings(mc_samples=2, batch_size=2))
+    assert run_cohort([exam], config, prepare=simple_prepare)[0].status == "done"
+    _, native = read_image(exam.t1w)
+    unc, g = read_image(O.UNCERTAINTY.path(tmp_path / "o", exam), allow_constant=True)
+    assert g.same_grid(native) and unc.max() > 0

@@ -46,6 +46,16 @@ def test_slices_whole_volume_padded_and_batch_invariant(mode):
     torch.testing.assert_close(a[..., 3], ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("pad_mode", ["reflect", "replicate"])
+def test_other_pad_modes_match_the_reference(pad_mode):
+    gen = TinyGenerator(3).eval()
+    vol = torch.randn(3, 9, 6, 4)
+    out = predict_slices(make_predictor(gen), vol, batch_size=3, size_multiple=4, pad_mode=pad_mode)
+    x, crop = pad_to_multiple(stack_slices(vol, [2], 0), 4, pad_mode)
+    with torch.no_grad():
+        torch.testing.assert_close(out[..., 2], gen(x)[(slice(None), slice(None), *crop)][0])
+
+
 def test_3d_hann_windows_have_no_seams():
     vol = torch.randn(2, 30, 21, 17)
     out = predict_windows(lambda b: 2 * b[:, :1] + 1, vol, patch_size=16, overlap=0.5,
