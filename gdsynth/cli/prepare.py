@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
-from gdsynth.cli._common import not_implemented
+from pathlib import Path
+
+import typer
 
 
-def prepare() -> None:
+def prepare(
+    bids: Path = typer.Argument(..., help="BIDS dataset folder (or a cohort TSV/CSV table)."),
+    out: Path = typer.Option(
+        None, "--out", help="Derivative folder (default: BIDS/derivatives/gdsynth-prep)."
+    ),
+    participant_label: list[str] = typer.Option(
+        None, "--participant-label", help="Only these subjects (repeat; with or without 'sub-')."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
+    spacing: float = typer.Option(
+        None, "--spacing", min=0.1, help="Isotropic output voxel size in mm (default: keep T1w)."
+    ),
+    n4: bool = typer.Option(True, "--n4/--no-n4", help="N4 bias-field correction."),
+    sequences: list[str] = typer.Option(
+        None, "--sequence", help="Pre-contrast sequences required (repeat; default T1w T2w FLAIR)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Recompute even complete exams."),
+) -> None:
     """Register, mask and normalize exams into the cached prepared space."""
-    not_implemented("prepare", "issue 4")
+    from gdsynth.cli._common import finish_batch
+    from gdsynth.errors import OutputError
+    from gdsynth.io.bids import PRE_SEQUENCES, discover
+    from gdsynth.preprocess import PrepConfig, prepare_cohort
+
+    exams = discover(bids, participant_label or None)
+    root = bids if bids.is_dir() else bids.parent
+    out_root = out if out is not None else root / "derivatives" / "gdsynth-prep"
+    if out_root.resolve() == root.resolve():
+        raise OutputError(out_root, "output folder must not be the input dataset itself")
+    config = PrepConfig(spacing=spacing, n4=n4, sequences=tuple(sequences or PRE_SEQUENCES))
+    results = prepare_cohort(exams, out_root, config, workers=workers, force=force)
+    typer.echo(f"prepared space written to {out_root}", err=True)
+    finish_batch(results, "prepare")

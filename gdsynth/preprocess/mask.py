@@ -85,11 +85,10 @@ def _scaled(image: np.ndarray) -> np.ndarray:
 
 
 def head_mask(image: np.ndarray, spacing: tuple[float, ...], *, dilate: float = 5.0) -> np.ndarray:
-    """Foreground (head) mask: Otsu on the smoothed image, largest component, holes filled,
-    dilated by ``dilate`` mm."""
+    """Foreground (head) mask: Otsu on the smoothed image, holes filled (a scalp shell encloses
+    the brain), largest component, dilated by ``dilate`` mm."""
     sm = ndi.gaussian_filter(_scaled(image), sigma=[1.0 / s for s in spacing])
-    fg = largest_component(sm > otsu_threshold(sm))
-    fg = fill_holes(fg)
+    fg = largest_component(fill_holes(sm > otsu_threshold(sm)))
     return dilate_mm(fg, dilate, spacing) if dilate > 0 else fg
 
 

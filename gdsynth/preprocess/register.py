@@ -30,7 +30,7 @@ class RegistrationParams:
     sampling: float = 0.15
     bins: int = 50
     iterations: int = 100
-    learning_rate: float = 2.0
+    learning_rate: float = 1.0
     min_step: float = 0.002
     seed: int = 20240601
     max_translation_mm: float = 60.0
@@ -58,6 +58,7 @@ class RigidResult:
             "iterations": int(self.iterations),
             "stop": self.stop,
             "initialisation": self.initialisation,
+            **self.extra,
             "convention": "LPS mm, T1w (fixed) world -> moving world (ITK)",
         }
 
@@ -107,10 +108,12 @@ def _bin_shrink(image, fine: float):  # sitk.Image -> sitk.Image
     return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
-def _method(params: RegistrationParams, fixed_mask, shrink, sigmas):  # -> ImageRegistrationMethod
+def _method(params: RegistrationParams, fixed_mask, shrink, sigmas, *,
+            gradient_filter: bool = True):  # -> sitk.ImageRegistrationMethod
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricUseMovingImageGradientFilter(gradient_filter)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.bins)
     reg.SetMetricSamplingStrategy(reg.REGULAR)
     reg.SetMetricSamplingPercentage(params.sampling, params.seed)
@@ -188,14 +191,26 @@ def register_rigid(
     init = min(scores, key=lambda k: scores[k])
     if not np.isfinite(scores[init]):
         raise RegistrationError(name, "cannot evaluate the similarity metric: images do not overlap")
-    reg.SetInitialTransform(sitk.Euler3DTransform(candidates[init]), inPlace=False)
-    try:
-        out = reg.Execute(f_img, m_img)
-    except RuntimeError as exc:
-        raise RegistrationError(name, f"registration to T1w failed ({str(exc).strip().splitlines()[-1][:160]})") from None
-    final = sitk.CompositeTransform(out).GetNthTransform(0) if out.GetName() == "CompositeTransform" else out
-    matrix = transform_to_matrix(sitk.Euler3DTransform(final))
-    metric = float(reg.GetMetricValue())
+    runs = []
+    for gradient_filter in (True, False):
+        # the precomputed moving-gradient image is fast but can mislead the optimizer on very
+        # anisotropic voxels; when the metric did not improve, retry with on-the-fly gradients
+        reg = _method(params, mask_img, shrink, sigmas, gradient_filter=gradient_filter)
+        reg.SetInitialTransform(sitk.Euler3DTransform(candidates[init]), inPlace=False)
+        try:
+            out = reg.Execute(f_img, m_img)
+        except RuntimeError as exc:
+            if gradient_filter:
+                continue
+            raise RegistrationError(name, "registration to T1w failed "
+                                    f"({str(exc).strip().splitlines()[-1][:160]})") from None
+        if out.GetName() == "CompositeTransform":
+            out = sitk.CompositeTransform(out).GetNthTransform(0)
+        runs.append((float(reg.GetMetricValue()), transform_to_matrix(sitk.Euler3DTransform(out)),
+                     int(reg.GetOptimizerIteration()), reg.GetOptimizerStopConditionDescription()))
+        if runs[-1][0] < scores[init] - 1e-3:
+            break
+    metric, matrix, iterations, stop = min(runs, key=lambda r: r[0])
     if not np.isfinite(metric) or not np.all(np.isfinite(matrix)):
         raise RegistrationError(name, "registration diverged (non-finite metric or transform)")
     angle = rotation_angle_deg(matrix)
@@ -204,5 +219,5 @@ def register_rigid(
         raise RegistrationError(
             name, f"registration diverged: rotation {angle:.1f} deg, head-centre shift {shift:.1f} mm "
             f"(limits {params.max_rotation_deg} deg, {params.max_translation_mm} mm)")
-    return RigidResult(matrix, metric, float(scores[init]), int(reg.GetOptimizerIteration()),
-                       reg.GetOptimizerStopConditionDescription(), init)
+    return RigidResult(matrix, metric, float(scores[init]), iterations, stop, init,
+                       {"attempts": len(runs)})
