@@ -30,6 +30,7 @@ from gdsynth.review.exams import SEQUENCE_LABELS, ReviewExam, collect, metric_co
 from gdsynth.review.mosaic import write_mosaic
 from gdsynth.review.render import copy_static, render
 from gdsynth.review.volumes import (
+    axial_axes,
     copy_image,
     copy_labels,
     outline,
@@ -153,7 +154,7 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
             lesion_view = to_ras_view(
                 resample_to(labels.astype(np.float32), geometry, ref_geometry, order=0), ref_geometry
             )
-            write_labels(data / "outline.nii.gz", outline(labels), geometry)
+            write_labels(data / "outline.nii.gz", outline(labels, axial_axes(geometry)), geometry)
             role = "outline"
             vmax = 1.0
             thr = 0.5

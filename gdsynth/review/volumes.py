@@ -50,11 +50,20 @@ def copy_labels(src: Path, dst: Path) -> tuple[np.ndarray, Geometry]:
     return labels, geometry
 
 
-def outline(labels: np.ndarray) -> np.ndarray:
-    """In-plane (axial) boundary of each labelled region, keeping the label value."""
+def axial_axes(geometry: Geometry) -> tuple[int, int]:
+    """The two array axes closest to world left-right and anterior-posterior (an axial plane)."""
+    ras = np.abs(geometry.direction_matrix)
+    x = int(np.argmax(ras[0]))
+    y = int(np.argmax(np.where(np.arange(3) == x, -1.0, ras[1])))
+    return x, y
+
+
+def outline(labels: np.ndarray, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Boundary of each labelled region within the planes spanned by ``axes`` (use
+    :func:`axial_axes` for axial outlines), keeping the label value."""
     lab = np.asarray(labels)
     inner = lab.copy()
-    for axis in (0, 1):
+    for axis in axes:
         for shift in (1, -1):
             inner = np.where(np.roll(lab, shift, axis=axis) == lab, inner, 0)
     edge = np.where((lab > 0) & (inner == 0), lab, 0)

@@ -107,3 +107,19 @@ def test_lesion_centres_from_any_column_set(tmp_path):
     rows = read_lesions(tmp_path / "t.tsv", lambda: grid)
     centres = [(r["centre_x"], r["centre_y"], r["centre_z"]) for r in rows]
     assert centres == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0), (-8.0, -6.0, 6.0)]
+
+
+def test_lesion_outlines_are_axial_on_any_voxel_order():
+    from gdsynth.io import Geometry
+    from gdsynth.review.volumes import axial_axes, outline
+    from tests.utils import ORIENTATIONS
+
+    cube = np.zeros((9, 9, 9), np.uint8)
+    cube[2:7, 2:7, 2:7] = 3
+    for order, superior_axis in (("RAS", 2), ("PIR", 1), ("LPS", 2)):
+        geometry = Geometry(cube.shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), ORIENTATIONS[order])
+        axes = axial_axes(geometry)
+        assert superior_axis not in axes, order
+        edge = outline(cube, axes)
+        middle = np.take(edge, 4, axis=superior_axis)  # an axial slice through the cube
+        assert middle.max() == 3 and middle[4, 4] == 0 and middle.sum() == 3 * 16
