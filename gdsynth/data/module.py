@@ -18,7 +18,12 @@ import torchio as tio
 from torch.utils.data import DataLoader
 
 from gdsynth.data.augment import AugmentConfig, build_augmentation
-from gdsynth.data.patches import PatchCollate, VolumeCollate, patch_size_for
+from gdsynth.data.patches import (
+    PatchCollate,
+    TensorLabelSampler,
+    VolumeCollate,
+    patch_size_for,
+)
 from gdsynth.data.subjects import (
     SAMPLING,
     AddLesionLabels,
@@ -130,11 +135,11 @@ class GdsynthDataModule(pl.LightningDataModule):
         c = self.config
         return AddLesionLabels(threshold=c.enhancement_threshold, smooth_mm=c.label_smoothing_mm)
 
-    def sampler(self) -> tio.LabelSampler:
+    def sampler(self) -> TensorLabelSampler:
         c = self.config
         probs = {0: c.background_probability, 1: 1.0 - c.lesion_probability - c.background_probability,
                  2: c.lesion_probability}
-        return tio.LabelSampler(patch_size_for(c.mode, c.patch_size, c.context_slices),
+        return TensorLabelSampler(patch_size_for(c.mode, c.patch_size, c.context_slices),
                                 label_name=SAMPLING, label_probabilities=probs)
 
     def base_transform(self) -> tio.Transform:
