@@ -1,7 +1,8 @@
 """Rigid co-registration of one sequence to the T1w (SimpleITK, Mattes mutual information).
 
 Settings: Mattes MI (``bins`` histogram bins), regular sampling of ``sampling`` of the fixed
-voxels inside the head mask with a fixed seed (deterministic), 3-level pyramid (see
+voxels inside the head mask (at most ``max_samples`` points per level) with a fixed seed
+(deterministic), 3-level pyramid (see
 :func:`pyramid`: 4x, 2x, 1x the finest working resolution), regular-step gradient descent with scales from physical
 shift, linear interpolation. Initialisation is centred: the rotation centre is the centre of the
 fixed head mask, and the translation is the better (by the metric) of the scanner's own alignment
@@ -28,6 +29,7 @@ class RegistrationParams:
     levels: tuple[float, ...] = (4.0, 2.0, 1.0)
     sigmas: tuple[float, ...] = (1.0, 0.5, 0.0)
     sampling: float = 0.15
+    max_samples: int = 100_000
     bins: int = 50
     iterations: int = 100
     learning_rate: float = 1.0
@@ -108,15 +110,21 @@ def _bin_shrink(image, fine: float):  # sitk.Image -> sitk.Image
     return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
+def sampling_per_level(voxels: int, shrink: list[int], params: RegistrationParams) -> list[float]:
+    """Sampling fraction per level: ``sampling``, capped so a level draws at most ``max_samples``
+    points from ``voxels`` (fixed voxels inside the mask at full working resolution)."""
+    return [float(min(params.sampling, params.max_samples / max(1.0, voxels / f**3))) for f in shrink]
+
+
 def _method(params: RegistrationParams, fixed_mask, shrink, sigmas, *,
-            gradient_filter: bool = True):  # -> sitk.ImageRegistrationMethod
+            gradient_filter: bool = True, voxels: int = 0):  # -> sitk.ImageRegistrationMethod
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricUseMovingImageGradientFilter(gradient_filter)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.bins)
     reg.SetMetricSamplingStrategy(reg.REGULAR)
-    reg.SetMetricSamplingPercentage(params.sampling, params.seed)
+    reg.SetMetricSamplingPercentagePerLevel(sampling_per_level(voxels, shrink, params), params.seed)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
@@ -180,7 +188,9 @@ def register_rigid(
         pass
 
     shrink, sigmas = pyramid(Geometry.from_sitk(f_img), fine, params)
-    reg = _method(params, mask_img, shrink, sigmas)
+    fraction = float(np.mean(fixed_mask[0])) if fixed_mask is not None else 1.0
+    voxels = int(np.prod(f_img.GetSize()) * fraction)  # fixed voxels inside the mask
+    reg = _method(params, mask_img, shrink, sigmas, voxels=voxels)
     scores = {}
     for key, tx in candidates.items():
         reg.SetInitialTransform(sitk.Euler3DTransform(tx), inPlace=False)
@@ -195,7 +205,8 @@ def register_rigid(
     for gradient_filter in (True, False):
         # the precomputed moving-gradient image is fast but can mislead the optimizer on very
         # anisotropic voxels; when the metric did not improve, retry with on-the-fly gradients
-        reg = _method(params, mask_img, shrink, sigmas, gradient_filter=gradient_filter)
+        reg = _method(params, mask_img, shrink, sigmas, gradient_filter=gradient_filter,
+                      voxels=voxels)
         reg.SetInitialTransform(sitk.Euler3DTransform(candidates[init]), inPlace=False)
         try:
             out = reg.Execute(f_img, m_img)
