@@ -66,6 +66,11 @@ class Pix2PixModule(pl.LightningModule):
         self._val_counts: dict[str, float] = {}
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def batches_seen(self) -> int:
+        """Training batches so far (Lightning's global_step counts each optimizer step)."""
+        return self.global_step // (2 if self.discriminator is not None else 1)
+
     def goal(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What channel 0 must predict: post − pre (residual) or post."""
         return batch["target"] - batch["pre"] if self.cfg.generator.residual else batch["target"]
@@ -197,11 +202,11 @@ class Pix2PixModule(pl.LightningModule):
 
         z = best_slice(lesion, brain)
         fig = panel_figure(pre[..., z], real[..., z], synth[..., z], lesion[..., z],
-                           title=f"{case} z={z} step {self.global_step}")
+                           title=f"{case} z={z} step {self.batches_seen}")
         fig.canvas.draw()
         rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
         root = Path(self.trainer.default_root_dir)
-        save_figure(fig, root / "panels" / f"val-step{self.global_step:07d}.png")
+        save_figure(fig, root / "panels" / f"val-step{self.batches_seen:07d}.png")
         logger = self.logger
         if logger is None:
             return
