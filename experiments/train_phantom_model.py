@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     exams = [e for e in discover(bids) if e.t1w_gd is not None]
     print(f"phantom: {len(exams)} exams ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     training, outcomes = prepare_cohort(bids, exams, prep_root=args.work / "prep",
-                                        prep_config=cfg.prep)
+                                        prep_config=cfg.prep, inputs=cfg.data.inputs)
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         print(f"preparation failed for {o.case}: {o.error}", file=sys.stderr)

@@ -53,6 +53,7 @@ def train(
     if not usable:
         raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
     training, outcomes = prepare_cohort(bids, usable, prep_root=prep_dir, prep_config=cfg.prep,
+                                        inputs=cfg.data.inputs,
                                         progress=not is_quiet())
     if not training:
         finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")

@@ -39,9 +39,14 @@ def truth_path(bids_root: Path, exam) -> Path | None:  # exam: gdsynth.io.bids.E
 def prepare_cohort(
     bids_root: str | Path, exams: Sequence, *, prep_root: str | Path | None = None,
     prep_config: dict[str, Any] | None = None, progress: bool = True,
+    inputs: Sequence[str] = ("T1w", "T2w", "FLAIR"),
 ) -> tuple[list[TrainingExam], list[PrepOutcome]]:
-    """Prepare every exam with a post-Gd T1w (``gdsynth.preprocess.prepare_exam``, cached) and
-    return the training exams plus one outcome per exam; a failing exam does not stop the rest."""
+    """Prepare every exam (``gdsynth.preprocess.prepare_exam``, cached) and return the training
+    exams plus one outcome per exam; a failing exam does not stop the rest.
+
+    Each exam needs the T1w, the ``inputs`` and the post-Gd T1w; only those pre-contrast
+    sequences are prepared unless ``prep_config`` names ``sequences`` itself.
+    """
     try:
         from gdsynth.preprocess import PrepConfig, prepare_exam
     except ImportError as exc:
@@ -50,13 +55,14 @@ def prepare_cohort(
 
     root = Path(bids_root)
     out_root = Path(prep_root) if prep_root else root / PREP_FOLDER
-    config = PrepConfig(**(prep_config or {}))
+    needed = [s for s in ("T1w", "T2w", "FLAIR") if s == "T1w" or s in inputs]
+    config = PrepConfig(**{"sequences": tuple(needed), **(prep_config or {})})
     training: list[TrainingExam] = []
     outcomes: list[PrepOutcome] = []
     for exam in track(exams, "preparing exams", total=len(exams), enabled=None if progress else False):
         start = time.perf_counter()
         try:
-            exam.require(("T1w", "T2w", "FLAIR", "T1w_gd"))
+            exam.require((*needed, "T1w_gd"))
             prepared = prepare_exam(exam, out_root, config)
             paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
             training.append(TrainingExam(id=exam.prefix, paths=paths,

@@ -90,3 +90,16 @@ def test_config_errors_and_overrides(tiny):
     assert tiny.trainer.max_steps == 7 and tiny.trainer.seed == 0
     with pytest.raises(ConfigError, match="heads"):
         Pix2PixModule(TrainConfig.from_dict({"generator": {"heads": ["lesions"]}}).to_dict())
+
+
+def test_bad_strategy_and_tracker_list_choices(tmp_path):
+    from gdsynth.training.loggers import make_logger
+    from gdsynth.training.run import make_strategy, parse_max_time
+
+    with pytest.raises(ConfigError, match="auto, ddp"):
+        make_strategy("fsdp")
+    with pytest.raises(ConfigError, match="wandb, csv, tensorboard, none"):
+        make_logger("mlflow", tmp_path, name="x", config={})
+    assert make_logger("none", tmp_path, name="x", config={}) is False
+    assert parse_max_time("30") == {"minutes": 30.0}
+    assert parse_max_time("00:01:00:00") == "00:01:00:00"
