@@ -103,3 +103,16 @@ def test_bad_strategy_and_tracker_list_choices(tmp_path):
     assert make_logger("none", tmp_path, name="x", config={}) is False
     assert parse_max_time("30") == {"minutes": 30.0}
     assert parse_max_time("00:01:00:00") == "00:01:00:00"
+
+
+@pytest.mark.parametrize("mode", ["2d", "3d"])
+def test_other_modes_train_validate_and_export(cohort, tiny, tmp_path, mode):
+    from gdsynth.models.folder import load_model_folder
+
+    tiny.data.mode = mode
+    tiny.trainer.max_steps = 2
+    result = train_run(cohort, tmp_path / mode, tiny)
+    generator, card = load_model_folder(result.model_dir)
+    assert card.mode == mode and card.context_slices == 0 and card.in_channels == 3
+    assert generator.spatial_dims == (3 if mode == "3d" else 2)
+    assert "val/mae_brain" in result.metrics
