@@ -14,7 +14,7 @@ fixed → moving convention), the same convention as the phantom's ``_motion.jso
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class RegistrationParams:
     bins: int = 50
     iterations: int = 100
     learning_rate: float = 1.0
-    min_step: float = 0.002
+    min_step: float = 1e-4
     seed: int = 20240601
     max_translation_mm: float = 60.0
     max_rotation_deg: float = 30.0
@@ -190,37 +190,52 @@ def register_rigid(
     shrink, sigmas = pyramid(Geometry.from_sitk(f_img), fine, params)
     fraction = float(np.mean(fixed_mask[0])) if fixed_mask is not None else 1.0
     voxels = int(np.prod(f_img.GetSize()) * fraction)  # fixed voxels inside the mask
-    reg = _method(params, mask_img, shrink, sigmas, voxels=voxels)
-    scores = {}
-    for key, tx in candidates.items():
-        reg.SetInitialTransform(sitk.Euler3DTransform(tx), inPlace=False)
+    # MetricEvaluate ignores the fixed mask, so candidates are judged by a one-step run with a
+    # negligible step: the masked metric at the finest level, same samples for all
+    judge = _method(replace(params, iterations=1, learning_rate=1e-9, min_step=1e-12),
+                    mask_img, [1], [0.0], voxels=voxels)
+
+    def evaluate(matrix: np.ndarray) -> float:
+        """Masked metric at the finest level of a rigid ``matrix`` (lower is better)."""
+        tx = sitk.Euler3DTransform()
+        tx.SetCenter(tuple(float(c) for c in centre))
+        tx.SetMatrix(tuple(np.asarray(matrix)[:3, :3].ravel()))
+        tx.SetTranslation(tuple(np.asarray(matrix)[:3, 3] + np.asarray(matrix)[:3, :3] @ centre
+                                - centre))
+        judge.SetInitialTransform(tx, inPlace=False)
         try:
-            scores[key] = reg.MetricEvaluate(f_img, m_img)
+            judge.Execute(f_img, m_img)
+            return float(judge.GetMetricValue())
         except RuntimeError:
-            scores[key] = np.inf
+            return float("inf")
+
+    scores = {k: evaluate(transform_to_matrix(tx)) for k, tx in candidates.items()}
     init = min(scores, key=lambda k: scores[k])
     if not np.isfinite(scores[init]):
         raise RegistrationError(name, "cannot evaluate the similarity metric: images do not overlap")
-    runs = []
-    for gradient_filter in (True, False):
-        # the precomputed moving-gradient image is fast but can mislead the optimizer on very
-        # anisotropic voxels; when the metric did not improve, retry with on-the-fly gradients
-        reg = _method(params, mask_img, shrink, sigmas, gradient_filter=gradient_filter,
-                      voxels=voxels)
+    runs, failure = [], ""
+    # 1) pyramid with the precomputed moving-gradient image (fast); 2) when the metric did not
+    # improve (it can mislead the optimizer on very anisotropic voxels), on-the-fly gradients;
+    # 3) still no improvement: the finest level only, from the initial alignment
+    attempts = [(shrink, sigmas, True), (shrink, sigmas, False), ([1], [0.0], False)]
+    for level_shrink, level_sigmas, gradient_filter in attempts:
+        reg = _method(params, mask_img, level_shrink, level_sigmas,
+                      gradient_filter=gradient_filter, voxels=voxels)
         reg.SetInitialTransform(sitk.Euler3DTransform(candidates[init]), inPlace=False)
         try:
             out = reg.Execute(f_img, m_img)
         except RuntimeError as exc:
-            if gradient_filter:
-                continue
-            raise RegistrationError(name, "registration to T1w failed "
-                                    f"({str(exc).strip().splitlines()[-1][:160]})") from None
+            failure = str(exc).strip().splitlines()[-1][:160]
+            continue
         if out.GetName() == "CompositeTransform":
             out = sitk.CompositeTransform(out).GetNthTransform(0)
-        runs.append((float(reg.GetMetricValue()), transform_to_matrix(sitk.Euler3DTransform(out)),
-                     int(reg.GetOptimizerIteration()), reg.GetOptimizerStopConditionDescription()))
+        matrix = transform_to_matrix(sitk.Euler3DTransform(out))
+        runs.append((evaluate(matrix), matrix, int(reg.GetOptimizerIteration()),
+                     reg.GetOptimizerStopConditionDescription()))
         if runs[-1][0] < scores[init] - 1e-3:
             break
+    if not runs:
+        raise RegistrationError(name, f"registration to T1w failed ({failure})")
     metric, matrix, iterations, stop = min(runs, key=lambda r: r[0])
     if not np.isfinite(metric) or not np.all(np.isfinite(matrix)):
         raise RegistrationError(name, "registration diverged (non-finite metric or transform)")
@@ -230,5 +245,9 @@ def register_rigid(
         raise RegistrationError(
             name, f"registration diverged: rotation {angle:.1f} deg, head-centre shift {shift:.1f} mm "
             f"(limits {params.max_rotation_deg} deg, {params.max_translation_mm} mm)")
+    if metric > scores[init]:  # never return an alignment worse (by the metric) than the start
+        metric, iterations = float(scores[init]), 0
+        matrix = transform_to_matrix(candidates[init])
+        stop = "no attempt improved the metric: initial alignment kept"
     return RigidResult(matrix, metric, float(scores[init]), iterations, stop, init,
                        {"attempts": len(runs)})
