@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     card.intended_use = INTENDED_USE
     card.training["trained_on"] = "phantom only"
     save_model_folder(args.dest, generator, card)
+    for f in args.dest.iterdir():  # atomic writes create 0600 temp files; package data is 0644
+        f.chmod(0o644)
     size_mb = sum(p.stat().st_size for p in args.dest.iterdir() if p.is_file()) / 2**20
     print(f"exported {args.dest} ({size_mb:.2f} MB) after {result.steps} steps in "
           f"{time.perf_counter() - t0:.0f} s; val: {result.metrics}", file=sys.stderr)
