@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="working folder (phantom cohort, prep cache, run)")
     p.add_argument("--subjects", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sites", default="siteA,siteB",
+                   help="comma-separated phantom sites to train on (siteC is held out for testing)")
     p.add_argument("--resolution", type=float, default=1.0, help="phantom voxel size (mm)")
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")
     p.add_argument("--max-steps", type=int, default=None)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if not (bids / "dataset_description.json").is_file():
         generate_dataset(bids, subjects=args.subjects, seed=args.seed, resolution=args.resolution,
-                         workers=args.gen_workers)
+                         workers=args.gen_workers, sites=args.sites.split(","))
     exams = [e for e in discover(bids) if e.t1w_gd is not None]
     print(f"phantom: {len(exams)} exams ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     training, outcomes = prepare_cohort(bids, exams, prep_root=args.work / "prep",
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_run(training, run, cfg, resume=last_checkpoint(run).is_file(), progress=True,
                        data_summary={"source": "gdsynth digital phantom (synthetic only)",
                                      "subjects": args.subjects, "seed": args.seed,
+                                     "sites": args.sites.split(","),
                                      "resolution_mm": args.resolution,
                                      "n_exams": len(training)})
     generator, card = load_model_folder(result.model_dir)

@@ -59,3 +59,14 @@ def test_json_and_tsv(tmp_path: Path):
     with pytest.raises(ValueError):
         write_json(tmp_path / "nan.json", {"x": float("nan")})
     assert not (tmp_path / "nan.json").exists()
+
+
+def test_outputs_follow_the_umask(tmp_path: Path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "perm.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "perm.json").stat().st_mode & 0o777 == 0o644
