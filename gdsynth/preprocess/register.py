@@ -2,11 +2,15 @@
 
 Settings: Mattes MI (``bins`` histogram bins), regular sampling of ``sampling`` of the fixed
 voxels inside the head mask (at most ``max_samples`` points per level) with a fixed seed
-(deterministic), 3-level pyramid (see
-:func:`pyramid`: 4x, 2x, 1x the finest working resolution), regular-step gradient descent with scales from physical
-shift, linear interpolation. Initialisation is centred: the rotation centre is the centre of the
-fixed head mask, and the translation is the better (by the metric) of the scanner's own alignment
-(identity: same session, same world) and the moments-centred one (different fields of view).
+(deterministic), 3-level pyramid (:func:`pyramid`: 4x, 2x, 1x the finest working resolution),
+regular-step gradient descent with scales from physical shift, linear interpolation.
+
+Initialisation is centred: the rotation centre is the centre of the fixed head mask, and the
+translation is the better (by the masked metric) of the scanner's own alignment (identity: same
+session, same world) and the moments-centred one (different fields of view). Safeguards: when the
+pyramid result does not improve the masked finest-level metric, it is retried with on-the-fly
+moving-image gradients, then at the finest level only; the start is kept if nothing improves;
+a result beyond ``max_rotation_deg`` / ``max_translation_mm`` raises :class:`RegistrationError`.
 
 The result is a 4x4 LPS matrix mapping a T1w-world point to the moving image's world (ITK's
 fixed → moving convention), the same convention as the phantom's ``_motion.json``.
@@ -142,6 +146,26 @@ def _method(params: RegistrationParams, fixed_mask, shrink, sigmas, *,
     return reg
 
 
+def _initial_candidates(f_img, m_img, centre: np.ndarray) -> dict:
+    """Starting rigid transforms rotating about ``centre``: identity and moments-centred."""
+    import SimpleITK as sitk
+
+    identity = sitk.Euler3DTransform()
+    identity.SetCenter(tuple(float(c) for c in centre))
+    candidates = {"identity": identity}
+    try:
+        moments = sitk.CenteredTransformInitializer(
+            f_img, m_img, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
+        shift = np.asarray(sitk.Euler3DTransform(moments).GetTranslation())
+    except RuntimeError:  # e.g. an empty image: the identity start remains
+        return candidates
+    moved = sitk.Euler3DTransform()
+    moved.SetCenter(tuple(float(c) for c in centre))
+    moved.SetTranslation(tuple(float(t) for t in shift))
+    candidates["moments"] = moved
+    return candidates
+
+
 def register_rigid(
     fixed: np.ndarray,
     fixed_geometry: Geometry,
@@ -173,20 +197,7 @@ def register_rigid(
     if centre is None:
         centre = fixed_geometry.index_to_world((np.asarray(fixed_geometry.shape) - 1) / 2)
 
-    identity = sitk.Euler3DTransform()
-    identity.SetCenter(tuple(float(c) for c in centre))
-    candidates = {"identity": identity}
-    try:
-        moments = sitk.CenteredTransformInitializer(
-            f_img, m_img, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS)
-        moments = sitk.Euler3DTransform(moments)
-        shift = np.asarray(moments.GetTranslation())
-        moments.SetCenter(tuple(float(c) for c in centre))
-        moments.SetTranslation(tuple(shift))
-        candidates["moments"] = moments
-    except RuntimeError:
-        pass
-
+    candidates = _initial_candidates(f_img, m_img, centre)
     shrink, sigmas = pyramid(Geometry.from_sitk(f_img), fine, params)
     fraction = float(np.mean(fixed_mask[0])) if fixed_mask is not None else 1.0
     voxels = int(np.prod(f_img.GetSize()) * fraction)  # fixed voxels inside the mask
