@@ -28,13 +28,18 @@ _WORKERS = typer.Option(0, "--workers", min=0, help="Threads preparing upcoming 
 _SHARD = typer.Option(None, "--shard", help="I/N: process only exams k with k mod N == I.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Redo exams that are already complete.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
+_DETECTOR = typer.Option(None, "--detector",
+                         help="difference, segmentation or combined (default: the model card's).")
+_EXPLAIN = typer.Option(False, "--explain",
+                        help="Attribute each lesion to the input sequences (ablation + IG).")
 
 
 def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair: Path | None,
          subject: str, model: str, out: Path, labels: list[str] | None, mc_samples: int,
          device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
-         overwrite: bool, seed: int) -> None:
+         overwrite: bool, seed: int, detector: str | None = None, explain: bool = False) -> None:
     from gdsynth.cli._common import finish_batch
+    from gdsynth.detection.params import parse_detector
     from gdsynth.errors import ConfigError
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
@@ -53,6 +58,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
         out=out, model=model, step=Step(step),
         settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size),
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
+        detector=None if detector is None else parse_detector(detector).value, explain=explain,
     )
     results = run_cohort(exams, config, bids_root=None if single else bids)
     finish_batch(results, f"gdsynth {step}")
@@ -74,10 +80,11 @@ def detect(
     subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
+    detector: str = _DETECTOR, explain: bool = _EXPLAIN,
 ) -> None:
     """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
     _run("detect", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed)
+         device, batch_size, workers, shard, overwrite, seed, detector, explain)
 
 
 def predict(
@@ -85,7 +92,8 @@ def predict(
     subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
+    detector: str = _DETECTOR, explain: bool = _EXPLAIN,
 ) -> None:
     """Synthesize then detect, for a cohort or one exam."""
     _run("predict", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed)
+         device, batch_size, workers, shard, overwrite, seed, detector, explain)

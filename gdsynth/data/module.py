@@ -54,6 +54,7 @@ class DataConfig:
     cache_subjects: bool = True  # keep loaded, labelled, brain-cropped subjects in RAM
     enhancement_threshold: float = 0.25  # derived labels: smoothed post − pre above this
     label_smoothing_mm: float = 1.0
+    all_lesion_labels: bool = False  # add ``lesions_all`` (the ``lesions`` head's target)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
@@ -133,7 +134,8 @@ class GdsynthDataModule(pl.LightningDataModule):
     # -- pieces -----------------------------------------------------------------------------
     def label_transform(self) -> AddLesionLabels:
         c = self.config
-        return AddLesionLabels(threshold=c.enhancement_threshold, smooth_mm=c.label_smoothing_mm)
+        return AddLesionLabels(threshold=c.enhancement_threshold, smooth_mm=c.label_smoothing_mm,
+                               all_lesions=c.all_lesion_labels)
 
     def sampler(self) -> TensorLabelSampler:
         c = self.config

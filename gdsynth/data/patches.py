@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torchio as tio
 
-from gdsynth.data.subjects import BRAIN, LESION, TARGET
+from gdsynth.data.subjects import ALL_LESIONS, BRAIN, LESION, TARGET
 from gdsynth.models.card import Mode
 
 
@@ -48,7 +48,8 @@ class TensorLabelSampler(tio.LabelSampler):
 
 def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str) -> dict[str, torch.Tensor]:
     """One patch (a ``tio.Subject`` or a :class:`TensorLabelSampler` dict; or a whole volume in
-    3D) as network tensors: ``input``, ``target``, ``pre``, ``brain``, ``lesion`` (float32)."""
+    3D) as network tensors: ``input``, ``target``, ``pre``, ``brain``, ``lesion`` (float32), and
+    ``lesions_all`` when the subject has it (target of the ``lesions`` head)."""
     def get(key: str) -> torch.Tensor:
         value = subject[key]
         return (value.data if isinstance(value, tio.Image) else value).float()
@@ -59,6 +60,8 @@ def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str) -> dict[str, 
         out["target"] = get(TARGET)
     if LESION in subject:
         out["lesion"] = get(LESION)
+    if ALL_LESIONS in subject:
+        out[ALL_LESIONS] = get(ALL_LESIONS)
     if Mode(mode) is Mode.three_d:
         return out
     centre = x.shape[-1] // 2

@@ -23,6 +23,7 @@ TARGET = "T1w_gd"
 BRAIN = "brain"
 LESION = "lesion"  # binary enhancing-lesion map on the prepared grid (added by AddLesionLabels)
 SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion
+ALL_LESIONS = "lesions_all"  # binary map of every lesion visible before injection (head target)
 TRUTH_ATTR = "truth_path"
 
 
@@ -113,18 +114,58 @@ def derived_lesions(
     return ((diff > threshold) & (brain > 0)).astype(np.uint8)
 
 
+def all_lesions_truth_path(enhancing_truth: str | Path) -> Path | None:
+    """The phantom ``_label-L_desc-all_mask`` next to an ``_label-L_desc-enhancing_dseg``, if any."""
+    p = Path(str(enhancing_truth).replace("_label-L_desc-enhancing_dseg", "_label-L_desc-all_mask"))
+    return p if p.is_file() and str(p) != str(enhancing_truth) else None
+
+
+def derived_all_lesions(
+    flair: np.ndarray, brain: np.ndarray, spacing: Sequence[float], *, threshold: float = 1.4,
+    smooth_mm: float = 1.0,
+) -> np.ndarray:
+    """All lesions without truth: Gaussian-smoothed (σ = ``smooth_mm``) FLAIR (NAWM = 1) above
+    ``threshold`` inside the brain eroded by 2 voxels (cortex/CSF borders are FLAIR-bright too).
+    (X, Y, Z) uint8."""
+    from scipy.ndimage import binary_erosion, gaussian_filter
+
+    f = flair.astype(np.float32)
+    if smooth_mm > 0:
+        f = gaussian_filter(f, sigma=[smooth_mm / s for s in spacing])
+    inner = binary_erosion(brain > 0, iterations=2)
+    return ((f > threshold) & inner).astype(np.uint8)
+
+
 class AddLesionLabels(tio.Transform):
     """Add ``lesion`` (binary enhancing) and ``sampling`` (0 out, 1 brain, 2 lesion) label maps.
 
     Uses the phantom truth (``truth_path`` attribute) when present, else :func:`derived_lesions`
-    from the real post − pre. Apply first, before any spatial augmentation.
+    from the real post − pre. Apply first, before any spatial augmentation. With
+    ``all_lesions`` it also adds ``lesions_all`` (every lesion visible before injection: the
+    phantom ``_label-L_desc-all_mask`` next to the truth, else :func:`derived_all_lesions` from
+    FLAIR hyperintensity), the target of the ``lesions`` head.
     """
 
-    def __init__(self, *, threshold: float = 0.25, smooth_mm: float = 1.0, **kwargs) -> None:
+    def __init__(self, *, threshold: float = 0.25, smooth_mm: float = 1.0,
+                 all_lesions: bool = False, flair_threshold: float = 1.4, **kwargs) -> None:
         super().__init__(**kwargs)
         self.threshold = threshold
         self.smooth_mm = smooth_mm
-        self.args_names = ["threshold", "smooth_mm"]
+        self.all_lesions = all_lesions
+        self.flair_threshold = flair_threshold
+        self.args_names = ["threshold", "smooth_mm", "all_lesions", "flair_threshold"]
+
+    def _all_lesions(self, subject: tio.Subject, brain: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+        truth = subject.get(TRUTH_ATTR, "")
+        path = all_lesions_truth_path(truth) if truth else None
+        if path is not None:
+            out = truth_on_grid(path, subject["T1w"])
+        elif "FLAIR" in subject:
+            out = derived_all_lesions(subject["FLAIR"].data[0].numpy(), brain,
+                                      subject["FLAIR"].spacing, threshold=self.flair_threshold)
+        else:
+            out = np.zeros_like(brain, dtype=np.uint8)
+        return ((out > 0) | (lesion > 0)).astype(np.uint8) * (brain > 0)
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         brain = subject[BRAIN].data[0].numpy()
@@ -145,6 +186,10 @@ class AddLesionLabels(tio.Transform):
                                        affine=affine), LESION)
         subject.add_image(tio.LabelMap(tensor=torch.from_numpy(sampling[None].astype(np.uint8)),
                                        affine=affine), SAMPLING)
+        if self.all_lesions:
+            every = self._all_lesions(subject, brain, lesion)
+            subject.add_image(tio.LabelMap(tensor=torch.from_numpy(every[None].astype(np.uint8)),
+                                           affine=affine), ALL_LESIONS)
         return subject
 
 

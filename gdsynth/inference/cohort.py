@@ -63,6 +63,8 @@ class RunConfig:
     overwrite: bool = False
     shard: tuple[int, int] | None = None
     workers: int = 0
+    detector: str | None = None  # override the card's detector (difference|segmentation|combined)
+    explain: bool = False  # attribute each detected lesion to the input sequences
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -124,6 +126,8 @@ class _Runner:
             from gdsynth.detection.params import DetectionParams
 
             self.params = DetectionParams.from_dict(dict(self.card.detection or {}))
+            if config.detector is not None:
+                self.params = self.params.replace(detector=config.detector)
 
     def key(self, exam: Exam) -> dict[str, Any]:
         exam.require(("T1w", *self.card.inputs))
@@ -132,7 +136,12 @@ class _Runner:
         if self.config.step is Step.detect:  # detect follows whatever synthesize used
             synth = O.read_record(O.SYNTHESIS_RECORD.path(self.config.out, exam)) or {}
             settings = synth.get("settings", settings)
-        return {"model": self.fingerprint, "input_sha256": hashes, "settings": settings}
+        key = {"model": self.fingerprint, "input_sha256": hashes, "settings": settings}
+        if self.config.detector is not None and self.config.step is not Step.synthesize:
+            key["detector"] = self.config.detector
+        if self.config.explain and self.config.step is not Step.synthesize:
+            key["explain"] = True
+        return key
 
     def marker(self, exam: Exam) -> Path:
         output = O.SYNTHESIS_RECORD if self.config.step is Step.synthesize else O.SUMMARY
@@ -154,7 +163,15 @@ class _Runner:
             synth = synthesize_prepared(prep, self.generator, self.card, self.config.settings)
             write_synthesis(out, exam, prep, synth, record)
         if step is not Step.synthesize:
-            write_detection(out, exam, prep, detect_synthesis(prep, synth, self.params), record)
+            result = detect_synthesis(prep, synth, self.params)
+            if self.config.explain:
+                from gdsynth.explain.exam import explain_detection, write_attribution_maps
+
+                explanation = explain_detection(prep, self.generator, self.card, result.labels,
+                                                [les["label"] for les in result.lesions])
+                explanation.annotate(result.lesions)
+                write_attribution_maps(out, exam, prep, explanation)
+            write_detection(out, exam, prep, result, record)
 
 
 def _prepared(runner: _Runner, exams: list[Exam], todo: dict[str, dict], workers: int

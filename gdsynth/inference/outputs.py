@@ -45,6 +45,15 @@ def head_output(head: str) -> Output:
     return Output("probseg", label=head)
 
 
+def attribution_output(sequence: str) -> Output:
+    """Attribution map of one input sequence, e.g. ``_desc-attributionFLAIR_map``."""
+    return Output("map", desc=f"attribution{sequence}")
+
+
+#: Optional lesion-table columns added by ``--explain`` (``attr_ablation_T1w``, ``attr_ig_FLAIR``,
+#: ``ablation_delta_T2w``...), written after :data:`LESION_COLUMNS` in sorted order.
+ATTRIBUTION_PREFIXES = ("attr_", "ablation_delta_")
+
 LESION_COLUMNS = (
     "label", "x_mm", "y_mm", "z_mm", "i", "j", "k", "volume_mm3", "mean_enhancement",
     "max_enhancement", "score", "uncertainty", "location",

@@ -166,6 +166,7 @@ def lesion_rows(lesions: list[dict[str, Any]], prep: PreparedExam) -> list[dict[
             "volume_mm3": les["volume_mm3"], "mean_enhancement": les["mean_enhancement"],
             "max_enhancement": les["max_enhancement"], "score": les["score"],
             "uncertainty": les.get("mean_uncertainty"), "location": les.get("location"),
+            **{k: v for k, v in les.items() if k.startswith(O.ATTRIBUTION_PREFIXES)},
         })
     return rows
 
@@ -183,8 +184,10 @@ def write_detection(out: Path, exam: Exam, prep: PreparedExam, result,
         "gdsynth_version": __version__,
         **record,
     }
+    rows = lesion_rows(result.lesions, prep)
+    extra = sorted({k for r in rows for k in r if k.startswith(O.ATTRIBUTION_PREFIXES)})
     return [
         write_labels(O.LESION_LABELS.path(out, exam), labels, prep.native_geometry),
-        write_tsv(O.LESION_TABLE.path(out, exam), lesion_rows(result.lesions, prep), O.LESION_COLUMNS),
+        write_tsv(O.LESION_TABLE.path(out, exam), rows, (*O.LESION_COLUMNS, *extra)),
         write_json(O.SUMMARY.path(out, exam), summary),
     ]

@@ -50,6 +50,8 @@ class LossConfig:
     lesion_weight: float = 0.0  # extra L1 weight on enhancing-lesion voxels
     ssim_weight: float = 0.0
     ssim_data_range: float = 2.0  # normalized units (post-Gd T1w spans ~0..2 in the brain)
+    head_weights: dict[str, float] = field(default_factory=dict)  # head -> weight (default 1)
+    head_dice_weight: float = 0.0  # head loss = BCE + head_dice_weight * soft Dice
 
 
 @dataclass
@@ -108,6 +110,12 @@ class TrainConfig:
         cfg.data.validate()
         if cfg.generator.residual and "T1w" not in cfg.data.inputs:
             raise ConfigError(path, "generator.residual needs T1w among data.inputs")
+        unknown = set(cfg.loss.head_weights) - set(cfg.generator.heads)
+        if unknown:
+            raise ConfigError(path, f"loss.head_weights names {sorted(unknown)}, not among "
+                              f"generator.heads {cfg.generator.heads}")
+        if "lesions" in cfg.generator.heads:
+            cfg.data.all_lesion_labels = True  # the lesions head needs its target map
         return cfg
 
 

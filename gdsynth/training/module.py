@@ -32,7 +32,24 @@ from gdsynth.training.metrics import (
 )
 from gdsynth.training.volume import crop_to_mask, predict_volume
 
-HEAD_TARGETS = {"enhancing": "lesion"}  # head name -> batch key of its binary target
+#: head name -> batch key of its binary target: ``enhancing`` the enhancing-lesion map used for
+#: sampling, ``lesions`` every lesion visible before injection (phantom all-lesion truth, else
+#: FLAIR hyperintensity; see :class:`gdsynth.data.subjects.AddLesionLabels`).
+HEAD_TARGETS = {"enhancing": "lesion", "lesions": "lesions_all"}
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``1 − soft Dice`` of ``sigmoid(logits)`` vs a 0/1 ``target`` (same shape), pooled over the
+    batch; ``eps`` (voxels) keeps empty patches finite and near 0."""
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum()
+    return 1.0 - (2.0 * inter + eps) / (p.sum() + target.sum() + eps)
+
+
+def head_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
+    """BCE with logits (+ ``dice_weight`` × soft Dice) of one head; tensors ``(B, 1, ...)``."""
+    loss = F.binary_cross_entropy_with_logits(logits, target)
+    return loss + dice_weight * soft_dice_loss(logits, target) if dice_weight > 0 else loss
 
 
 class Pix2PixModule(pl.LightningModule):
@@ -102,8 +119,11 @@ class Pix2PixModule(pl.LightningModule):
             terms["ssim"] = ssim_loss(self.synthetic_post(synth, batch["pre"]), batch["target"],
                                       data_range=lc.ssim_data_range, mask=mask)
         for i, head in enumerate(self.cfg.generator.heads, start=1):
-            terms[f"head_{head}"] = F.binary_cross_entropy_with_logits(
-                out[:, i : i + 1], batch[HEAD_TARGETS[head]])
+            key = HEAD_TARGETS[head]
+            if key not in batch:
+                raise TrainingError(None, f"head {head!r} needs batch[{key!r}]; set "
+                                    "data.all_lesion_labels (automatic for the lesions head)")
+            terms[f"head_{head}"] = head_loss(out[:, i : i + 1], batch[key], lc.head_dice_weight)
         return terms
 
     # -- training --------------------------------------------------------------------------
@@ -132,7 +152,8 @@ class Pix2PixModule(pl.LightningModule):
         self.toggle_optimizer(opt_g)
         terms = self.generator_loss(out, batch)
         g_loss = lc.l1_weight * terms["l1"] + lc.ssim_weight * terms.get("ssim", 0.0)
-        g_loss = g_loss + sum(v for k, v in terms.items() if k.startswith("head_"))
+        g_loss = g_loss + sum(lc.head_weights.get(k[5:], 1.0) * v
+                              for k, v in terms.items() if k.startswith("head_"))
         if self.discriminator is not None:
             terms["adv"] = self.adversarial(self.discriminator(torch.cat([x, synth], 1)), True, False)
             g_loss = g_loss + lc.adversarial_weight * terms["adv"]

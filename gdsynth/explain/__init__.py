@@ -1,0 +1,1 @@
+"""gdsynth.explain (see docs/architecture.md)."""
