@@ -97,7 +97,17 @@ def _summary(rx: ReviewExam) -> dict:
     }
 
 
+def attribution_columns(lesions: list[dict]) -> list[str]:
+    """``attr_<method>_<Seq>`` columns (``gdsynth explain`` / ``predict --explain``) present in
+    any lesion row, ablation first, sequences in T1w, T2w, FLAIR order."""
+    order = {"T1w": 0, "T2w": 1, "FLAIR": 2}
+    cols = {k for r in lesions for k in r if k.startswith(("attr_ablation_", "attr_ig_"))}
+    return sorted(cols, key=lambda c: (not c.startswith("attr_ablation_"),
+                                       order.get(c.rsplit("_", 1)[-1], 9), c))
+
+
 def _lesion_rows(rx: ReviewExam) -> list[dict]:
+    attr = attribution_columns(rx.lesions)
     rows = []
     for r in rx.lesions:
         label = r.get("label")
@@ -108,6 +118,7 @@ def _lesion_rows(rx: ReviewExam) -> list[dict]:
             "volume": _fmt(r.get("volume_mm3")), "mean": _fmt(r.get("mean_enhancement")),
             "max": _fmt(r.get("max_enhancement")), "score": _fmt(r.get("score")),
             "uncertainty": _fmt(r.get("uncertainty")), "location": r.get("location") or "",
+            "attr": [_fmt(r.get(c)) for c in attr],
         })
     return rows
 
@@ -190,8 +201,11 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
                           base=SEQUENCE_LABELS["synthetic"])
     summary = _summary(rx)
     page = f"exam-{pid}.html"
+    attr_headers = [c.removeprefix("attr_").replace("_", " ")
+                    for c in attribution_columns(rx.lesions)]
     html = render("exam.html", static="static/", data=f"data/{pid}/", exam=rx.id,
                   summary=summary, overlays=overlays, threshold=threshold,
+                  attr_headers=attr_headers,
                   lesions=_lesion_rows(rx), mosaic=f"data/{pid}/{mosaic.name}", embedded=embedded)
     atomic_write_text(out / page, html)
     return {"exam": rx.id, "page": page, "mosaic": f"data/{pid}/{mosaic.name}",
