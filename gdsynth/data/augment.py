@@ -42,6 +42,9 @@ class AugmentConfig:
     noise_std: float = 0.03
     motion_p: float = 0.05
     ghosting_p: float = 0.05
+    lesion_insertion_p: float = 0.0  # paste phantom lesions into subjects without truth
+    lesion_insertion_max: int = 2  # lesions per insertion (1..max)
+    lesion_insertion_active: float = 0.5  # share of inserted lesions that enhance
 
 
 def smooth_bias_field(shape: Sequence[int], coefficients: torch.Tensor, order: int,
@@ -112,7 +115,14 @@ def build_augmentation(config: AugmentConfig, inputs: Sequence[str]) -> tio.Tran
         return None
     pre_post = ["T1w", TARGET]
     others = [s for s in inputs if s != "T1w"]
-    ts: list[tio.Transform] = [
+    ts: list[tio.Transform] = []
+    if config.lesion_insertion_p > 0:  # first: on the un-augmented, normalized images
+        from gdsynth.data.insertion import RandomLesionInsertion
+
+        ts.append(RandomLesionInsertion(max_lesions=config.lesion_insertion_max,
+                                        active_probability=config.lesion_insertion_active,
+                                        p=config.lesion_insertion_p))
+    ts += [
         tio.RandomFlip(axes=("LR",), flip_probability=config.flip_p),
         tio.RandomAffine(scales=config.scales, degrees=config.degrees, translation=0,
                          p=config.affine_p, default_pad_value="minimum"),
