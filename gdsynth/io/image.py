@@ -49,6 +49,8 @@ class ImageInfo:
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (a folder: of its sorted files' names and bytes)."""
     p = Path(path)
+    if not p.exists():
+        raise InputFileMissingError(p, "file not found")
     h = hashlib.sha256()
     files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
     for f in files:
@@ -63,7 +65,12 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 def _dicom_series_files(folder: Path) -> list[str]:
     import SimpleITK as sitk
 
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's multi-line "No Series" warning
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not ids:
         raise ImageReadError(folder, "is a folder with no DICOM series (expected an image file)")
     series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), i) for i in ids]
