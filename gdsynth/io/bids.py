@@ -131,7 +131,8 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
 
     ``participant_labels`` keeps only those subjects (with or without the ``sub-`` prefix).
     Exams are sorted by subject then session; exams with missing sequences are kept (see
-    :meth:`Exam.missing`).
+    :meth:`Exam.missing`). A ``sub-``/``ses-`` folder whose label is not alphanumeric raises
+    :class:`BidsError` (labels become output file names).
     """
     root = Path(root)
     if not root.exists():
@@ -146,6 +147,10 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
         for sub in subjects:
             label = sub.name[4:]
             sessions = sorted(p for p in sub.iterdir() if p.is_dir() and p.name.startswith("ses-"))
+            for folder in (sub, *sessions):  # labels become output file names: no "../", spaces
+                if not _LABEL_OK.match(folder.name[4:]):
+                    raise BidsError(folder, f"label {folder.name[4:]!r} must be alphanumeric "
+                                            "(BIDS); rename the folder")
             if sessions:
                 for ses in sessions:
                     anat = ses / "anat"
