@@ -127,6 +127,13 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
                           erode=config.mask_erode_mm, close=config.mask_close_mm)
         mask_source = "computed"
     tick("mask")
+    if not mask.any():
+        from gdsynth.errors import ConstantImageError
+
+        if exam.mask is not None:
+            raise ConstantImageError(exam.mask, "brain mask is empty (no voxel inside the T1w "
+                                                "field of view)")
+        raise ConstantImageError(exam.t1w, "no brain found (the computed brain mask is empty)")
 
     if config.n4 and mask.any():
         images = {k: n4_correct(v, target, mask, config.n4_params)[0] for k, v in images.items()}
@@ -134,6 +141,11 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
 
     nawm = nawm_mask(images["T1w"], mask, target.spacing, lesion_image=_lesion_reference(images),
                      erode_mm_=config.nawm_erode_mm, lesion_mads=config.lesion_mads)
+    if not nawm.any():
+        from gdsynth.errors import ConstantImageError
+
+        raise ConstantImageError(exam.t1w, "no normal-appearing white matter found in the brain "
+                                           "mask: cannot normalize intensities")
     medians = {k: nawm_median(v, nawm) for k, v in images.items()}
     for k, m in medians.items():
         if not np.isfinite(m) or m <= 0:
