@@ -135,7 +135,8 @@ def detect_lesions(
         )
     brain = brain_mask.astype(bool)
     enh = np.nan_to_num(np.asarray(enhancement, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    quality = quality_flags(brain, spacing, params, enhancement=enhancement, t1w=t1w, flair=flair)
+    quality = quality_flags(brain, spacing, params, enhancement=enhancement, t1w=t1w, flair=flair,
+                            t2w=t2w)
     empty = np.zeros(enh.shape, np.int32)
     if not brain.any():
         summary = summarize_patient([], params, quality=quality)

@@ -74,7 +74,8 @@ class DetectionParams:
     ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating).
     Score: ``score_coefficients`` (logistic, keys ``intercept`` + :data:`SCORE_FEATURES`).
     Patient: ``probability_active = sigmoid(platt_a * logit(1 − Π(1 − s_i)) + platt_b)``; refer
-    when ≥ ``refer_threshold``; quality limits ``min_brain_ml``/``max_brain_ml``/``min_wm_fraction``.
+    when ≥ ``refer_threshold``; quality limits ``min_brain_ml``/``max_brain_ml``/``min_wm_fraction``/
+    ``max_t1w_t2w_correlation``.
     """
 
     detector: str = Detector.difference.value
@@ -116,6 +117,7 @@ class DetectionParams:
     min_brain_ml: float = 600.0
     max_brain_ml: float = 2500.0
     min_wm_fraction: float = 0.05
+    max_t1w_t2w_correlation: float = -0.1
     calibration_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

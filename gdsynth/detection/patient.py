@@ -29,12 +29,17 @@ def quality_flags(
     enhancement: np.ndarray | None = None,
     t1w: np.ndarray | None = None,
     flair: np.ndarray | None = None,
+    t2w: np.ndarray | None = None,
 ) -> list[str]:
     """Reasons the exam is not a usable brain (empty list when it looks fine).
 
     Checks: empty brain mask; brain volume outside [``min_brain_ml``, ``max_brain_ml``] mL;
     non-finite enhancement inside the brain; no white matter (fewer than ``min_wm_fraction`` of
-    brain voxels with T1w — or FLAIR when T1w is absent — within 0.8–1.2 of the NAWM level).
+    brain voxels with T1w — or FLAIR when T1w is absent — within 0.8–1.2 of the NAWM level);
+    no brain contrast: in a brain, T1w and T2w are anti-correlated (CSF dark on T1w and bright on
+    T2w, white matter the reverse, lesions T1-dark and T2-bright), so a Pearson correlation inside
+    the mask above ``max_t1w_t2w_correlation`` means the images are not brain MRI (a blob, noise)
+    or a sequence was mixed up.
     """
     brain = brain.astype(bool)
     n = int(brain.sum())
@@ -54,6 +59,14 @@ def quality_flags(
         wm_fraction = float(np.mean((v > 0.8) & (v < 1.2)))
         if wm_fraction < params.min_wm_fraction:
             flags.append(f"no white matter found (NAWM-like fraction {wm_fraction:.3f})")
+    if t1w is not None and t2w is not None and n > 1:
+        a, b = t1w[brain].astype(np.float64), t2w[brain].astype(np.float64)
+        if a.std() > 0 and b.std() > 0 and np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+            r = float(np.corrcoef(a, b)[0, 1])
+            if r > params.max_t1w_t2w_correlation:
+                flags.append(f"no brain contrast: T1w and T2w correlation {r:+.2f} in the brain "
+                             f"(a brain is below {params.max_t1w_t2w_correlation:+.2f}); not "
+                             "brain MRI, or sequences mixed up")
     return flags
 
 
