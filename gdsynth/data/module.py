@@ -55,6 +55,8 @@ class DataConfig:
     enhancement_threshold: float = 0.25  # derived labels: smoothed post − pre above this
     label_smoothing_mm: float = 1.0
     all_lesion_labels: bool = False  # add ``lesions_all`` (the ``lesions`` head's target)
+    cvae: str = ""  # folder of a trained lesion CVAE (gdsynth.models.cvae.save_cvae), 2D/2.5D
+    cvae_per_batch: int = 0  # generated lesion patches appended to each training batch
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
@@ -130,6 +132,7 @@ class GdsynthDataModule(pl.LightningDataModule):
         if not self.train_exams:
             raise ConfigError(None, "no training exams")
         self._cache: list[tio.Subject] | None = None
+        self._mixer = None
 
     # -- pieces -----------------------------------------------------------------------------
     def label_transform(self) -> AddLesionLabels:
@@ -198,8 +201,38 @@ class GdsynthDataModule(pl.LightningDataModule):
             num_workers=c.num_workers, shuffle_subjects=False, shuffle_patches=True,
             start_background=False,
         )
-        return DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
-                          collate_fn=PatchCollate(c.inputs, c.mode))
+        loader = DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
+                            collate_fn=PatchCollate(c.inputs, c.mode))
+        return self._cvae_mixer().wrap(loader) if c.cvae and c.cvae_per_batch > 0 else loader
+
+    def _cvae_mixer(self):  # -> gdsynth.models.cvae.CVAEMixer, built once
+        import torch
+
+        from gdsynth.data.subjects import BRAIN, LESION, TARGET
+        from gdsynth.models.cvae import CVAEMixer, lesion_patches, load_cvae
+
+        c = self.config
+        if self._mixer is None:
+            if Mode(c.mode) is Mode.three_d:
+                raise ConfigError(None, "data.cvae works with 2d/2.5d patches only")
+            model = load_cvae(c.cvae)
+            if model.kwargs["patch"] != c.patch_size or model.channels != len(c.inputs) + 1:
+                raise ConfigError(None, f"CVAE {c.cvae} is for {model.kwargs['patch']}-voxel "
+                                  f"patches of {model.channels - 1} sequences; data has "
+                                  f"{c.patch_size} and {c.inputs}")
+            order = [*c.inputs, TARGET]
+            subjects = self.train_subjects()
+            if not c.cache_subjects:
+                subjects = [self.base_transform()(s) for s in subjects]
+            parts = [lesion_patches({k: s[k].data[0].numpy() for k in order},
+                                    s[LESION].data[0].numpy(), s[BRAIN].data[0].numpy(), order,
+                                    c.patch_size) for s in subjects]
+            bank = tuple(torch.cat([p[i] for p in parts]) for i in range(3))
+            k = c.context_slices if Mode(c.mode) is Mode.two_half_d else 0
+            self._mixer = CVAEMixer(model, bank, c.cvae_per_batch, context_slices=k,
+                                    t1w_index=c.inputs.index("T1w") if "T1w" in c.inputs else 0,
+                                    seed=self.seed)
+        return self._mixer
 
     def _epoch_seed(self) -> int:
         t = getattr(self, "trainer", None)
