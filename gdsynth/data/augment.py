@@ -45,6 +45,7 @@ class AugmentConfig:
     lesion_insertion_p: float = 0.0  # paste phantom lesions into subjects without truth
     lesion_insertion_max: int = 2  # lesions per insertion (1..max)
     lesion_insertion_active: float = 0.5  # share of inserted lesions that enhance
+    lesion_insertion_phantom: bool = False  # also into subjects with phantom truth (experiments)
 
 
 def smooth_bias_field(shape: Sequence[int], coefficients: torch.Tensor, order: int,
@@ -121,6 +122,7 @@ def build_augmentation(config: AugmentConfig, inputs: Sequence[str]) -> tio.Tran
 
         ts.append(RandomLesionInsertion(max_lesions=config.lesion_insertion_max,
                                         active_probability=config.lesion_insertion_active,
+                                        phantom_subjects=config.lesion_insertion_phantom,
                                         p=config.lesion_insertion_p))
     ts += [
         tio.RandomFlip(axes=("LR",), flip_probability=config.flip_p),

@@ -1,0 +1,123 @@
+"""Shared pieces of the research experiments (imported by the scripts in experiments/).
+
+A phantom cohort (generated once, cached), prepared with its post-Gd T1w (cached by
+``gdsynth.training.cohort.prepare_cohort``), loaded on the prepared grid with its truth
+(:class:`EvalExam`), synthesized with a generator and scored (lesion F1, patient AUC).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def phantom_cohort(work: Path, subjects: int, seed: int, resolution: float,
+                   sites: tuple[str, ...] | None = None) -> Path:
+    """The BIDS folder of a phantom cohort under ``work`` (generated when absent)."""
+    from gdsynth.phantom import generate_dataset
+
+    bids = Path(work) / f"phantom-n{subjects}-s{seed}-r{resolution:g}"
+    if not (bids / "dataset_description.json").is_file():
+        kwargs = {"sites": list(sites)} if sites else {}
+        generate_dataset(bids, subjects=subjects, seed=seed, resolution=resolution, **kwargs)
+    return bids
+
+
+def prepared_exams(bids: Path, work: Path, inputs=("T1w", "T2w", "FLAIR")):
+    """Prepared training exams (``TrainingExam``) of every exam with a post-Gd T1w."""
+    from gdsynth.io.bids import discover
+    from gdsynth.training.cohort import prepare_cohort
+
+    exams = [e for e in discover(bids) if e.t1w_gd is not None]
+    training, outcomes = prepare_cohort(bids, exams, prep_root=Path(work) / "prep",
+                                        inputs=list(inputs), progress=False)
+    for o in outcomes:
+        if o.status == "failed":
+            print(f"preparation failed for {o.case}: {o.error}", file=sys.stderr)
+    return training
+
+
+@dataclass
+class EvalExam:
+    """One exam on the prepared grid: normalized images (incl. ``T1w_gd``), brain, truth."""
+
+    id: str
+    images: dict[str, np.ndarray]
+    brain: np.ndarray
+    enhancing: np.ndarray  # 0/1
+    all_lesions: np.ndarray  # 0/1
+    geometry: object  # gdsynth.io.Geometry
+
+    def prepared(self):  # -> gdsynth.inference.prep.PreparedExam
+        from gdsynth.inference.prep import PreparedExam
+
+        vols = {k: v for k, v in self.images.items() if k != "T1w_gd"}
+        return PreparedExam(vols, self.brain, self.geometry, self.geometry)
+
+
+def load_eval_exam(exam, inputs=("T1w", "T2w", "FLAIR")) -> EvalExam:
+    """An :class:`EvalExam` from a ``TrainingExam`` (truth resampled onto the prepared grid)."""
+    from gdsynth.data.subjects import ALL_LESIONS, AddLesionLabels, make_subject
+    from gdsynth.io import read_image
+
+    s = AddLesionLabels(all_lesions=True)(make_subject(exam, list(inputs)))
+    images = {k: s[k].data[0].numpy() for k in (*inputs, "T1w_gd")}
+    _, geometry = read_image(exam.paths["T1w"])
+    return EvalExam(exam.id, images, s["brain"].data[0].numpy() > 0,
+                    s["lesion"].data[0].numpy(), s[ALL_LESIONS].data[0].numpy(), geometry)
+
+
+def synthesize(generator, card, ex: EvalExam, mc_samples: int = 1, seed: int = 0):
+    """``gdsynth.inference.pipeline.Synthesis`` of ``ex`` (prepared grid)."""
+    from gdsynth.inference.pipeline import SynthesisSettings, synthesize_prepared
+
+    return synthesize_prepared(ex.prepared(), generator, card,
+                               SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=8))
+
+
+def score_model(generator, card, exams: list[EvalExam], detector: str = "difference") -> dict:
+    """Lesion F1 (MSSEG matching, pooled) and patient AUC of ``generator`` on ``exams``."""
+    from gdsynth.detection.params import DetectionParams
+    from gdsynth.evaluation.aggregate import lesion_summary, patient_summary
+    from gdsynth.evaluation.exam import evaluate_arrays
+    from gdsynth.inference.pipeline import detect_synthesis
+
+    params = DetectionParams.from_dict(dict(card.detection or {})).replace(detector=detector)
+    results = []
+    for ex in exams:
+        synth = synthesize(generator, card, ex)
+        det = detect_synthesis(ex.prepared(), synth, params)
+        results.append(evaluate_arrays(
+            ex.enhancing, det.labels, ex.geometry.spacing, exam=ex.id,
+            scores={les["label"]: les["score"] for les in det.lesions},
+            probability_active=det.summary["probability_active"],
+            refer=det.summary["refer_for_gadolinium"]))
+    les, pat = lesion_summary(results), patient_summary(results)
+    return {"lesion_f1": les["f1"], "sensitivity": les["sensitivity"], "ppv": les["ppv"],
+            "patient_auc": pat.get("auc", float("nan")), "n_exams": len(exams)}
+
+
+def model_for(args_model: str | None, work: Path, config: Path, steps: int | None, seed: int,
+              resolution: float, subjects: int = 4):
+    """``(generator, card)``: the model folder ``args_model``, else one trained here on a phantom
+    cohort of ``subjects`` (sites A, B) with recipe ``config`` for ``steps`` batches."""
+    from gdsynth.models.folder import load_model_folder
+    from gdsynth.training.config import apply_overrides, load_config
+    from gdsynth.training.run import train_run
+
+    if args_model:
+        return load_model_folder(args_model)
+    run = Path(work) / "model-run"
+    if not (run / "model" / "model_card.json").is_file():
+        cfg = apply_overrides(load_config(config), **{"trainer.max_steps": steps,
+                                                      "trainer.tracker": "none"})
+        bids = phantom_cohort(work, subjects, seed + 500, resolution, ("siteA", "siteB"))
+        train_run(prepared_exams(bids, Path(work) / "model-prep", cfg.data.inputs), run, cfg)
+    return load_model_folder(run / "model")
