@@ -28,3 +28,23 @@ class MaskedGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(torch.tanh(self.conv(x)))
+
+
+class MaskedGenerator3D(nn.Module):
+    """3D ``(B, S, X, Y, Z) -> (B, 1, X, Y, Z)``: zero weights on the sequences not in ``use``;
+    not residual: channel 0 is the post, so the enhancement also subtracts the T1w input."""
+
+    size_multiple = 4
+
+    def __init__(self, sequences: list[str], use: list[str], seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = nn.Conv3d(len(sequences), 4, 3, padding=1)
+        self.out = nn.Conv3d(4, 1, 1)
+        with torch.no_grad():
+            for s, name in enumerate(sequences):
+                if name not in use:
+                    self.conv.weight[:, s] = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.conv(x)))

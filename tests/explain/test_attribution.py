@@ -82,3 +82,15 @@ def test_regions_2p5d_whole_slices_and_3d_box():
     r3 = lesion_region(mask, "3d", 0, 8, margin=2)
     assert r3.x == slice(3, 10) and r3.z_out == slice(0, 4)
     assert all((n + a + b) % 8 == 0 for n, a, b in ((7, *r3.pad[:2]), (4, *r3.pad[4:])))
+
+
+def test_3d_non_residual_model_ignored_sequence():
+    from tests.explain.models import MaskedGenerator3D
+
+    vol, brain, labels = _exam()
+    gen = MaskedGenerator3D(SEQS, ["T1w", "FLAIR"])
+    ex = explain_volume(gen, vol, brain, labels, [1], sequences=SEQS, mode="3d", residual=False,
+                        n_steps=8, margin=3)
+    cols = ex.columns[1]
+    assert abs(cols["attr_ablation_T2w"]) < 1e-6 and abs(cols["attr_ig_T2w"]) < 1e-6
+    assert abs(cols["attr_ig_T1w"]) > 0.01  # the T1w enters through post − pre too

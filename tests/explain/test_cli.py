@@ -101,3 +101,18 @@ def test_explain_command_on_prediction_folder(bids, model, tmp_path, monkeypatch
     assert "attr_ig_FLAIR" in rows[0] and "ablation_delta_T2w" in rows[0]
     assert main(["-q", "explain", str(tmp_path / "nothing"), "--bids", str(bids), "-m",
                  str(model), "-o", str(tmp_path / "o2"), "--method", "shap"]) != 0
+
+
+def test_detector_override_reaches_detection(bids, model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cohort, "prepare_exam", simple_prepare)
+    out = tmp_path / "seg"
+    base = ["-q", "predict", str(bids), "-m", str(model), "--device", "cpu",
+            "--participant-label", "02"]
+    assert main([*base, "-o", str(out), "--detector", "segmentation"]) == 0
+    exam = discover(bids, ["02"])[0]
+    assert O.read_record(O.SUMMARY.path(out, exam))["detection"]["detector"] == "segmentation"
+    assert not O.attribution_output("FLAIR").path(out, exam).exists()  # no --explain
+    headless = make_model(tmp_path / "headless", heads=())
+    assert main([*base[:4], str(headless), *base[5:], "-o", str(tmp_path / "h"),
+                 "--detector", "combined"]) == 1
+    assert "needs heads['enhancing']" in capsys.readouterr().err
