@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
 
     from gdsynth.detection.params import DetectionParams
+    from gdsynth.evaluation.report import jsonable
     from gdsynth.evaluation.uncertainty import patient_calibration, referral_curve, sparsification
     from gdsynth.inference.pipeline import detect_synthesis
     from gdsynth.io import write_json
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
            "spearman_std_error": float(_spearman(std, err)),
            "patient_calibration": patient_calibration(np.array(prob), np.array(active)),
            "referral": referral_curve(np.array(prob), np.array(active))}
-    write_json(args.work / "sparsification.json", out)
+    write_json(args.work / "sparsification.json", jsonable(out))  # NaN/inf -> null
     fig, ax = plt.subplots(figsize=(5, 4))
     f = curve["fractions"]
     ax.plot(f, curve["by_std"], label=f"MC-dropout std (AUSE {curve['ause']:.3f})")
