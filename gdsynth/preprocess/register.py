@@ -1,9 +1,11 @@
 """Rigid co-registration of one sequence to the T1w (SimpleITK, Mattes mutual information).
 
 Settings: Mattes MI (``bins`` histogram bins), regular sampling of ``sampling`` of the fixed
-voxels inside the head mask (at most ``max_samples`` points per level) with a fixed seed
-(deterministic), 3-level pyramid (:func:`pyramid`: 4x, 2x, 1x the finest working resolution),
-regular-step gradient descent with scales from physical shift, linear interpolation.
+voxels inside the head mask (at most ``max_samples`` points per level) with a fixed seed and
+one ITK thread (Mattes MI adds the threads' histogram contributions in arbitrary order, so a
+multi-threaded run differs between processes in the last bits and, through the optimizer, in
+the result; one thread makes it reproducible), 3-level pyramid (:func:`pyramid`: 4x, 2x, 1x the
+finest working resolution), regular-step gradient descent with scales from physical shift, linear interpolation.
 
 Initialisation is centred: the rotation centre is the centre of the fixed head mask, and the
 translation is the better (by the masked metric) of the scanner's own alignment (identity: same
@@ -18,12 +20,19 @@ fixed → moving convention), the same convention as the phantom's ``_motion.jso
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
 from gdsynth.errors import RegistrationError
 from gdsynth.io import Geometry
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,33 @@ def _initial_candidates(f_img, m_img, centre: np.ndarray) -> dict:
     return candidates
 
 
+_ITK_THREADS = threading.Lock()
+
+
+@contextmanager
+def _one_itk_thread() -> Iterator[None]:
+    """ITK filters created inside run on one thread (restored after; one registration at a time)."""
+    import SimpleITK as sitk
+
+    with _ITK_THREADS:
+        previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+def _single_threaded(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn`` on one ITK thread: identical results in every process."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with _one_itk_thread():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_single_threaded
 def register_rigid(
     fixed: np.ndarray,
     fixed_geometry: Geometry,
