@@ -89,7 +89,7 @@ def test_config_errors_and_overrides(tiny):
     apply_overrides(tiny, **{"trainer.max_steps": 7, "trainer.seed": None})
     assert tiny.trainer.max_steps == 7 and tiny.trainer.seed == 0
     with pytest.raises(ConfigError, match="heads"):
-        Pix2PixModule(TrainConfig.from_dict({"generator": {"heads": ["lesions"]}}).to_dict())
+        Pix2PixModule(TrainConfig.from_dict({"generator": {"heads": ["oedema"]}}).to_dict())
 
 
 def test_bad_strategy_and_tracker_list_choices(tmp_path):
