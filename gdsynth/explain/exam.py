@@ -56,9 +56,11 @@ def explain_volume(
     generator: nn.Module, volume: np.ndarray, brain: np.ndarray, labels: np.ndarray,
     label_ids: Sequence[int], *, sequences: Sequence[str], mode: str, context: int = 0,
     residual: bool = True, methods: Sequence[Method | str] = (Method.ablation, Method.ig),
-    n_steps: int = 16, margin: int = 8,
+    n_steps: int = 16, margin: int = 8, max_items: int = 32,
 ) -> Explanation:
-    """Explain each lesion ``labels == id`` (X, Y, Z) of a prepared ``volume`` (S, X, Y, Z)."""
+    """Explain each lesion ``labels == id`` (X, Y, Z) of a prepared ``volume`` (S, X, Y, Z).
+
+    ``max_items`` caps the slices (2D/2.5D; 3D: boxes) of one IG forward (memory)."""
     from gdsynth.inference.predictor import module_device
 
     methods = [Method(m) for m in methods]
@@ -85,7 +87,9 @@ def explain_volume(
                 cols.update(lesion_columns(seqs, Method.ablation, deltas))
                 cols.update({f"ablation_delta_{s}": d for s, d in zip(seqs, deltas, strict=True)})
             if Method.ig in methods:
-                sums, attr, delta = integrated_gradients(fwd, slab, base, n_steps=n_steps)
+                per = 1 if fwd.three_d else region.z_out.stop - region.z_out.start
+                sums, attr, delta = integrated_gradients(
+                    fwd, slab, base, n_steps=n_steps, internal_batch_size=max(1, max_items // per))
                 cols.update(lesion_columns(seqs, Method.ig, sums))
                 result.ig_delta[int(label)] = delta
                 part = attr.cpu().numpy()
