@@ -68,7 +68,12 @@ def load_model_folder(model: str | Path, device: str = "cpu"):  # -> (nn.Module,
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(weights, f"not a valid safetensors file ({exc})") from None
-    generator = build_generator(card.architecture["name"], **card.architecture.get("kwargs", {}))
+    try:
+        generator = build_generator(card.architecture["name"], **card.architecture.get("kwargs", {}))
+    except ModelError as exc:
+        raise ModelError(folder / CARD_NAME, exc.problem) from None
+    except (TypeError, ValueError) as exc:  # kwargs not a mapping, or values the network refuses
+        raise ModelError(folder / CARD_NAME, f"invalid architecture ({exc})") from None
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as exc:
