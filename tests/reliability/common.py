@@ -121,7 +121,8 @@ def child(args: Sequence[str], *, fault: str | None = None, **popen) -> subproce
     """Start ``gdsynth ARGS`` in a child process, optionally with a fault injected
     (see :mod:`tests.reliability.faulty`)."""
     cmd = [sys.executable, "-m", "tests.reliability.faulty", fault or "none", *args]
-    return subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), **popen)
+    popen.setdefault("env", subprocess_env())
+    return subprocess.Popen(cmd, cwd=REPO, **popen)
 
 
 def traceback_free(text: str) -> bool:

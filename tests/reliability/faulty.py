@@ -7,8 +7,9 @@ Faults (the process kills itself with SIGKILL, as the OOM killer or a power cut 
 * ``none`` — plain ``gdsynth ARGS``;
 * ``kill-at-batch:K`` — SIGKILL at the start of training batch K (0-based, counted over the whole
   run), i.e. mid-epoch when K is not a multiple of the batches per epoch;
-* ``kill-in-checkpoint:N`` — SIGKILL in the middle of writing the N-th checkpoint file (1-based)
-  of this process: half its bytes are on disk (under the temporary name), the rest never come;
+* ``kill-in-checkpoint:NAME:N`` — SIGKILL in the middle of the N-th write (1-based) of the
+  checkpoint file ``NAME`` (e.g. ``last.ckpt``) by this process: half its bytes are on disk, under
+  the name the writer was given (gdsynth's temporary name), the rest never come;
 * ``simple-prep`` — inference uses the light preparation of :mod:`tests.reliability.prep` (no
   registration, no N4) instead of the full one: for the load test, where 100 exams must go
   through two concurrent processes in seconds.
@@ -47,7 +48,7 @@ def _kill_at_batch(k: int) -> None:
     Pix2PixModule.on_train_start = on_train_start  # type: ignore[method-assign]
 
 
-def _kill_in_checkpoint(n: int) -> None:
+def _kill_in_checkpoint(name: str, n: int) -> None:
     import io
 
     import torch
@@ -57,8 +58,9 @@ def _kill_in_checkpoint(n: int) -> None:
     original = torch_io._atomic_save
 
     def save(checkpoint, filepath):  # noqa: ANN001, ANN202
-        count["n"] += 1
-        if count["n"] < n:
+        if name in str(filepath):
+            count["n"] += 1
+        if name not in str(filepath) or count["n"] < n:
             return original(checkpoint, filepath)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
@@ -85,7 +87,8 @@ def main(argv: list[str]) -> int:
     if name == "kill-at-batch":
         _kill_at_batch(int(value))
     elif name == "kill-in-checkpoint":
-        _kill_in_checkpoint(int(value))
+        target, _, count = value.partition(":")
+        _kill_in_checkpoint(target, int(count))
     elif name == "simple-prep":
         _simple_prep()
     elif name != "none":
