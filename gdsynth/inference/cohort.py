@@ -100,6 +100,16 @@ def check_output_location(out: Path, bids_root: Path | None) -> None:
                                f"{root / 'derivatives'} or elsewhere")
 
 
+def check_inputs_outside(out: Path, exams: Sequence[Exam]) -> None:
+    """Refuse an output folder that holds an input file (single-exam mode, or a table): outputs
+    named like raw BIDS files (``_ce-gadolinium_..._T1w``) would later be read as inputs."""
+    target = Path(out).resolve()
+    for exam in exams:
+        for path in exam.inputs().values():
+            if target in Path(path).resolve().parents:
+                raise OutputError(out, f"holds the input {path}; write the outputs elsewhere")
+
+
 def summary_path(out: Path, shard: tuple[int, int] | None) -> Path:
     """``OUT/run_summary.tsv`` or ``OUT/run_summary_shard-I-of-N.tsv``."""
     tag = "" if shard is None else f"_shard-{shard[0]}-of-{shard[1]}"
@@ -204,6 +214,8 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
     prepared arrays; ``bids_root`` is checked so outputs never land in the raw dataset.
     """
     check_output_location(config.out, bids_root)
+    if bids_root is None or Path(bids_root).is_file():
+        check_inputs_outside(config.out, exams)
     runner = _Runner(config, prepare or prepare_exam)
     write_dataset_description(config.out, "gdsynth",
                               description="virtual post-gadolinium T1w and enhancing lesions")
