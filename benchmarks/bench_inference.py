@@ -18,18 +18,12 @@ features, depth 4) or ``--model FOLDER``:
 from __future__ import annotations
 
 import argparse
-import resource
-import time
 
 import numpy as np
 import torch
-
-SHAPE = (197, 233, 189)
-
-
-def rss_gb() -> float:
-    """Peak resident set size of this process so far (GB; Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+from _common import SHAPE_1MM as SHAPE
+from _common import Timer, matmul_gflops, sync
+from _common import peak_rss_gb as rss_gb
 
 
 def brain_like(shape=SHAPE, seed: int = 0) -> np.ndarray:
@@ -42,61 +36,37 @@ def brain_like(shape=SHAPE, seed: int = 0) -> np.ndarray:
     return np.stack([base + 0.05 * rng.standard_normal(shape, dtype=np.float32) for _ in range(3)])
 
 
-def build_model(folder: str | None):
+def build_model(folder: str | None, device: str = "cpu"):
     from gdsynth.models.card import ModelCard
     from gdsynth.models.unet import UNetGenerator
 
     if folder:
         from gdsynth.models.folder import load_model_folder
 
-        return load_model_folder(folder, "cpu")
+        return load_model_folder(folder, device)
     kwargs = {"in_channels": 9, "features": 16, "depth": 4, "max_features": 128, "dropout": 0.5,
               "heads": ["enhancing"]}
     torch.manual_seed(0)
     card = ModelCard(architecture={"name": "unet", "kwargs": kwargs}, mode="2.5d", context_slices=1,
                      heads=["enhancing"])
-    return UNetGenerator(**kwargs).eval(), card
-
-
-class Timer:
-    """Wall-clock and process CPU seconds of a block (CPU time / threads is the fair figure when
-    other jobs share the cores)."""
-
-    def __enter__(self) -> Timer:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = (time.process_time() - self.cpu0) / torch.get_num_threads()
-
-    def __str__(self) -> str:
-        return f"{self.wall:7.2f} s wall ({self.cpu:7.2f} s CPU/thread)"
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> tuple[float, float]:
-    """fp32 matmul GFLOP/s by wall time and by CPU time per thread."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    with Timer() as t:
-        for _ in range(repeats):
-            a @ b
-    flop = repeats * 2 * n**3 / 1e9
-    return flop / t.wall, flop / t.cpu
+    return UNetGenerator(**kwargs).eval().to(device), card
 
 
 def flops_per_slice(model, card, shape) -> float:
+    """FLOPs of one forward on one whole (padded) axial slice of a volume of ``shape``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from gdsynth.inference.slices import pad_to_multiple
 
     x, _ = pad_to_multiple(torch.zeros(1, card.in_channels, *shape[:2]), model.size_multiple)
+    x = x.to(next(model.parameters()).device)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     return float(counter.get_total_flops())
 
 
 def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool) -> Timer:
+    """Whole-volume prediction with gdsynth's slice predictor (and MC dropout when ``mc`` > 1)."""
     from gdsynth.inference.pipeline import SynthesisSettings, build_predictor
     from gdsynth.inference.volume import predict_volume
 
@@ -104,6 +74,7 @@ def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool) 
     predictor = build_predictor(model, settings)
     with Timer() as t:
         predict_volume(predictor, volume, card, size_multiple=model.size_multiple, batch_size=batch)
+        sync(str(next(model.parameters()).device))
     return t
 
 
@@ -132,6 +103,7 @@ def time_monai(model, card, volume, *, batch: int) -> Timer:
 
 
 def sweep(model, card, volume) -> tuple[int, bool]:
+    """Time batch sizes and channels-last on 32 slices; return the fastest (by CPU time)."""
     sub = volume[..., :32]
     best = (float("inf"), 8, False)
     for channels_last in (False, True):
@@ -164,12 +136,13 @@ def main() -> None:
     if args.sweep:
         batch, channels_last = sweep(model, card, volume)
         print(f"  kept batch={batch} channels_last={channels_last}")
-    mm_wall, mm_cpu = matmul_gflops()
+    mm = matmul_gflops()
+    mm_wall, mm_cpu = mm["wall"], mm["cpu"]
     gflop_exam = flops_per_slice(model, card, SHAPE) * SHAPE[2] / 1e9
     t1 = time_ours(model, card, volume, mc=1, batch=batch, channels_last=channels_last)
     tmc = time_ours(model, card, volume, mc=args.mc, batch=batch, channels_last=channels_last)
     peak = rss_gb()
-    print(f"fp32 matmul:          {mm_wall:7.1f} GFLOP/s wall ({mm_cpu:.1f} per CPU-thread second)")
+    print(f"fp32 matmul:          {mm_wall:7.1f} GFLOP/s wall ({mm_cpu:.1f} per CPU second)")
     print(f"generator per exam:   {gflop_exam:7.1f} GFLOP ({card.mode}, {SHAPE[2]} slices)")
     for label, t, n in (("1 sample", t1, 1), (f"{args.mc} MC samples", tmc, args.mc)):
         wall, cpu = gflop_exam * n / t.wall, gflop_exam * n / t.cpu

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far (GB; Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+from _common import peak_rss_gb
 
 
 def main() -> None:

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, Timer, sync
 
 
 def write_volumes(folder: Path, n: int, shape: tuple[int, int, int], spacing: float):
@@ -52,8 +51,9 @@ def write_volumes(folder: Path, n: int, shape: tuple[int, int, int], spacing: fl
     return exams
 
 
-def bare_throughput(module, batches: list[dict], steps: int) -> float:
-    """Samples/s of the D+G step alone on in-memory batches (no Lightning, no data loading)."""
+def bare_throughput(module, batches: list[dict], steps: int) -> tuple[float, float]:
+    """Samples/s (by wall time, by CPU time) of the D+G step alone on in-memory batches (no
+    Lightning, no data loading)."""
     import torch
 
     oc, lc = module.cfg.optim, module.cfg.loss
@@ -80,10 +80,105 @@ def bare_throughput(module, batches: list[dict], steps: int) -> float:
         opt_g.step()
 
     step(batches[0])  # warm-up
-    start = time.perf_counter()
-    for i in range(steps):
-        step(batches[i % len(batches)])
-    return steps * batches[0]["input"].shape[0] / (time.perf_counter() - start)
+    with Timer() as t:
+        for i in range(steps):
+            step(batches[i % len(batches)])
+        sync(str(batches[0]["input"].device))
+    samples = steps * batches[0]["input"].shape[0]
+    return samples / t.wall, samples / max(t.cpu, 1e-9)
+
+
+def measure(config: Path, *, subjects: int = 4, shape: tuple[int, int, int] = (144, 176, 144),
+            spacing: float = 1.0, steps: int = 40, warmup: int = 5, threads: int | None = 2,
+            workers: int | None = None, device: str = "cpu") -> dict:
+    """Full-pipeline and bare-step samples/s, measured in this process (see the module doc).
+
+    Returns ``full``, ``bare`` (mean of before and after the full run), ``bare_before``,
+    ``bare_after`` (samples/s by wall time), ``full_cpu``/``bare_cpu`` (samples per process CPU
+    second: fair on a shared machine), ``wait_fraction`` and a ``recipe`` description."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import CSVLogger
+
+    from gdsynth.data.module import GdsynthDataModule
+    from gdsynth.training.config import load_config
+    from gdsynth.training.module import Pix2PixModule
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_config(config)
+    if workers is not None:
+        cfg.data.num_workers = workers
+    cfg.data.val_fraction = 0.0
+    tmp = Path(tempfile.mkdtemp(prefix="gdsynth-bench-"))
+    exams = write_volumes(tmp / "data", subjects, tuple(shape), spacing)
+    pl.seed_everything(0, verbose=False)
+
+    class Clock(pl.Callback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+            self.starts: list[float] = []
+            self.cpu: list[float] = []
+
+        def on_train_batch_start(self, *a, **k) -> None:
+            self.starts.append(time.perf_counter())
+
+        def on_train_batch_end(self, *a, **k) -> None:
+            self.ends.append(time.perf_counter())
+            self.cpu.append(_tree_cpu())
+
+    clock = Clock()
+    dm = GdsynthDataModule(exams=exams, config=cfg.data, seed=0)
+    # bare step before and after the full run (the machine's load may change in between)
+    batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
+    if device != "cpu":
+        batches = [{k: v.to(device) if hasattr(v, "to") else v for k, v in b.items()} for b in batches]
+    bare_before, bare_cpu_before = bare_throughput(_module(cfg, device), batches, max(2, steps // 2))
+    accelerator = "gpu" if device.startswith("cuda") else "cpu"
+    trainer = pl.Trainer(max_steps=warmup + steps + 1, accelerator=accelerator, devices=1,
+                         callbacks=[clock], logger=CSVLogger(str(tmp), name="logs"),
+                         log_every_n_steps=10, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(Pix2PixModule(cfg.to_dict()), datamodule=dm)
+    n = len(clock.ends) - warmup
+    span = clock.ends[-1] - clock.ends[warmup - 1]
+    full = n * cfg.data.batch_size / span
+    full_cpu = n * cfg.data.batch_size / max(clock.cpu[-1] - clock.cpu[warmup - 1], 1e-9)
+    # time between one batch's end and the next one's start: waiting for data (queue refills)
+    wait = sum(s - e for s, e in zip(clock.starts[warmup:], clock.ends[warmup - 1:-1], strict=False))
+    bare_after, bare_cpu_after = bare_throughput(_module(cfg, device), batches, max(2, steps // 2))
+    patch = f"{cfg.data.patch_size}x{cfg.data.patch_size}x{2 * cfg.data.context_slices + 1}"
+    return {
+        "full": full, "full_cpu": full_cpu,
+        "bare": 0.5 * (bare_before + bare_after), "bare_cpu": 0.5 * (bare_cpu_before + bare_cpu_after),
+        "bare_before": bare_before, "bare_after": bare_after, "wait_fraction": wait / span,
+        "recipe": f"{Path(config).name}: batch {cfg.data.batch_size}, patch {patch}, volumes "
+                  f"{tuple(shape)}, {subjects} subjects, {cfg.data.num_workers} queue worker(s), "
+                  f"{torch.get_num_threads()} torch thread(s)",
+    }
+
+
+def _module(cfg, device: str):
+    from gdsynth.training.module import Pix2PixModule
+
+    return Pix2PixModule(cfg.to_dict()).to(device)
+
+
+def _tree_cpu() -> float:
+    """CPU seconds of this process and its live children (data-loader workers), via psutil if
+    installed, else of this process only."""
+    try:
+        import psutil
+    except ImportError:
+        return time.process_time()
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
 
 
 def main() -> None:
@@ -97,63 +192,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=None, help="queue workers (default: recipe)")
     args = p.parse_args()
-
-    import pytorch_lightning as pl
-    import torch
-    from pytorch_lightning.loggers import CSVLogger
-
-    from gdsynth.data.module import GdsynthDataModule
-    from gdsynth.training.config import load_config
-    from gdsynth.training.module import Pix2PixModule
-
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
-    if args.workers is not None:
-        cfg.data.num_workers = args.workers
-    cfg.data.val_fraction = 0.0
-    tmp = Path(tempfile.mkdtemp(prefix="gdsynth-bench-"))
-    exams = write_volumes(tmp / "data", args.subjects, tuple(args.shape), args.spacing)
-    pl.seed_everything(0, verbose=False)
-
-    class Clock(pl.Callback):
-        def __init__(self) -> None:
-            self.ends: list[float] = []
-            self.starts: list[float] = []
-
-        def on_train_batch_start(self, *a, **k) -> None:
-            self.starts.append(time.perf_counter())
-
-        def on_train_batch_end(self, *a, **k) -> None:
-            self.ends.append(time.perf_counter())
-
-    clock = Clock()
-    dm = GdsynthDataModule(exams=exams, config=cfg.data, seed=0)
-    module = Pix2PixModule(cfg.to_dict())
-    # bare step before and after the full run (the machine's load may change in between)
-    batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
-    bare_before = bare_throughput(Pix2PixModule(cfg.to_dict()), batches, args.steps // 2)
-    total = args.warmup + args.steps
-    trainer = pl.Trainer(max_steps=2 * total, accelerator="cpu", devices=1, callbacks=[clock],
-                         logger=CSVLogger(str(tmp), name="logs"), log_every_n_steps=10,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(module, datamodule=dm)
-    span = clock.ends[-1] - clock.ends[args.warmup - 1]
-    full = (len(clock.ends) - args.warmup) * cfg.data.batch_size / span
-    # time between one batch's end and the next one's start: waiting for data (queue refills)
-    wait = sum(s - e for s, e in zip(clock.starts[args.warmup:], clock.ends[args.warmup - 1:-1],
-                                     strict=False))
-    bare_after = bare_throughput(Pix2PixModule(cfg.to_dict()), batches, args.steps // 2)
-    bare = 0.5 * (bare_before + bare_after)
-    overhead = 1.0 - full / bare
-    patch = f"{cfg.data.patch_size}x{cfg.data.patch_size}x{2 * cfg.data.context_slices + 1}"
-    print(f"recipe {args.config.name}: batch {cfg.data.batch_size}, patch {patch}, volumes "
-          f"{tuple(args.shape)}, {args.subjects} subjects, {cfg.data.num_workers} queue worker(s), "
-          f"{args.threads} torch thread(s)")
-    print(f"full pipeline : {full:8.2f} samples/s ({100 * wait / span:.1f} % of the time waiting "
-          "for patches)")
-    print(f"bare step     : {bare:8.2f} samples/s (before {bare_before:.2f}, after {bare_after:.2f})")
-    print(f"ratio full/bare {full / bare:.3f}  -> overhead {100 * overhead:.1f} % (target <= 15 %)")
+    r = measure(args.config, subjects=args.subjects, shape=tuple(args.shape), spacing=args.spacing,
+                steps=args.steps, warmup=args.warmup, threads=args.threads, workers=args.workers)
+    print(f"recipe {r['recipe']}")
+    print(f"full pipeline : {r['full']:8.2f} samples/s ({100 * r['wait_fraction']:.1f} % of the "
+          "time waiting for patches)")
+    print(f"bare step     : {r['bare']:8.2f} samples/s (before {r['bare_before']:.2f}, after "
+          f"{r['bare_after']:.2f})")
+    print(f"ratio full/bare {r['full'] / r['bare']:.3f}  -> overhead "
+          f"{100 * (1 - r['full'] / r['bare']):.1f} % (target <= 15 %); by CPU time "
+          f"{r['full_cpu'] / r['bare_cpu']:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,403 @@
+#!/usr/bin/env python
+"""gdsynth benchmark harness (``make bench``): every step measured in one run, one table.
+
+Each step runs in its own subprocess (so each peak resident memory is that step's own) and
+reports wall and process CPU time; the table compares numbers measured in the same run:
+
+* phantom: seconds per subject (simulation + writing, one worker; template loading excluded);
+* prepare: seconds per subject (``prepare_arrays``: registration, mask, N4, normalization);
+* training: samples/s of the full pipeline (Lightning + torchio queue + augmentation) versus the
+  bare D+G step on in-memory batches; ratio = 1 - overhead (target overhead <= 15 %);
+* synthesis: seconds per whole-brain exam with 1 and 10 MC-dropout samples (phantom recipe's
+  2.5D U-Net, random weights: speed does not depend on them);
+* the generator's achieved GFLOP/s during synthesis versus a plain matmul in the same process
+  (fp32 on CPU; bf16 and fp32 on CUDA, where synthesis runs in bf16 autocast) (target >= 50 %);
+* gdsynth versus MONAI ``sliding_window_inference`` with the same weights and (zero) overlap
+  (target: ratio <= 1);
+* cohort ``predict`` at 2 mm: t(8 exams) / (8 t(1 exam)) (linear = 1.0), and with ``--workers``
+  prefetch threads;
+* resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only).
+
+    python benchmarks/run.py [--device auto|cpu|cuda] [--quick] [--out FILE] [--steps ...]
+
+``--quick``: 2 mm only, fewer repeats (a smoke test). ``--out FILE``: ``.json`` or ``.md``; any
+other suffix writes both ``FILE.json`` and ``FILE.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    ROOT,
+    SHAPE_1MM,
+    SHAPE_2MM,
+    Timer,
+    child_argv,
+    machine_info,
+    matmul_gflops,
+    process_usage,
+    run_child,
+    sync,
+)
+
+STEPS = ("phantom", "prepare", "training", "inference", "cohort")
+WORK = Path(tempfile.gettempdir()) / "gdsynth-bench"
+
+
+# ---------------------------------------------------------------------------------------- steps
+def measure_phantom(resolution: float, subjects: int = 1, work: Path = WORK) -> dict[str, Any]:
+    """Seconds per subject of ``generate_dataset`` (simulate + write, one worker)."""
+    import shutil
+
+    from gdsynth.phantom import generate_dataset
+    from gdsynth.phantom.anatomy import load_landmarks, load_template
+
+    load_template(resolution)
+    load_landmarks()
+    out = work / f"phantom-timed-{resolution:g}mm"
+    shutil.rmtree(out, ignore_errors=True)
+    with Timer() as t:
+        generate_dataset(out, subjects=subjects, seed=0, resolution=resolution, workers=1)
+    shutil.rmtree(out, ignore_errors=True)
+    per = t.per(subjects)
+    return {"wall": per.wall, "cpu": per.cpu}
+
+
+def phantom_cohort(resolution: float, subjects: int, work: Path = WORK) -> Path:
+    """A cached phantom BIDS cohort (generated once; not timed)."""
+    from gdsynth.phantom import generate_dataset
+
+    root = work / f"phantom-{resolution:g}mm-n{subjects}"
+    if not (root / "derivatives" / "phantom").exists():
+        generate_dataset(root, subjects=subjects, seed=3, resolution=resolution, workers=1)
+    return root
+
+
+def measure_prepare(resolution: float, subjects: int = 1, work: Path = WORK) -> dict[str, Any]:
+    """Seconds per subject of ``prepare_arrays`` (in memory: only the computation is timed)."""
+    from gdsynth.io.bids import discover
+    from gdsynth.preprocess import PrepConfig, prepare_arrays
+
+    exams = discover(phantom_cohort(resolution, subjects, work))[:subjects]
+    with Timer() as t:
+        for exam in exams:
+            prepare_arrays(exam, PrepConfig())
+    per = t.per(len(exams))
+    return {"wall": per.wall, "cpu": per.cpu}
+
+
+def measure_training(quick: bool, device: str = "cpu") -> dict[str, Any]:
+    """Full pipeline versus bare step (``benchmarks/bench_training.py``)."""
+    from bench_training import measure
+
+    if quick:
+        return measure(ROOT / "experiments" / "phantom.yaml", subjects=2, shape=(72, 88, 72),
+                       spacing=2.0, steps=12, warmup=3, threads=None, device=device)
+    return measure(ROOT / "experiments" / "phantom.yaml", subjects=4, shape=(144, 176, 144),
+                   spacing=1.0, steps=30, warmup=5, threads=None, device=device)
+
+
+def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int | None = None,
+                      repeats: int = 1, device: str = "cpu", monai: bool = True,
+                      matmul_n: int = 2048, channels_last: bool = False) -> dict[str, Any]:
+    """Synthesis seconds per exam (1 and ``mc`` samples), achieved GFLOP/s versus matmul, and
+    gdsynth versus MONAI's sliding window, all in this process."""
+    import torch
+    from bench_inference import brain_like, build_model, flops_per_slice, time_monai, time_ours
+
+    from gdsynth.inference.pipeline import SynthesisSettings
+
+    batch = batch or SynthesisSettings().batch_size
+    model, card = build_model(None, device)
+    volume = brain_like(shape)
+    result: dict[str, Any] = {"shape": list(shape), "batch": batch, "mc": mc}
+    result["matmul_fp32"] = matmul_gflops(matmul_n, device=device)
+    if device.startswith("cuda"):
+        result["matmul_bf16"] = matmul_gflops(matmul_n, device=device, dtype="bfloat16")
+    result["gflop_per_exam"] = flops_per_slice(model, card, shape) * shape[2] / 1e9
+    time_ours(model, card, volume[..., : min(4, shape[2])], mc=1, batch=batch,
+              channels_last=channels_last)  # warm-up (oneDNN primitive creation)
+
+    def best(fn) -> Timer:
+        runs = [fn() for _ in range(repeats)]
+        return min(runs, key=lambda t: t.cpu)
+
+    t1 = best(lambda: time_ours(model, card, volume, mc=1, batch=batch, channels_last=channels_last))
+    tmc = time_ours(model, card, volume, mc=mc, batch=batch, channels_last=channels_last)
+    result["one"] = {"wall": t1.wall, "cpu": t1.cpu}
+    result["mc_run"] = {"wall": tmc.wall, "cpu": tmc.cpu}
+    if monai:
+        tm = best(lambda: time_monai(model, card, volume, batch=batch))
+        result["monai"] = {"wall": tm.wall, "cpu": tm.cpu}
+    result["threads"] = torch.get_num_threads()
+    return result
+
+
+def measure_cohort(resolution: float = 2.0, n: int = 8, workers: int = 1, device: str = "cpu",
+                   work: Path = WORK) -> dict[str, Any]:
+    """Cohort ``predict`` (prepare + synthesize + detect + write) of 1 and ``n`` exams, and of ``n``
+    exams with ``workers`` prefetch threads."""
+    import shutil
+
+    from bench_inference import build_model
+
+    from gdsynth.inference.cohort import RunConfig, Step, run_cohort
+    from gdsynth.inference.pipeline import SynthesisSettings
+    from gdsynth.io.bids import discover
+    from gdsynth.models.folder import save_model_folder
+
+    root = phantom_cohort(resolution, n, work)
+    exams = discover(root)[:n]
+    model_dir = work / "model-phantom-arch"
+    if not (model_dir / "model_card.json").exists():
+        save_model_folder(model_dir, *build_model(None))
+    result: dict[str, Any] = {"n": len(exams), "workers": workers}
+    for label, subset, w in (("one", exams[:1], 0), ("all", exams, 0), ("all_workers", exams, workers)):
+        if label == "all_workers" and workers <= 0:
+            continue
+        out = work / f"predict-{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        config = RunConfig(out=out, model=model_dir, step=Step.predict, device=device,
+                           settings=SynthesisSettings(), overwrite=True, workers=w)
+        with Timer() as t:
+            results = run_cohort(subset, config, bids_root=root)
+        failed = [r.error for r in results if r.status != "done"]
+        if failed:
+            raise RuntimeError(f"cohort predict failed: {failed[0]}")
+        result[label] = {"wall": t.wall, "cpu": t.cpu}
+        shutil.rmtree(out, ignore_errors=True)
+    return result
+
+
+def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one step in this process (what each child does)."""
+    device = params.get("device", "cpu")
+    if params.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(params["threads"]))
+    if name == "phantom":
+        out = measure_phantom(params["resolution"], params.get("subjects", 1))
+    elif name == "prepare":
+        out = measure_prepare(params["resolution"], params.get("subjects", 1))
+    elif name == "training":
+        out = measure_training(params["quick"], device)
+    elif name == "inference":
+        out = measure_inference(tuple(params["shape"]), mc=params.get("mc", 10),
+                                repeats=params.get("repeats", 1), device=device,
+                                channels_last=params.get("channels_last", False))
+    elif name == "cohort":
+        out = measure_cohort(params.get("resolution", 2.0), params.get("n", 8),
+                             params.get("workers", 1), device)
+    else:
+        raise ValueError(f"unknown step {name!r}")
+    sync(device)
+    return {**out, **process_usage()}
+
+
+# ---------------------------------------------------------------------------------------- table
+def _row(name: str, wall: float | None, cpu: float | None, unit: str, ratio: float | None = None,
+         ratio_of: str = "", target: str = "", rss: float | None = None,
+         note: str = "") -> dict[str, Any]:
+    return {"row": name, "wall": wall, "cpu": cpu, "unit": unit, "ratio": ratio,
+            "ratio_of": ratio_of, "target": target, "peak_rss_gb": rss, "note": note}
+
+
+def _ok(x: Any) -> bool:
+    return isinstance(x, dict) and "error" not in x
+
+
+def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[dict[str, Any]]:
+    """Table rows from the steps' results (keys ``phantom@2mm``, ``inference@1mm``, ...)."""
+    rows: list[dict[str, Any]] = []
+    for key, r in results.items():
+        step, _, res = key.partition("@")
+        rss = r.get("peak_rss_gb") if isinstance(r, dict) else None
+        if not _ok(r):
+            rows.append(_row(key, None, None, "", note=str(r.get("error", "?"))[:200]))
+            continue
+        if step == "phantom":
+            rows.append(_row(f"phantom {res}", r["wall"], r["cpu"], "s/subject", rss=rss,
+                             target="<= 15 s (1 mm)"))
+        elif step == "prepare":
+            rows.append(_row(f"prepare {res}", r["wall"], r["cpu"], "s/subject", rss=rss,
+                             target="<= 30 s (1 mm)"))
+        elif step == "training":
+            rows.append(_row(f"training full pipeline {res}", r["full"], r["full_cpu"],
+                             "samples/s", ratio=r["full_cpu"] / r["bare_cpu"],
+                             ratio_of="full/bare (CPU)", target=">= 0.85", rss=rss,
+                             note=f"wall ratio {r['full'] / r['bare']:.2f}; {r['recipe']}"))
+            rows.append(_row(f"training bare step {res}", r["bare"], r["bare_cpu"], "samples/s"))
+        elif step == "inference":
+            gf = r["gflop_per_exam"]
+            rows.append(_row(f"synthesis 1 sample {res}", r["one"]["wall"], r["one"]["cpu"],
+                             "s/exam", rss=rss, target="RSS < 4 GB",
+                             note=f"{tuple(r['shape'])} voxels, batch {r['batch']}, "
+                                  f"{gf:.1f} GFLOP"))
+            rows.append(_row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"],
+                             r["mc_run"]["cpu"], "s/exam",
+                             ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
+                             note=f"linear would be {r['mc']}"))
+            peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
+            mm = r[peak_key]
+            ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
+            rows.append(_row(f"generator GFLOP/s {res}", ach["wall"], ach["cpu"], "GFLOP/s",
+                             ratio=ach["cpu"] / mm["cpu"] if not device.startswith("cuda")
+                             else ach["wall"] / mm["wall"],
+                             ratio_of=f"/ {peak_key.split('_')[1]} matmul", target=">= 0.50"))
+            rows.append(_row(f"{peak_key.replace('_', ' ')} peak {res}", mm["wall"], mm["cpu"],
+                             "GFLOP/s"))
+            if "monai" in r:
+                m = r["monai"]
+                rows.append(_row(f"MONAI sliding window {res}", m["wall"], m["cpu"], "s/exam",
+                                 ratio=r["one"]["cpu"] / m["cpu"], ratio_of="gdsynth/MONAI (CPU)",
+                                 target="<= 1.00",
+                                 note=f"wall ratio {r['one']['wall'] / m['wall']:.2f}"))
+        elif step == "cohort":
+            n = r["n"]
+            one, all_ = r["one"], r["all"]
+            rows.append(_row(f"predict 1 exam {res}", one["wall"], one["cpu"], "s/exam", rss=rss))
+            rows.append(_row(f"predict {n} exams {res}", all_["wall"], all_["cpu"], "s",
+                             ratio=all_["cpu"] / (n * one["cpu"]), ratio_of=f"t({n})/({n} t(1)) CPU",
+                             target="~1.0", note=f"wall ratio {all_['wall'] / (n * one['wall']):.2f}"))
+            if "all_workers" in r:
+                w = r["all_workers"]
+                rows.append(_row(f"predict {n} exams, {r['workers']} prefetch worker(s) {res}",
+                                 w["wall"], w["cpu"], "s", ratio=w["wall"] / all_["wall"],
+                                 ratio_of="wall / no workers", target="< 1.0"))
+    one, two = results.get("inference@1mm"), results.get("inference@2mm")
+    if _ok(one) and _ok(two):
+        voxels = math.prod(one["shape"]) / math.prod(two["shape"])
+        rows.append(_row("synthesis 1 mm / 2 mm", one["one"]["wall"] / two["one"]["wall"],
+                         one["one"]["cpu"] / two["one"]["cpu"], "x time",
+                         ratio=(one["one"]["cpu"] / two["one"]["cpu"]) / voxels,
+                         ratio_of=f"time ratio / voxel ratio ({voxels:.2f})", target="~1.0"))
+    return rows
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
+    return str(x)
+
+
+COLUMNS = ("row", "wall", "cpu", "unit", "ratio", "ratio_of", "target", "peak_rss_gb", "note")
+
+
+def format_text(rows: list[dict[str, Any]]) -> str:
+    """Fixed-width table."""
+    cells = [[_fmt(r[c]) for c in COLUMNS] for r in rows]
+    head = ["step", "wall", "CPU", "unit", "ratio", "ratio of", "target", "peak RSS GB", "note"]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(head)]
+    widths[-1] = len(head[-1])
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    """Markdown table with the machine description above it."""
+    head = ["step", "wall", "CPU", "unit", "ratio", "ratio of", "target", "peak RSS GB", "note"]
+    lines = [f"Machine: {describe(machine)}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "/") for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def describe(m: dict[str, Any]) -> str:
+    """One line: CPU, cores, torch and threads, BLAS env, load."""
+    env = ", ".join(f"{k}={v}" for k, v in m["env"].items()) or "no BLAS/OMP env"
+    gpu = f", GPU {m['cuda']}" if m.get("cuda") else ""
+    return (f"{m['cpu']}, {m['cores']} cores (affinity {m['affinity']}){gpu}; torch {m['torch']} "
+            f"({m['torch_threads']} threads, {m['torch_interop_threads']} interop); {env}; "
+            f"load average at start {m['load_avg']}")
+
+
+# ------------------------------------------------------------------------------------- harness
+def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None
+         ) -> list[tuple[str, dict]]:
+    """(result key, child parameters) for each measurement of this run."""
+    resolutions = [2.0] if quick else [2.0, 1.0]
+    common = {"device": device, "threads": threads}
+    jobs: list[tuple[str, dict]] = []
+    for res in resolutions:
+        tag = f"@{res:g}mm"
+        if "phantom" in steps:
+            jobs.append(("phantom" + tag, {**common, "resolution": res, "subjects": 1 if quick else 2}))
+        if "prepare" in steps:
+            jobs.append(("prepare" + tag, {**common, "resolution": res, "subjects": 1 if quick else 2}))
+        if "inference" in steps:
+            shape = SHAPE_2MM if res == 2.0 else SHAPE_1MM
+            jobs.append(("inference" + tag, {**common, "shape": shape, "mc": 10,
+                                             "repeats": 1 if quick else 2}))
+    if "training" in steps:
+        jobs.append(("training@" + ("2mm" if quick else "1mm"), {**common, "quick": quick}))
+    if "cohort" in steps:
+        jobs.append(("cohort@2mm", {**common, "resolution": 2.0, "n": 8, "workers": 1}))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--quick", action="store_true", help="2 mm only, fewer repeats")
+    ap.add_argument("--out", type=Path, default=None, help="write the table (.json / .md / both)")
+    ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_step(args.child, json.loads(args.params))), flush=True)
+        return 0
+
+    from gdsynth.runtime import resolve_device
+
+    device = str(resolve_device(args.device))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    machine = machine_info()
+    print(f"machine: {describe(machine)}", flush=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for key, params in plan(args.quick, device, tuple(args.steps), args.threads):
+        print(f"  running {key} ...", flush=True)
+        results[key] = run_child(child_argv(Path(__file__), "--child", key.split("@")[0],
+                                            "--params", json.dumps(params)))
+        if "error" in results[key]:
+            print(f"    failed: {results[key]['error']}", flush=True)
+    rows = build_rows(results, device)
+    machine["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(format_text(rows))
+    print(f"load average at end: {machine['load_avg_end']}")
+    if args.out:
+        payload = {"machine": machine, "device": device, "quick": args.quick, "rows": rows,
+                   "results": results}
+        targets = ([args.out] if args.out.suffix in (".json", ".md")
+                   else [args.out.with_suffix(".json"), args.out.with_suffix(".md")])
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(payload, indent=2) if target.suffix == ".json" \
+                else format_markdown(rows, machine)
+            target.write_text(text)
+            print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
