@@ -49,7 +49,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
     if single == (bids is not None):
         raise ConfigError(None, "give either a BIDS folder/table or --t1w/--t2w/--flair, not both")
     if single:
-        if not subject.isalnum():
+        if not (subject.isascii() and subject.isalnum()):  # a BIDS label: it names files
             raise ConfigError(None, f"--subject {subject!r} must be alphanumeric")
         exams = [Exam(subject.removeprefix("sub-"), None, t1w, t2w, flair)]
     else:
