@@ -147,7 +147,7 @@ def test_bad_input_single_exam(case, phantom4, zero_model, reference, tmp_path):
             assert record["n_lesions"] == summary(reference)["n_lesions"]
 
 
-@pytest.mark.parametrize("subject", ["../evil", "<script>", "a b", ""])
+@pytest.mark.parametrize("subject", ["../evil", "<script>", "a b", "é", ""])
 def test_subject_label_must_be_alphanumeric(subject, phantom4, zero_model, tmp_path):
     paths = {k: str(v) for k, v in good_paths(phantom4).items()}
     result = predict_single(paths, zero_model, tmp_path / "out", subject=subject)
