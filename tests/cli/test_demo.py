@@ -25,6 +25,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return save_model_folder(tmp_path_factory.mktemp("model") / "tiny", generator, card)
 
 
+@pytest.mark.timeout(1800)  # ~1-2 min on a quiet 2-core machine; generous for loaded ones
 def test_demo_runs_the_chain_and_resumes(tmp_path: Path, tiny_model: Path, capsys):
     out = tmp_path / "demo"
     args = ["--quiet", "demo", "--out", str(out), "--subjects", "2", "--model", str(tiny_model),
