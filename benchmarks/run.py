@@ -109,9 +109,13 @@ def measure_training(quick: bool, device: str = "cpu") -> dict[str, Any]:
 
 def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int | None = None,
                       repeats: int = 1, device: str = "cpu", monai: bool = True,
-                      matmul_n: int = 2048, channels_last: bool = False) -> dict[str, Any]:
+                      matmul_n: int = 2048, channels_last: bool = False,
+                      mc_slices: int | None = None) -> dict[str, Any]:
     """Synthesis seconds per exam (1 and ``mc`` samples), achieved GFLOP/s versus matmul, and
-    gdsynth versus MONAI's sliding window, all in this process."""
+    gdsynth versus MONAI's sliding window, all in this process.
+
+    ``mc_slices``: time the MC run on that many central axial slices only and scale to the whole
+    exam (every slice costs the same: whole padded slices), to bound the run time at 1 mm."""
     import torch
     from bench_inference import brain_like, build_model, flops_per_slice, time_monai, time_ours
 
@@ -133,9 +137,12 @@ def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int |
         return min(runs, key=lambda t: t.cpu)
 
     t1 = best(lambda: time_ours(model, card, volume, mc=1, batch=batch, channels_last=channels_last))
-    tmc = time_ours(model, card, volume, mc=mc, batch=batch, channels_last=channels_last)
+    n_z = shape[2]
+    k = min(n_z, mc_slices or n_z)
+    slab = volume[..., (n_z - k) // 2:(n_z - k) // 2 + k]
+    tmc = time_ours(model, card, slab, mc=mc, batch=batch, channels_last=channels_last).per(k / n_z)
     result["one"] = {"wall": t1.wall, "cpu": t1.cpu}
-    result["mc_run"] = {"wall": tmc.wall, "cpu": tmc.cpu}
+    result["mc_run"] = {"wall": tmc.wall, "cpu": tmc.cpu, "slices_timed": k}
     if monai:
         tm = best(lambda: time_monai(model, card, volume, batch=batch))
         result["monai"] = {"wall": tm.wall, "cpu": tm.cpu}
@@ -195,6 +202,7 @@ def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
     elif name == "inference":
         out = measure_inference(tuple(params["shape"]), mc=params.get("mc", 10),
                                 repeats=params.get("repeats", 1), device=device,
+                                mc_slices=params.get("mc_slices"),
                                 channels_last=params.get("channels_last", False))
     elif name == "cohort":
         out = measure_cohort(params.get("resolution", 2.0), params.get("n", 8),
@@ -247,7 +255,10 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
             rows.append(_row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"],
                              r["mc_run"]["cpu"], "s/exam",
                              ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
-                             note=f"linear would be {r['mc']}"))
+                             note=f"linear would be {r['mc']}" + (
+                                 f"; timed on {r['mc_run']['slices_timed']} of {r['shape'][2]} "
+                                 "slices, scaled" if r["mc_run"]["slices_timed"] < r["shape"][2]
+                                 else "")))
             peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
             mm = r[peak_key]
             ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
@@ -327,22 +338,24 @@ def describe(m: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- harness
-def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None
-         ) -> list[tuple[str, dict]]:
+def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None,
+         subjects: int = 1, repeats: int = 1, resolutions: list[float] | None = None,
+         mc_slices_1mm: int | None = None) -> list[tuple[str, dict]]:
     """(result key, child parameters) for each measurement of this run."""
-    resolutions = [2.0] if quick else [2.0, 1.0]
+    resolutions = [2.0] if quick else (resolutions or [2.0, 1.0])
     common = {"device": device, "threads": threads}
     jobs: list[tuple[str, dict]] = []
     for res in resolutions:
         tag = f"@{res:g}mm"
         if "phantom" in steps:
-            jobs.append(("phantom" + tag, {**common, "resolution": res, "subjects": 1 if quick else 2}))
+            jobs.append(("phantom" + tag, {**common, "resolution": res, "subjects": subjects}))
         if "prepare" in steps:
-            jobs.append(("prepare" + tag, {**common, "resolution": res, "subjects": 1 if quick else 2}))
+            jobs.append(("prepare" + tag, {**common, "resolution": res, "subjects": subjects}))
         if "inference" in steps:
             shape = SHAPE_2MM if res == 2.0 else SHAPE_1MM
             jobs.append(("inference" + tag, {**common, "shape": shape, "mc": 10,
-                                             "repeats": 1 if quick else 2}))
+                                             "repeats": 1 if quick else repeats,
+                                             "mc_slices": mc_slices_1mm if res == 1.0 else None}))
     if "training" in steps:
         jobs.append(("training@" + ("2mm" if quick else "1mm"), {**common, "quick": quick}))
     if "cohort" in steps:
@@ -357,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the table (.json / .md / both)")
     ap.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--subjects", type=int, default=1, help="phantom/prepare subjects per row")
+    ap.add_argument("--repeats", type=int, default=1, help="synthesis repeats (best CPU time)")
+    ap.add_argument("--resolutions", type=float, nargs="+", default=None,
+                    help="full run: resolutions in mm (default 2 1)")
+    ap.add_argument("--mc-slices-1mm", type=int, default=None,
+                    help="time the 1 mm MC run on this many central slices, scaled to the exam")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="JSON written by an earlier run: its results fill the steps not rerun")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -375,28 +396,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {describe(machine)}", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    for key, params in plan(args.quick, device, tuple(args.steps), args.threads):
+    if args.merge:
+        results.update(json.loads(args.merge.read_text())["results"])
+    for key, params in plan(args.quick, device, tuple(args.steps), args.threads,
+                                args.subjects, args.repeats, args.resolutions,
+                                args.mc_slices_1mm):
         print(f"  running {key} ...", flush=True)
         results[key] = run_child(child_argv(Path(__file__), "--child", key.split("@")[0],
                                             "--params", json.dumps(params)))
         if "error" in results[key]:
             print(f"    failed: {results[key]['error']}", flush=True)
-    rows = build_rows(results, device)
+        if args.out:  # partial results survive an interrupted run
+            write_outputs(args.out, results, machine, device, args.quick, quiet=True)
     machine["load_avg_end"] = [round(v, 2) for v in os.getloadavg()]
-    print(format_text(rows))
+    print(format_text(build_rows(results, device)))
     print(f"load average at end: {machine['load_avg_end']}")
     if args.out:
-        payload = {"machine": machine, "device": device, "quick": args.quick, "rows": rows,
-                   "results": results}
-        targets = ([args.out] if args.out.suffix in (".json", ".md")
-                   else [args.out.with_suffix(".json"), args.out.with_suffix(".md")])
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(payload, indent=2) if target.suffix == ".json" \
-                else format_markdown(rows, machine)
-            target.write_text(text)
-            print(f"wrote {target}")
+        write_outputs(args.out, results, machine, device, args.quick)
     return 0
+
+
+def write_outputs(out: Path, results: dict[str, dict[str, Any]], machine: dict[str, Any],
+                  device: str, quick: bool, quiet: bool = False) -> None:
+    """``out`` as JSON (machine, rows, raw results) and/or markdown, by suffix."""
+    rows = build_rows(results, device)
+    payload = {"machine": machine, "device": device, "quick": quick, "rows": rows,
+               "results": results}
+    targets = ([out] if out.suffix in (".json", ".md")
+               else [out.with_suffix(".json"), out.with_suffix(".md")])
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(payload, indent=2) if target.suffix == ".json" \
+            else format_markdown(rows, machine)
+        target.write_text(text)
+        if not quiet:
+            print(f"wrote {target}")
 
 
 if __name__ == "__main__":
