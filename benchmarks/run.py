@@ -252,13 +252,13 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
                              "s/exam", rss=rss, target="RSS < 4 GB",
                              note=f"{tuple(r['shape'])} voxels, batch {r['batch']}, "
                                   f"{gf:.1f} GFLOP"))
+            timed = r["mc_run"].get("slices_timed", r["shape"][2])
             rows.append(_row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"],
                              r["mc_run"]["cpu"], "s/exam",
                              ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
                              note=f"linear would be {r['mc']}" + (
-                                 f"; timed on {r['mc_run']['slices_timed']} of {r['shape'][2]} "
-                                 "slices, scaled" if r["mc_run"]["slices_timed"] < r["shape"][2]
-                                 else "")))
+                                 f"; timed on {timed} of {r['shape'][2]} slices, scaled"
+                                 if timed < r["shape"][2] else "")))
             peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
             mm = r[peak_key]
             ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
