@@ -14,6 +14,10 @@ convolution kernels across batch sizes. Samples are stacked along the batch axis
 
 The mean and std are computed relative to the first sample (shifted data), so when all samples
 are equal (dropout off, ``p=0``, no dropout module) the std is exactly zero.
+
+:class:`SharedEncoder` runs the part of a U-Net before its first dropout (stem, encoder,
+bottleneck: about half the forward time on CPU, memory-bound full-resolution layers) once per
+slice instead of once per sample; the samples differ only from the first dropout on.
 """
 
 from __future__ import annotations
@@ -108,6 +112,68 @@ class _SeededMasks:
                 h.remove()
 
 
+class SharedEncoder(nn.Module):
+    """A :class:`gdsynth.models.unet.UNetGenerator` for MC dropout, whose encoder (everything
+    before the dropout modules) runs once per batch of slices, not once per sample.
+
+    The input batch is ``copies`` identical copies (sample-major, as :class:`MCDropoutPredictor`
+    stacks them): the encoder runs on one copy and its outputs are repeated; the decoder runs on
+    all. When consecutive forwards get the same slices (the samples of one batch split over
+    several forwards, as on CPU), the last encoder result is reused. Same outputs as
+    ``model(x)`` up to float rounding (instance norm is per item). Build it with :meth:`wrap`,
+    which returns None when the model is not a U-Net with dropout only in its decoder.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.copies = 1
+        self._last: tuple[Tensor, list[Tensor], Tensor] | None = None
+
+    def reset(self) -> None:
+        """Forget the cached encoder result."""
+        self._last = None
+
+    def encode(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """(skip tensors, bottleneck output) of ``x``, reused when ``x`` equals the last input."""
+        last = self._last
+        if last is not None and last[0].shape == x.shape and last[0].device == x.device \
+                and torch.equal(last[0], x):
+            return last[1], last[2]
+        m = self.model
+        skips = [m.stem(x)]
+        for down in m.down:
+            skips.append(down(skips[-1]))
+        y = m.bottleneck(skips[-1])
+        self._last = (x, skips, y)
+        return skips, y
+
+    @classmethod
+    def wrap(cls, model: nn.Module) -> SharedEncoder | None:
+        """The wrapper, or None when the encoder-sharing shortcut does not apply to ``model``."""
+        from gdsynth.models.unet import UNetGenerator
+
+        if type(model) is not UNetGenerator:
+            return None
+        in_decoder = {id(m) for m in dropout_modules(model.up)}
+        if not in_decoder or any(id(m) not in in_decoder for m in dropout_modules(model)):
+            return None
+        return cls(model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.model
+        n = self.copies if self.copies >= 1 and x.shape[0] % self.copies == 0 else 1
+        skips, y = self.encode(x[: x.shape[0] // n])
+        if n > 1:
+            def rep(t: Tensor) -> Tensor:
+                return t.repeat(n, *([1] * (t.dim() - 1)))
+
+            skips, y = [rep(t) for t in skips], rep(y)
+        for i in reversed(range(len(m.up))):
+            y = m.up[i](torch.cat([y, skips[i + 1]], dim=1))
+        return m.head(torch.cat([y, skips[0]], dim=1))
+
+
 class MCDropoutPredictor:
     """``predictor(batch) -> cat([mean, std], dim=1)`` over ``n_samples`` seeded dropout samples.
 
@@ -115,16 +181,18 @@ class MCDropoutPredictor:
     ``predict`` the plain predictor around it (:func:`gdsynth.inference.predictor.make_predictor`).
     Output: (B, 2*C, ...) where channels ``:C`` are the mean and ``C:`` the std of the C output
     channels. ``max_items`` bounds the items per forward (batch × samples); default: all samples
-    of a batch in one forward.
+    of a batch in one forward. ``shared``: the :class:`SharedEncoder` that ``predict`` runs, if
+    any (its ``copies`` is set to the samples of each forward).
     """
 
     def __init__(self, model: nn.Module, predict: Predictor, n_samples: int, *, seed: int = 0,
-                 max_items: int | None = None) -> None:
+                 max_items: int | None = None, shared: SharedEncoder | None = None) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1 (got {n_samples})")
         self.predict = predict
         self.n_samples = int(n_samples)
         self.max_items = max_items
+        self.shared = shared
         self.masks = _SeededMasks(model, seed)
         if n_samples > 1 and not any(float(m.p) > 0 for m in self.masks.modules):
             log.warning("model has no active dropout: MC samples are identical, uncertainty is 0")
@@ -137,6 +205,8 @@ class MCDropoutPredictor:
             for s0 in range(0, n, per):
                 s1 = min(n, s0 + per)
                 self.masks.samples = (s0, s1)
+                if self.shared is not None:
+                    self.shared.copies = s1 - s0
                 reps = batch.repeat(s1 - s0, *([1] * (batch.dim() - 1)))
                 y = self.predict(reps)
                 y = y.reshape(s1 - s0, b, *y.shape[1:]).double()
@@ -147,6 +217,8 @@ class MCDropoutPredictor:
                 d = y - first
                 dsum += d.sum(0)
                 d2sum += (d * d).sum(0)
+        if self.shared is not None:
+            self.shared.reset()
         mean_d = dsum / n
         mean = first + mean_d
         std = (d2sum / n - mean_d * mean_d).clamp_min(0).sqrt()

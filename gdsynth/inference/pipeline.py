@@ -25,7 +25,7 @@ from torch import nn
 
 from gdsynth import __version__
 from gdsynth.inference import outputs as O
-from gdsynth.inference.mc import MCDropoutPredictor, split_mean_std
+from gdsynth.inference.mc import MCDropoutPredictor, SharedEncoder, split_mean_std
 from gdsynth.inference.predictor import Predictor, make_predictor, size_multiple
 from gdsynth.inference.prep import PreparedExam, to_native, to_prepared
 from gdsynth.inference.volume import predict_volume
@@ -68,14 +68,16 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
     """The plain predictor, wrapped in MC dropout when ``settings.mc_samples`` > 1."""
     from gdsynth.inference.predictor import module_device
 
-    plain = make_predictor(generator, channels_last=settings.channels_last)
     if settings.mc_samples <= 1:
-        return plain
+        return make_predictor(generator, channels_last=settings.channels_last)
+    # the encoder (before the dropout modules) runs once per batch of slices, not per sample
+    shared = SharedEncoder.wrap(generator)
+    plain = make_predictor(shared or generator, channels_last=settings.channels_last)
     max_items = settings.max_items
     if max_items is None and module_device(generator).type == "cpu":
         max_items = settings.batch_size
     return MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
-                              max_items=max_items)
+                              max_items=max_items, shared=shared)
 
 
 def synthesize_prepared(
