@@ -30,7 +30,7 @@ from gdsynth.training.metrics import (
     masked_psnr,
     masked_ssim,
 )
-from gdsynth.training.volume import crop_to_mask, predict_volume
+from gdsynth.training.volume import crop_to_mask
 
 #: head name -> batch key of its binary target: ``enhancing`` the enhancing-lesion map used for
 #: sampling, ``lesions`` every lesion visible before injection (phantom all-lesion truth, else
@@ -184,14 +184,27 @@ class Pix2PixModule(pl.LightningModule):
         self.nonfinite = int(checkpoint.get("gdsynth_nonfinite", 0))
 
     # -- validation on whole volumes -----------------------------------------------------------
+    def _predict_volume(self, volume: torch.Tensor) -> torch.Tensor:
+        """Whole-volume prediction exactly as inference does it (one code path for both)."""
+        from gdsynth.inference.predictor import make_predictor
+        from gdsynth.inference.volume import predict_volume
+        from gdsynth.models.card import ModelCard
+
+        dc = self.cfg.data
+        card = ModelCard(architecture={"name": "unet"}, inputs=list(dc.inputs), mode=dc.mode,
+                         context_slices=dc.context_slices,
+                         patch_size=[dc.patch_size] * 3 if dc.mode == "3d" else None)
+        return predict_volume(make_predictor(self.generator, amp=False), volume, card,
+                              size_multiple=int(getattr(self.generator, "size_multiple", 1)),
+                              batch_size=self.cfg.validation.slice_batch)
+
     def on_validation_epoch_start(self) -> None:
         self._val_counts = {"detected": 0.0, "n_truth": 0.0, "tp_pred": 0.0, "n_pred": 0.0}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, float]:
-        vc, dc = self.cfg.validation, self.cfg.data
+        vc = self.cfg.validation
         vol = crop_to_mask({k: v for k, v in batch.items() if torch.is_tensor(v)}, batch["brain"])
-        out = predict_volume(self.generator, vol["input"], mode=dc.mode,
-                             context_slices=dc.context_slices, batch=vc.slice_batch)
+        out = self._predict_volume(vol["input"])
         pre, real, brain = (vol[k][0].float().cpu() for k in ("pre", "target", "brain"))
         lesion = vol["lesion"][0].cpu() if "lesion" in vol else torch.zeros_like(brain)
         synth = self.synthetic_post(out[0].float().cpu(), pre)
