@@ -19,7 +19,7 @@ def demo(
     seed: int = typer.Option(1000, "--seed", help="Phantom seed (the shipped model used seed 0)."),
     site: str = typer.Option("siteC", "--site", help="Phantom site (siteC was not seen in training)."),
     model: str = typer.Option("phantom", "--model", "-m", help="Model folder or 'phantom'."),
-    mc_samples: int = typer.Option(5, "--mc-samples", min=1, help="MC-dropout samples."),
+    mc_samples: int = typer.Option(3, "--mc-samples", min=1, help="MC-dropout samples."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes for phantom/prepare."),
 ) -> None:
     """Run the whole chain on the embedded phantom: phantom, prepare, predict, evaluate, review."""
