@@ -26,7 +26,8 @@ def test_help_is_fast_and_imports_nothing_heavy():
         "heavy = [m for m in ('torch', 'SimpleITK', 'pytorch_lightning', 'torchio') if m in sys.modules];"
         "print(heavy, time.perf_counter() - t)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8",
+                         check=True)
     heavy, seconds = out.stdout.rsplit(" ", 1)
     assert heavy == "[]", f"--help imports heavy modules: {heavy}"
     assert float(seconds) < 1.0

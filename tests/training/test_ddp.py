@@ -41,7 +41,8 @@ def test_ddp_two_cpu_processes(cohort, tmp_path):
     (tmp_path / "driver.py").write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "spec.json")],
-                          capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, encoding="utf-8", errors="replace",
+                          timeout=240, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RESULT 2" in proc.stdout
     assert "distributed_backend=gloo" in proc.stderr or "All distributed processes" in proc.stderr
