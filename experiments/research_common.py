@@ -121,3 +121,18 @@ def model_for(args_model: str | None, work: Path, config: Path, steps: int | Non
         bids = phantom_cohort(work, subjects, seed + 500, resolution, ("siteA", "siteB"))
         train_run(prepared_exams(bids, Path(work) / "model-prep", cfg.data.inputs), run, cfg)
     return load_model_folder(run / "model")
+
+
+def model_parser(description: str):  # -> argparse.ArgumentParser
+    """Arguments shared by the scripts that test one (given or freshly trained) model."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--model", default=None, help="model folder (default: train one here)")
+    p.add_argument("--subjects", type=int, default=8, help="test subjects")
+    p.add_argument("--resolution", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")
+    p.add_argument("--train-steps", type=int, default=None)
+    return p

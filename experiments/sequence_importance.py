@@ -32,14 +32,7 @@ SEQS = ("T1w", "T2w", "FLAIR")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--model", default=None, help="model folder (default: train one here)")
-    p.add_argument("--subjects", type=int, default=8, help="test subjects")
-    p.add_argument("--resolution", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", type=Path, default=rc.ROOT / "experiments" / "phantom.yaml")
-    p.add_argument("--train-steps", type=int, default=None)
+    p = rc.model_parser(__doc__.splitlines()[0])
     p.add_argument("--ig-steps", type=int, default=16)
     return p.parse_args(argv)
 
