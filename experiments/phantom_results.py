@@ -524,15 +524,6 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-").lower()
 
 
-def lookup(summary: dict[str, Any], path: str) -> Any:
-    node: Any = summary
-    for key in path.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
 def fmt(value: Any, digits: int) -> str:
     if isinstance(value, bool) or value is None:
         return "n/a"
@@ -545,9 +536,11 @@ def fmt(value: Any, digits: int) -> str:
 
 def metrics_table(summaries: dict[str, dict[str, Any]]) -> str:
     """Markdown table: one row per method, the :data:`COLUMNS`."""
+    from gdsynth.evaluation.report import summary_value
+
     lines = ["| method | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, summary in summaries.items():
-        cells = [fmt(lookup(summary, path), digits) for path, digits in COLUMNS.values()]
+        cells = [fmt(summary_value(summary, path), digits) for path, digits in COLUMNS.values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

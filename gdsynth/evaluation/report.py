@@ -62,7 +62,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _get(summary: Mapping[str, Any], path: str) -> Any:
+def summary_value(summary: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted ``path`` of a nested summary (``"lesions.f1"``), None when absent."""
     node: Any = summary
     for key in path.split("."):
         if not isinstance(node, Mapping) or key not in node:
@@ -103,6 +104,6 @@ def compare_methods(reports: Mapping[str, Mapping[str, Any]],
         raise ValueError(f"unknown column(s) {unknown}; valid: {', '.join(COMPARE_COLUMNS)}")
     lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for name, summary in reports.items():
-        cells = [_fmt(_get(summary, COMPARE_COLUMNS[c][0]), COMPARE_COLUMNS[c][1]) for c in cols]
+        cells = [_fmt(summary_value(summary, COMPARE_COLUMNS[c][0]), COMPARE_COLUMNS[c][1]) for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
