@@ -8,10 +8,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import typer
+from typer.core import TyperCommand
 
 from gdsynth.errors import GdsynthError, NotImplementedCommandError
 
 log = logging.getLogger("gdsynth")
+
+
+class Command(TyperCommand):
+    """Every gdsynth command: positional arguments are shown under one upper-case name.
+
+    Typer prints a required argument ``out`` as ``{out}`` in the usage line and ``out`` in the
+    argument list, which reads like an unrendered template and does not match the names the help
+    texts use (``OUT/index.html``, ``BIDS/derivatives/...``). Here an argument's metavar defaults
+    to its name in upper case (``metavar=`` still wins), and the usage line follows the usual
+    convention: ``OUT`` when required, ``[BIDS]`` when optional, ``...`` when repeated.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = param.name.upper()
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or param.name.upper()
+                name = name if param.required else f"[{name}]"
+                pieces.append(name + ("..." if param.nargs != 1 else ""))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
 
 
 def not_implemented(command: str, issue: str) -> None:
@@ -68,4 +97,4 @@ def report_error(exc: BaseException, verbose: bool) -> int:
     return 1
 
 
-__all__ = ["CaseResult", "GdsynthError", "configure_logging", "finish_batch", "not_implemented"]
+__all__ = ["CaseResult", "Command", "GdsynthError", "configure_logging", "finish_batch", "not_implemented"]

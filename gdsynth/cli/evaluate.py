@@ -12,15 +12,17 @@ from pathlib import Path
 
 import typer
 
-_PRED = typer.Argument(..., help="Prediction folder (BIDS derivative written by 'gdsynth predict').")
-_REF = typer.Option(..., "--reference", "-r", help="Reference BIDS dataset (raw images + truth).")
-_OUT = typer.Option(None, "--out", "-o", help="Report folder [default: PRED/../evaluation].")
+_PRED = typer.Argument(..., metavar="PRED", help="Prediction folder (BIDS derivative written by 'gdsynth predict').")
+_REF = typer.Option(..., "--reference", "-r", metavar="REFERENCE", help="Reference BIDS dataset (raw images + truth).")
+_OUT = typer.Option(None, "--out", "-o", metavar="REPORT",
+                    help="Report folder [default: PRED/../evaluation].")
 _TRUTH_DIR = typer.Option(
     None, "--truth-dir", help="Truth derivative folder [default: REFERENCE/derivatives/phantom].")
 _PATTERN = typer.Option(
     None, "--truth-pattern",
-    help="Expert enhancing-lesion masks: path under REFERENCE with {subject}, {session}, {prefix} "
-         "and optional glob characters, e.g. 'masks/sub-{subject}_gd_mask.nii.gz'.")
+    help="Expert enhancing-lesion masks: a path under REFERENCE in which the literal fields "
+         "{subject}, {session} and {prefix} are replaced for each exam (glob characters "
+         "allowed), e.g. 'masks/sub-{subject}_gd_mask.nii.gz'.")
 _TABLE = typer.Option(
     None, "--truth-table",
     help="Expert masks listed in a TSV/CSV: columns subject, [session], truth (mask path).")

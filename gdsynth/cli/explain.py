@@ -17,7 +17,7 @@ from gdsynth.runtime import DeviceChoice
 _PRED = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'.")
 _BIDS = typer.Option(..., "--bids", help="The BIDS dataset (or cohort table) that was predicted.")
 _MODEL = typer.Option(..., "--model", "-m", help="The model folder used for the prediction.")
-_OUT = typer.Option(None, "--out", "-o", help="Output folder (default: PRED).")
+_OUT = typer.Option(None, "--out", "-o", metavar="OUT", help="Output folder (default: PRED).")
 _METHOD = typer.Option(["ablation", "ig"], "--method", help="ablation and/or ig (repeatable).")
 _STEPS = typer.Option(16, "--ig-steps", min=2, help="Integrated-gradients steps.")
 _LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")

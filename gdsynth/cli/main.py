@@ -22,7 +22,7 @@ from gdsynth.cli import (
     review,
     train,
 )
-from gdsynth.cli._common import configure_logging, report_error
+from gdsynth.cli._common import Command, configure_logging, report_error
 
 app = typer.Typer(
     name="gdsynth",
@@ -58,17 +58,17 @@ def root(
     configure_logging(verbose, quiet)
 
 
-app.command("phantom")(phantom.phantom)
-app.command("prepare")(prepare.prepare)
-app.command("train")(train.train)
-app.command("synthesize")(predict.synthesize)
-app.command("detect")(predict.detect)
-app.command("predict")(predict.predict)
-app.command("evaluate")(evaluate.evaluate)
-app.command("explain")(explain.explain)
-app.command("review")(review.review)
+app.command("phantom", cls=Command)(phantom.phantom)
+app.command("prepare", cls=Command)(prepare.prepare)
+app.command("train", cls=Command)(train.train)
+app.command("synthesize", cls=Command)(predict.synthesize)
+app.command("detect", cls=Command)(predict.detect)
+app.command("predict", cls=Command)(predict.predict)
+app.command("evaluate", cls=Command)(evaluate.evaluate)
+app.command("explain", cls=Command)(explain.explain)
+app.command("review", cls=Command)(review.review)
 app.add_typer(reader_study.app, name="reader-study")
-app.command("demo")(demo.demo)
+app.command("demo", cls=Command)(demo.demo)
 
 
 def main(argv: list[str] | None = None) -> int:

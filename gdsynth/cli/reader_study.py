@@ -6,14 +6,17 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import Command
+
 app = typer.Typer(help="Blinded reader study: create, serve, analyze.", no_args_is_help=True)
 
 
-@app.command("create", context_settings={"allow_extra_args": True})
+@app.command("create", cls=Command, context_settings={"allow_extra_args": True})
 def create(
     ctx: typer.Context,
     pred: Path = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'."),
-    bids: Path = typer.Option(..., "--bids", help="Raw BIDS dataset with real post-Gd scans."),
+    bids: Path = typer.Option(..., "--bids", metavar="BIDS",
+                              help="Raw BIDS dataset with real post-Gd scans."),
     out: Path = typer.Option(..., "--out", "-o", help="New study folder."),
     readers: list[str] = typer.Option(
         ["reader1"], "--readers", help="Reader names: --readers alice bob (or repeat the option)."
@@ -49,7 +52,7 @@ def create(
         typer.echo(line)
 
 
-@app.command("serve")
+@app.command("serve", cls=Command)
 def serve(
     study: Path = typer.Argument(..., help="Study folder made by 'reader-study create'."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (default: this machine only)."),
@@ -64,10 +67,10 @@ def serve(
     run(study, host=host, port=port)
 
 
-@app.command("analyze")
+@app.command("analyze", cls=Command)
 def analyze(
     study: Path = typer.Argument(..., help="Study folder with answers.sqlite and its key."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (STUDY/analysis)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: STUDY/analysis)."),
     radius_mm: float = typer.Option(5.0, help="A click within this distance finds a lesion."),
 ) -> None:
     """Accuracy vs chance, kappa, Likert tests, lesion sensitivity; JSON + CSV."""

@@ -10,7 +10,8 @@ import typer
 def review(
     pred: Path = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'."),
     bids: Path = typer.Option(..., "--bids", help="Raw BIDS dataset (T1w, T2w, FLAIR, real post-Gd)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder of the review site (index.html)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="OUT",
+                             help="Folder of the review site (index.html)."),
     metrics: Path | None = typer.Option(
         None, "--metrics", help="'gdsynth evaluate' report folder (per_exam.tsv) to show metrics."
     ),

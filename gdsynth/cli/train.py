@@ -9,7 +9,8 @@ import typer
 
 def train(
     bids: Path = typer.Argument(..., help="BIDS dataset (or cohort table) with post-Gd T1w."),
-    output: Path = typer.Option(..., "-o", "--output", help="Run folder (checkpoints, logs, model/)."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="RUN",
+                                help="Run folder (checkpoints, logs, model/)."),
     config: Path | None = typer.Option(None, "--config", "-c",
                                        help="YAML recipe (experiments/*.yaml)."),
     max_steps: int | None = typer.Option(None, help="Training batches (each updates D then G)."),
