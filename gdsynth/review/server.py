@@ -4,13 +4,19 @@ Readers are identified by their token (in the URL ``/r/<token>/`` or through the
 answers are accepted only with a valid token for a case of that reader. Only files of
 ``STUDY/public`` are served (no ``..``, no absolute paths, no symlink leading outside, never the
 key folder); everything else is 403/404.
+
+A token in a URL is a reader's password: every log line of the server (werkzeug's access log,
+Flask's error log) goes through :func:`redact` first, so ``/r/<token>/case/2`` is logged as
+``/r/***/case/2`` and ``token=<token>`` as ``token=***``.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, redirect, request, send_file
@@ -26,6 +32,36 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+_TOKEN_IN_PATH = re.compile(r"(/r/)[^/\s?#\"']+")
+_TOKEN_PARAM = re.compile(r"(\btoken=)[^&\s\"';]+", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with reader tokens replaced by ``***`` (URL path ``/r/<token>`` and
+    ``token=<token>`` parameters)."""
+    text = _TOKEN_IN_PATH.sub(rf"\g<1>{REDACTED}", text)
+    return _TOKEN_PARAM.sub(rf"\g<1>{REDACTED}", text)
+
+
+class RedactTokens(logging.Filter):
+    """Logging filter that removes reader tokens from a record's message (see :func:`redact`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install_log_redaction(*loggers: logging.Logger) -> None:
+    """Add one :class:`RedactTokens` filter to each logger (idempotent)."""
+    for logger in loggers:
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 def safe_path(root: Path, rel: str) -> Path:
@@ -99,6 +135,8 @@ def create_app(root: str | Path) -> Flask:
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.url_map.merge_slashes = False  # "//etc/passwd" must reach safe_path, not be redirected
+    # werkzeug's access log and Flask's "Exception on /r/<token>/..." never show a token
+    install_log_redaction(logging.getLogger("werkzeug"), app.logger)
 
     def reader_or_403(token: str) -> str:
         name = study.reader(token)
@@ -184,11 +222,16 @@ def create_app(root: str | Path) -> Flask:
     return app
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the threaded server until interrupted (werkzeug; bind to localhost by default)."""
+def make_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 8000):
+    """The threaded werkzeug server of the study (not started; ``port=0`` picks a free one)."""
     from werkzeug.serving import make_server
 
-    server = make_server(host, port, create_app(root), threaded=True)
+    return make_server(host, port, create_app(root), threaded=True)
+
+
+def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the threaded server until interrupted (werkzeug; bind to localhost by default)."""
+    server = make_study_server(root, host, port)
     try:
         server.serve_forever()
     finally:

@@ -159,3 +159,33 @@ def test_killed_server_loses_nothing(study):
     with sqlite3.connect(root / "answers.sqlite") as conn:
         rows = conn.execute("SELECT case_id, call FROM answers WHERE reader='bob'").fetchall()
     assert sorted(rows) == sorted([(order[0], "synthetic"), (order[1], "real")])
+
+
+def test_access_log_redacts_tokens(study, caplog):
+    """A token in a URL is a password: the server's log lines show ``/r/***/``, never it."""
+    import logging
+    import threading
+
+    from gdsynth.review.server import make_study_server, redact
+
+    root, tokens = study
+    token = tokens["alice"]
+    assert redact(f"GET /r/{token}/case/2?token={token} HTTP/1.1") == \
+        "GET /r/***/case/2?token=*** HTTP/1.1"
+    caplog.set_level(logging.INFO)
+    server = make_study_server(root, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_port
+        assert _location(port, f"/r/{token}/")[0] in (200, 303)  # 200 once all are answered
+        assert _location(port, f"/r/{token}/case/1?token={token}")[0] == 200
+        assert _location(port, "/r/not-a-token/case/1")[0] == 403
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /r/***/ HTTP" in logged and "/r/***/case/1?token=***" in logged, logged
+    assert token not in logged and token not in caplog.text
+    assert "not-a-token" not in logged
