@@ -18,6 +18,8 @@ from gdsynth.errors import ModelError
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "generator.safetensors"
 VALID_INPUTS = ("T1w", "T2w", "FLAIR")
+MAX_CONTEXT_SLICES = 32
+MAX_PATCH_SIZE = 1024
 
 
 class Mode(str, Enum):
@@ -64,8 +66,24 @@ class ModelCard:
         except ValueError:
             valid = ", ".join(m.value for m in Mode)
             raise ModelError(None, f"model mode {self.mode!r} invalid; choose one of {valid}") from None
-        if "name" not in self.architecture:
+        if not isinstance(self.architecture, dict) or not isinstance(self.architecture.get("name"), str):
             raise ModelError(None, "model card architecture needs a 'name'")
+        if not isinstance(self.architecture.get("kwargs", {}), dict):
+            raise ModelError(None, "model card architecture 'kwargs' must be a JSON object")
+        # Sane bounds: these sizes drive what inference allocates (stacked slices, 3D windows).
+        if (isinstance(self.context_slices, bool) or not isinstance(self.context_slices, int)
+                or not 0 <= self.context_slices <= MAX_CONTEXT_SLICES):
+            raise ModelError(None, f"context_slices={self.context_slices!r} must be an integer in "
+                                   f"[0, {MAX_CONTEXT_SLICES}]")
+        if self.patch_size is not None and (
+                not isinstance(self.patch_size, list | tuple) or len(self.patch_size) not in (2, 3)
+                or not all(isinstance(v, int) and not isinstance(v, bool)
+                           and 1 <= v <= MAX_PATCH_SIZE for v in self.patch_size)):
+            raise ModelError(None, f"patch_size={self.patch_size!r} must be 2 or 3 integers in "
+                                   f"[1, {MAX_PATCH_SIZE}]")
+        if not isinstance(self.heads, list | tuple) or len(self.heads) > 16 or \
+                not all(isinstance(h, str) for h in self.heads):
+            raise ModelError(None, "heads must be a list of at most 16 names")
 
     @property
     def in_channels(self) -> int:
@@ -86,6 +104,10 @@ class ModelCard:
             return cls(**data)
         except TypeError as exc:
             raise ModelError(path, f"invalid model card: {exc}") from None
+        except ModelError as exc:
+            if exc.path is not None or path is None:
+                raise
+            raise ModelError(path, exc.problem) from None
 
     def save(self, path: str | Path) -> Path:
         from gdsynth.io import write_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gdsynth.errors import ModelError
+from gdsynth.errors import GdsynthError, ModelError
 from gdsynth.models.card import CARD_NAME, WEIGHTS_NAME, ModelCard
 
 #: Name accepted by ``-m/--model`` for the model shipped inside the package.
@@ -48,6 +48,38 @@ def save_model_folder(folder: str | Path, generator, card: ModelCard) -> Path:  
     return out
 
 
+#: Fewest bytes a stored parameter takes (float16/bfloat16; gdsynth itself writes float32).
+MIN_BYTES_PER_PARAMETER = 2
+
+
+def check_architecture(card: ModelCard, card_path: Path, weights: Path) -> int:
+    """Refuse, before allocating anything, a card whose architecture is out of bounds or asks for
+    more parameters than ``weights`` can hold; return the implied parameter count.
+
+    A hostile or corrupted ``model_card.json`` (``features: 100000, depth: 30``...) would
+    otherwise make the generator allocate gigabytes before failing. Raises :class:`ModelError`
+    naming the card.
+    """
+    from gdsynth.models.registry import check_generator
+
+    kwargs = card.architecture.get("kwargs", {})
+    try:
+        count = check_generator(card.architecture["name"], kwargs)
+    except ModelError as exc:
+        raise ModelError(card_path, exc.problem) from None
+    if isinstance(kwargs, dict) and kwargs.get("in_channels") != card.in_channels:
+        raise ModelError(card_path, f"architecture in_channels={kwargs.get('in_channels')} but the "
+                                    f"card's inputs {card.inputs} in mode {card.mode} with "
+                                    f"{card.context_slices} context slice(s) give {card.in_channels}")
+    size = weights.stat().st_size
+    if count * MIN_BYTES_PER_PARAMETER > size:
+        raise ModelError(card_path, f"the architecture implies {count:,} parameters (at least "
+                                    f"{count * MIN_BYTES_PER_PARAMETER:,} bytes of weights) but "
+                                    f"{weights.name} holds {size:,} bytes: the card does not "
+                                    "describe these weights")
+    return count
+
+
 def load_model_folder(model: str | Path, device: str = "cpu"):  # -> (nn.Module, ModelCard)
     """Load a model folder (or ``phantom``) as ``(generator in eval mode, card)``.
 
@@ -64,6 +96,7 @@ def load_model_folder(model: str | Path, device: str = "cpu"):  # -> (nn.Module,
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelError(weights, "generator weights not found")
+    check_architecture(card, folder / CARD_NAME, weights)
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -72,6 +105,8 @@ def load_model_folder(model: str | Path, device: str = "cpu"):  # -> (nn.Module,
         generator = build_generator(card.architecture["name"], **card.architecture.get("kwargs", {}))
     except ModelError as exc:
         raise ModelError(folder / CARD_NAME, exc.problem) from None
+    except GdsynthError as exc:  # a value the network refuses (ConfigError)
+        raise ModelError(folder / CARD_NAME, f"invalid architecture ({exc.problem})") from None
     except (TypeError, ValueError) as exc:  # kwargs not a mapping, or values the network refuses
         raise ModelError(folder / CARD_NAME, f"invalid architecture ({exc})") from None
     try:

@@ -63,6 +63,77 @@ def norm_layer(norm: Norm, channels: int, spatial_dims: int) -> nn.Module:
     return cls(channels, affine=True)
 
 
+#: Sane bounds of the integer architecture arguments (inclusive). A model card asking for more
+#: (a hostile or corrupted ``model_card.json``) is refused before anything is allocated.
+BOUNDS: dict[str, tuple[int, int]] = {
+    "in_channels": (1, 256), "out_channels": (1, 64), "spatial_dims": (2, 3),
+    "features": (1, 1024), "max_features": (1, 4096), "depth": (1, 10), "dropout_blocks": (0, 10),
+}
+MAX_HEADS = 16
+#: Largest generator accepted (parameters): 2 GB of float32 weights.
+MAX_PARAMETERS = 500_000_000
+
+
+def check_unet_kwargs(kwargs: dict[str, Any]) -> int:
+    """Validate :class:`UNetGenerator` keyword arguments without building anything; return the
+    number of parameters they imply. Unknown names, wrong types, values outside :data:`BOUNDS`
+    and networks above :data:`MAX_PARAMETERS` raise :class:`ConfigError`."""
+    import inspect
+
+    if not isinstance(kwargs, dict):
+        raise ConfigError(None, f"kwargs must be a mapping, got {type(kwargs).__name__}")
+    accepted = set(inspect.signature(UNetGenerator.__init__).parameters) - {"self"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(None, f"unknown argument(s) {', '.join(map(str, unknown))}")
+    if "in_channels" not in kwargs:
+        raise ConfigError(None, "missing argument in_channels")
+    for name, (low, high) in BOUNDS.items():
+        if name not in kwargs or (name == "dropout_blocks" and kwargs[name] is None):
+            continue  # the default
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(None, f"{name} must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(None, f"{name}={value} outside the accepted range [{low}, {high}]")
+    dropout = kwargs.get("dropout", 0.5)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(None, f"dropout must be a number in [0, 1), got {dropout!r}")
+    heads = kwargs.get("heads", ())
+    if (not isinstance(heads, list | tuple) or len(heads) > MAX_HEADS
+            or not all(isinstance(h, str) for h in heads)):
+        raise ConfigError(None, f"heads must be a list of at most {MAX_HEADS} names")
+    parse_choice(Norm, kwargs.get("norm", "instance"), "norm")
+    parse_choice(Upsample, kwargs.get("upsample", "transpose"), "upsample")
+    count = unet_parameter_count(**kwargs)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(None, f"the network would have {count:,} parameters (limit "
+                                f"{MAX_PARAMETERS:,})")
+    return count
+
+
+def unet_parameter_count(*, in_channels: int, out_channels: int = 1, spatial_dims: int = 2,
+                         features: int = 32, depth: int = 4, norm: str = "instance",
+                         max_features: int = 256, heads: Sequence[str] = (),
+                         upsample: str = "transpose", **_: Any) -> int:
+    """Trainable parameters of :class:`UNetGenerator` with these arguments (computed, not built)."""
+    out = 1 + len(heads) if heads else out_channels
+    ch = [min(features * 2**i, max_features) for i in range(depth + 1)]
+
+    def conv(cin: int, cout: int, k: int) -> int:
+        return cin * cout * k**spatial_dims + cout
+
+    def nrm(c: int) -> int:
+        return 0 if Norm(norm) is Norm.none else 2 * c
+
+    total = conv(in_channels, ch[0], 3) + nrm(ch[0])
+    total += sum(conv(ch[i], ch[i + 1], 4) + nrm(ch[i + 1]) for i in range(depth))
+    total += conv(ch[depth], ch[depth], 3) + nrm(ch[depth])
+    k_up = 4 if Upsample(upsample) is Upsample.transpose else 3
+    total += sum(conv(2 * ch[i + 1], ch[i], k_up) + nrm(ch[i]) for i in range(depth))
+    return total + conv(2 * ch[0], out, 1)
+
+
 class UNetGenerator(nn.Module):
     """pix2pix U-Net: strided-conv encoder, transposed-conv (or upsample+conv) decoder, skips.
 
