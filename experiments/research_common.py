@@ -23,20 +23,23 @@ def phantom_cohort(work: Path, subjects: int, seed: int, resolution: float,
     """The BIDS folder of a phantom cohort under ``work`` (generated when absent)."""
     from gdsynth.phantom import generate_dataset
 
-    bids = Path(work) / f"phantom-n{subjects}-s{seed}-r{resolution:g}"
+    tag = "-" + "+".join(sites) if sites else ""
+    bids = Path(work) / f"phantom-n{subjects}-s{seed}-r{resolution:g}{tag}"
     if not (bids / "dataset_description.json").is_file():
         kwargs = {"sites": list(sites)} if sites else {}
         generate_dataset(bids, subjects=subjects, seed=seed, resolution=resolution, **kwargs)
     return bids
 
 
-def prepared_exams(bids: Path, work: Path, inputs=("T1w", "T2w", "FLAIR")):
-    """Prepared training exams (``TrainingExam``) of every exam with a post-Gd T1w."""
+def prepared_exams(bids: Path, work: Path | None, inputs=("T1w", "T2w", "FLAIR")):
+    """Prepared training exams (``TrainingExam``) of every exam with a post-Gd T1w (prepared
+    into ``work/prep``, or into the cohort's ``derivatives/gdsynth-prep`` when ``work`` is None)."""
     from gdsynth.io.bids import discover
     from gdsynth.training.cohort import prepare_cohort
 
     exams = [e for e in discover(bids) if e.t1w_gd is not None]
-    training, outcomes = prepare_cohort(bids, exams, prep_root=Path(work) / "prep",
+    prep_root = Path(work) / "prep" if work is not None else None
+    training, outcomes = prepare_cohort(bids, exams, prep_root=prep_root,
                                         inputs=list(inputs), progress=False)
     for o in outcomes:
         if o.status == "failed":
@@ -85,7 +88,6 @@ def synthesize(generator, card, ex: EvalExam, mc_samples: int = 1, seed: int = 0
 def score_model(generator, card, exams: list[EvalExam], detector: str = "difference") -> dict:
     """Lesion F1 (MSSEG matching, pooled) and patient AUC of ``generator`` on ``exams``."""
     from gdsynth.detection.params import DetectionParams
-    from gdsynth.evaluation.aggregate import lesion_summary, patient_summary
     from gdsynth.evaluation.exam import evaluate_arrays
     from gdsynth.inference.pipeline import detect_synthesis
 
@@ -99,9 +101,36 @@ def score_model(generator, card, exams: list[EvalExam], detector: str = "differe
             scores={les["label"]: les["score"] for les in det.lesions},
             probability_active=det.summary["probability_active"],
             refer=det.summary["refer_for_gadolinium"]))
+    return summarize(results)
+
+
+def score_baseline(exams: list[EvalExam], name: str) -> dict:
+    """:func:`score_model`'s figures for a baseline of :mod:`gdsynth.evaluation.baselines`
+    (``post=pre`` or ``flair-heuristic``) on the prepared grid of ``exams``."""
+    from gdsynth.evaluation import baselines as B
+    from gdsynth.evaluation.exam import evaluate_arrays
+
+    results = []
+    for ex in exams:
+        if name == "post=pre":
+            out = B.post_equals_pre(ex.images["T1w"])
+        elif name == "flair-heuristic":
+            out = B.flair_heuristic(ex.images["FLAIR"], ex.brain, ex.geometry.spacing)
+        else:
+            raise ValueError(f"unknown baseline {name!r}")
+        results.append(evaluate_arrays(ex.enhancing, out.labels, ex.geometry.spacing, exam=ex.id,
+                                       scores=out.scores, probability_active=out.probability_active,
+                                       refer=out.refer))
+    return summarize(results)
+
+
+def summarize(results: list) -> dict:
+    """Pooled lesion sensitivity/PPV/F1 and patient AUC of per-exam evaluation results."""
+    from gdsynth.evaluation.aggregate import lesion_summary, patient_summary
+
     les, pat = lesion_summary(results), patient_summary(results)
     return {"lesion_f1": les["f1"], "sensitivity": les["sensitivity"], "ppv": les["ppv"],
-            "patient_auc": pat.get("auc", float("nan")), "n_exams": len(exams)}
+            "patient_auc": pat.get("auc", float("nan")), "n_exams": len(results)}
 
 
 def model_for(args_model: str | None, work: Path, config: Path, steps: int | None, seed: int,
@@ -123,6 +152,16 @@ def model_for(args_model: str | None, work: Path, config: Path, steps: int | Non
     return load_model_folder(run / "model")
 
 
+def test_cohort(args) -> tuple[Path, Path | None]:
+    """``(bids, prep work folder)`` of the scripts' test cohort: ``--bids`` (prepared in its
+    derivatives) or a phantom cohort of ``--subjects`` from ``--sites`` (seed + 1000)."""
+    if args.bids is not None:
+        return Path(args.bids), None
+    sites = tuple(s for s in args.sites.split(",") if s)
+    return phantom_cohort(args.work, args.subjects, args.seed + 1000, args.resolution,
+                          sites), Path(args.work) / "test"
+
+
 def model_parser(description: str):  # -> argparse.ArgumentParser
     """Arguments shared by the scripts that test one (given or freshly trained) model."""
     import argparse
@@ -131,6 +170,12 @@ def model_parser(description: str):  # -> argparse.ArgumentParser
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--model", default=None, help="model folder (default: train one here)")
     p.add_argument("--subjects", type=int, default=8, help="test subjects")
+    p.add_argument("--sites", default="siteC",
+                   help="phantom sites of the test cohort, comma-separated (default: the site "
+                        "the shipped model never saw)")
+    p.add_argument("--bids", type=Path, default=None,
+                   help="an existing BIDS cohort with post-Gd T1w and lesion truth instead of a "
+                        "generated phantom cohort (prepared in its derivatives/gdsynth-prep)")
     p.add_argument("--resolution", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")

@@ -2,13 +2,26 @@
 """Research table: lesion F1 and patient AUC with and without each head and each augmentation, at
 several training-set sizes, on the digital phantom.
 
-Variants: ``baseline`` (no head), ``head-enhancing``, ``head-lesions``, ``multitask`` (both heads),
+Variants (``--variants``, trained at every size in ``--sizes``): ``baseline`` (the recipe as
+given: GAN, no head), ``head-enhancing``, ``head-lesions``, ``multitask`` (both heads),
 ``insertion`` (RandomLesionInsertion into the phantom subjects, p = 0.5), ``cvae`` (a lesion CVAE
-trained on the training subjects' lesion patches, 2 generated patches per batch). Each is trained
-on the first N subjects (N in ``--sizes``) of one phantom cohort (sites A and B) with the recipe
-``--config`` and ``--max-steps`` batches, then scored on a separate test cohort (``--test``
-subjects, site C included) with the difference detector, and with the combined detector when the
-model has the enhancing head. Writes ``WORK/research_table.md`` and ``.tsv``.
+trained on the training subjects' lesion patches, 2 generated patches per batch). Variants of the
+evaluation issue (``--variants-largest``, trained at the largest size only): ``l1-only`` (no
+discriminator), ``2d`` (one slice per sequence instead of 2.5D), ``no-oversampling`` (patches drawn
+uniformly in the brain instead of half centred on enhancing lesions), ``segnet`` (the direct
+segmentation network of the brief: the enhancing head alone, no synthesis loss, scored with the
+segmentation detector). Each is trained on the first N subjects of one phantom cohort (sites A
+and B) with the recipe ``--config`` and ``--max-steps`` batches, then scored on a separate test
+cohort of the unseen site C (``--test`` subjects) with the difference detector, and also with the
+combined detector when the model has the enhancing head. The two baselines that need no training,
+``post=pre`` and the FLAIR heuristic (:mod:`gdsynth.evaluation.baselines`), are scored on the same
+test exams. Every model uses its card's default detection parameters (no calibration), so the
+rows compare models, not operating points; the patient AUC does not depend on the operating point.
+
+Each run is cached (``WORK/runs/VARIANT-nN``: the model and its scores), so a rerun, or a second
+invocation with other variants on the same ``--work``, only computes what is missing; two
+invocations with disjoint variants can run side by side. Writes ``WORK/research_table.md`` and
+``.tsv`` with the rows of this invocation.
 
 The real experiment (default: sizes 4, 8, 16; the phantom recipe at 1 mm for 8000 steps) takes
 many hours of CPU; a smoke run::
@@ -29,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import research_common as rc  # noqa: E402
 
 VARIANTS = ("baseline", "head-enhancing", "head-lesions", "multitask", "insertion", "cvae")
+LARGEST_ONLY = ("l1-only", "2d", "no-oversampling", "segnet")
+BASELINES = ("post=pre", "flair-heuristic")
 HEADS = {"head-enhancing": ["enhancing"], "head-lesions": ["lesions"],
          "multitask": ["enhancing", "lesions"]}
 COLUMNS = ("variant", "n_train", "detector", "lesion_f1", "sensitivity", "ppv", "patient_auc",
@@ -40,7 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--sizes", default="4,8,16", help="training subjects, comma-separated")
     p.add_argument("--test", type=int, default=8, help="test subjects (separate cohort)")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(VARIANTS), help="at every size")
+    p.add_argument("--variants-largest", default=",".join(LARGEST_ONLY),
+                   help="at the largest size only ('' for none)")
+    p.add_argument("--no-baselines", action="store_true", help="skip post=pre and FLAIR rows")
     p.add_argument("--config", type=Path, default=rc.ROOT / "experiments" / "phantom.yaml")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resolution", type=float, default=1.0)
@@ -58,6 +76,17 @@ def variant_config(base, variant: str, work: Path, train, seed: int, cvae_steps:
     cfg.trainer.tracker = "none"
     cfg.trainer.seed = seed
     cfg.generator.heads = list(HEADS.get(variant, []))
+    if variant == "l1-only":
+        cfg.loss.adversarial_weight = 0.0
+    if variant == "2d":
+        cfg.data.mode = "2d"
+        cfg.data.context_slices = 0
+    if variant == "no-oversampling":
+        cfg.data.lesion_probability = 0.0
+    if variant == "segnet":
+        cfg.generator.heads = ["enhancing"]
+        cfg.loss.adversarial_weight = 0.0
+        cfg.loss.l1_weight = 0.0
     if variant == "insertion":
         cfg.data.augment.enabled = True
         cfg.data.augment.lesion_insertion_p = 0.5
@@ -97,45 +126,82 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_and_score(variant: str, train, test, base, run: Path, args) -> list[dict]:
+    """The rows of one variant at one size: trained (unless cached), scored (unless cached)."""
+    import json
+
+    from gdsynth.io import atomic_write_text
+    from gdsynth.models.folder import load_model_folder
+    from gdsynth.training.run import train_run
+
+    cache = run / "rows.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    cfg = variant_config(base, variant, run, train, args.seed, args.cvae_steps)
+    t0 = time.perf_counter()
+    result = train_run(train, run / "train", cfg, val_exams=[])
+    seconds = time.perf_counter() - t0
+    generator, card = load_model_folder(result.model_dir)
+    if variant == "segnet":
+        detectors = ["segmentation"]
+    else:
+        detectors = ["difference"] + (["combined"] if "enhancing" in card.heads else [])
+    rows = []
+    for det in detectors:
+        score = rc.score_model(generator, card, test, det)
+        rows.append({"variant": variant, "n_train": len(train), "detector": det,
+                     **score, "n_test": score["n_exams"], "steps": result.steps,
+                     "train_s": round(seconds, 1)})
+        print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
+    atomic_write_text(cache, json.dumps(rows, indent=1))
+    return rows
+
+
+def baseline_rows(test, work: Path) -> list[dict]:
+    """``post=pre`` and FLAIR-heuristic rows on the test exams (cached in ``WORK/baselines``)."""
+    import json
+
+    from gdsynth.io import atomic_write_text
+
+    cache = work / "baselines" / "rows.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    rows = [{"variant": name, "n_train": 0, "detector": "-", **rc.score_baseline(test, name),
+             "steps": 0, "train_s": 0.0} for name in BASELINES]
+    for r in rows:
+        r["n_test"] = r.pop("n_exams")
+    atomic_write_text(cache, json.dumps(rows, indent=1))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from gdsynth.io import atomic_write_text, write_tsv
-    from gdsynth.models.folder import load_model_folder
     from gdsynth.training.config import apply_overrides, load_config
-    from gdsynth.training.run import train_run
 
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v for v in args.variants.split(",") if v]
-    bad = set(variants) - set(VARIANTS)
+    largest = [v for v in args.variants_largest.split(",") if v]
+    bad = set(variants) - set(VARIANTS) - set(LARGEST_ONLY) | set(largest) - set(LARGEST_ONLY) - set(VARIANTS)
     if bad:
-        print(f"unknown variants {sorted(bad)}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
+        print(f"unknown variants {sorted(bad)}; choose from "
+              f"{', '.join(VARIANTS + LARGEST_ONLY)}", file=sys.stderr)
         return 2
     base = apply_overrides(load_config(args.config), **{"trainer.max_steps": args.max_steps})
     work = args.work
     train_bids = rc.phantom_cohort(work, max(sizes), args.seed, args.resolution, ("siteA", "siteB"))
-    test_bids = rc.phantom_cohort(work, args.test, args.seed + 1000, args.resolution)
+    test_bids = rc.phantom_cohort(work, args.test, args.seed + 1000, args.resolution, ("siteC",))
     train_all = sorted(rc.prepared_exams(train_bids, work / "train", base.data.inputs),
                        key=lambda e: e.id)
     test = [rc.load_eval_exam(e, base.data.inputs)
             for e in rc.prepared_exams(test_bids, work / "test", base.data.inputs)]
-    rows: list[dict] = []
-    for n in sizes:
-        train = train_all[:n]
-        for variant in variants:
-            run = work / "runs" / f"{variant}-n{n}"
-            cfg = variant_config(base, variant, run, train, args.seed, args.cvae_steps)
-            t0 = time.perf_counter()
-            result = train_run(train, run / "train", cfg, val_exams=[])
-            seconds = time.perf_counter() - t0
-            generator, card = load_model_folder(result.model_dir)
-            detectors = ["difference"] + (["combined"] if "enhancing" in card.heads else [])
-            for det in detectors:
-                score = rc.score_model(generator, card, test, det)
-                rows.append({"variant": variant, "n_train": len(train), "detector": det,
-                             **score, "n_test": score["n_exams"], "steps": result.steps,
-                             "train_s": round(seconds, 1)})
-                print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
-            write_tsv(work / "research_table.tsv", rows, COLUMNS)
+    plan = [(n, v) for n in sizes for v in variants]
+    plan += [(max(sizes), v) for v in largest if (max(sizes), v) not in plan]
+    rows: list[dict] = [] if args.no_baselines else baseline_rows(test, work)
+    for n, variant in plan:
+        rows += train_and_score(variant, train_all[:n], test, base,
+                                work / "runs" / f"{variant}-n{n}", args)
+        write_tsv(work / "research_table.tsv", rows, COLUMNS)
     atomic_write_text(work / "research_table.md", markdown(rows))
     print(markdown(rows))
     return 0

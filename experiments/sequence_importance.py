@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
     generator, card = rc.model_for(args.model, args.work, args.config, args.train_steps,
                                    args.seed, args.resolution)
-    bids = rc.phantom_cohort(args.work, args.subjects, args.seed + 1000, args.resolution)
+    bids, prep_work = rc.test_cohort(args)
     rows = []
-    for exam in rc.prepared_exams(bids, args.work / "test", card.inputs):
+    for exam in rc.prepared_exams(bids, prep_work, card.inputs):
         if exam.truth is None:
             continue
         ex = rc.load_eval_exam(exam, card.inputs)
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         table = Path(str(exam.truth).replace("_label-L_desc-enhancing_dseg.nii.gz", "_lesions.tsv"))
         truth_rows = {int(float(r["label"])): r for r in read_tsv(table)} if table.is_file() else {}
         ids = [int(v) for v in np.unique(labels) if v > 0]
+        if not ids:
+            continue
         expl = explain_volume(generator, np.stack([ex.images[s] for s in card.inputs]), ex.brain,
                               labels, ids, sequences=card.inputs, mode=card.mode,
                               context=card.context_slices, residual=card.residual,

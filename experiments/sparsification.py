@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     generator, card = rc.model_for(args.model, args.work, args.config, args.train_steps,
                                    args.seed, args.resolution)
-    bids = rc.phantom_cohort(args.work, args.subjects, args.seed + 1000, args.resolution)
+    bids, prep_work = rc.test_cohort(args)
     params = DetectionParams.from_dict(dict(card.detection or {}))
     stds, errors, prob, active = [], [], [], []
-    for exam in rc.prepared_exams(bids, args.work / "test", card.inputs):
+    for exam in rc.prepared_exams(bids, prep_work, card.inputs):
         ex = rc.load_eval_exam(exam, card.inputs)
         synth = rc.synthesize(generator, card, ex, mc_samples=args.mc_samples, seed=args.seed)
         stds.append(synth.uncertainty[ex.brain])
