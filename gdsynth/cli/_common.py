@@ -75,6 +75,19 @@ def finish_batch(results: Sequence[CaseResult], what: str) -> None:
         raise typer.Exit(code=1)
 
 
+def sweep_output(*folders: object) -> None:
+    """Before a command writes into ``folders``: remove the temporary files that killed gdsynth
+    processes left there, once they are an hour old (:func:`gdsynth.io.atomic.sweep_stale_temps`;
+    a file another running process is writing is recent, so it stays). None entries are skipped."""
+    from pathlib import Path
+
+    from gdsynth.io.atomic import sweep_stale_temps
+
+    for folder in folders:
+        if folder is not None:
+            sweep_stale_temps(Path(str(folder)))
+
+
 def configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
@@ -97,4 +110,5 @@ def report_error(exc: BaseException, verbose: bool) -> int:
     return 1
 
 
-__all__ = ["CaseResult", "Command", "GdsynthError", "configure_logging", "finish_batch", "not_implemented"]
+__all__ = ["CaseResult", "Command", "GdsynthError", "configure_logging", "finish_batch", "not_implemented",
+           "sweep_output"]

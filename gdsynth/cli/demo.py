@@ -25,7 +25,7 @@ def demo(
     """Run the whole chain on the embedded phantom: phantom, prepare, predict, evaluate, review."""
     from dataclasses import replace
 
-    from gdsynth.cli._common import finish_batch
+    from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.evaluation import ReferenceSpec, evaluate_folder
     from gdsynth.inference.cohort import RunConfig, Step, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
@@ -38,6 +38,7 @@ def demo(
     from gdsynth.review.site import SiteOptions, build_site
 
     t0 = time.perf_counter()
+    sweep_output(out)
     card = ModelCard.load(resolve_model_dir(model) / CARD_NAME)
     resolution = card.spacing_mm or 1.0
     bids, pred = out / "bids", out / "bids" / "derivatives" / "gdsynth"

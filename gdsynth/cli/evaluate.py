@@ -74,6 +74,9 @@ def evaluate(
                          truth_table=truth_table, prep_dir=prep, derive=derive_truth,
                          assume_registered=assume_registered)
     out = out or predictions.resolve().parent / "evaluation"
+    from gdsynth.cli._common import sweep_output
+
+    sweep_output(out)
     report = evaluate_folder(predictions, spec, out, participant_labels=participant_label,
                              criteria=criteria, plots=not no_plots)
     s = report.summary

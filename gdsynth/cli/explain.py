@@ -30,7 +30,7 @@ def explain(
     device: DeviceChoice = _DEVICE,
 ) -> None:
     """Attribute each detected lesion to the input sequences (ablation, integrated gradients)."""
-    from gdsynth.cli._common import finish_batch
+    from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.errors import ConfigError
     from gdsynth.explain.attribution import Method
     from gdsynth.explain.folder import explain_folder
@@ -41,6 +41,7 @@ def explain(
     except ValueError:
         raise ConfigError(None, f"--method {method} invalid; choose from "
                           f"{', '.join(m.value for m in Method)}") from None
+    sweep_output(out or pred)
     results, importance = explain_folder(pred, discover(bids, participant_label), model, out,
                                          device=device.value, methods=methods, n_steps=ig_steps)
     for row in importance:

@@ -38,7 +38,7 @@ def phantom(
     """Generate a digital MS phantom cohort as a BIDS dataset with ground truth."""
     from dataclasses import replace
 
-    from gdsynth.cli._common import CaseResult, finish_batch
+    from gdsynth.cli._common import CaseResult, finish_batch, sweep_output
     from gdsynth.errors import ConfigError
     from gdsynth.phantom import PhantomConfig
     from gdsynth.phantom.dataset import finish_dataset, iter_subjects, prepare_output
@@ -50,6 +50,7 @@ def phantom(
                      sessions=sessions, sites=chosen or base.sites)
     if seed < 0:
         raise ConfigError(None, "--seed must be >= 0")
+    sweep_output(out)
     prepare_output(out, seed, config)
     results = []
     cases = []

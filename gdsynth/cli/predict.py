@@ -38,7 +38,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
          subject: str, model: str, out: Path, labels: list[str] | None, mc_samples: int,
          device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
          overwrite: bool, seed: int, detector: str | None = None, explain: bool = False) -> None:
-    from gdsynth.cli._common import finish_batch
+    from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.detection.params import parse_detector
     from gdsynth.errors import ConfigError
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
@@ -60,6 +60,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
         detector=None if detector is None else parse_detector(detector).value, explain=explain,
     )
+    sweep_output(out)
     results = run_cohort(exams, config, bids_root=None if single else bids)
     finish_batch(results, f"gdsynth {step}")
 

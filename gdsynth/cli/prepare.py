@@ -26,7 +26,7 @@ def prepare(
     force: bool = typer.Option(False, "--force", help="Recompute even complete exams."),
 ) -> None:
     """Register, mask and normalize exams into the cached prepared space."""
-    from gdsynth.cli._common import finish_batch
+    from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.errors import OutputError
     from gdsynth.io.bids import PRE_SEQUENCES, discover
     from gdsynth.preprocess import PrepConfig, prepare_cohort
@@ -37,6 +37,7 @@ def prepare(
     if out_root.resolve() == root.resolve():
         raise OutputError(out_root, "output folder must not be the input dataset itself")
     config = PrepConfig(spacing=spacing, n4=n4, sequences=tuple(sequences or PRE_SEQUENCES))
+    sweep_output(out_root)
     results = prepare_cohort(exams, out_root, config, workers=workers, force=force)
     typer.echo(f"prepared space written to {out_root}", err=True)
     finish_batch(results, "prepare")

@@ -37,9 +37,11 @@ def create(
     ),
 ) -> None:
     """Create a blinded, randomized study; print each reader's token once."""
+    from gdsynth.cli._common import sweep_output
     from gdsynth.io import atomic_write_text
     from gdsynth.review.study import create_study
 
+    sweep_output(out)
     names = [n for item in [*readers, *ctx.args] for n in item.replace(",", " ").split()]
     tokens = create_study(pred, bids, out, readers=names, seed=seed,
                           cases_per_exam=cases_per_exam, reference=reference,
@@ -74,8 +76,10 @@ def analyze(
     radius_mm: float = typer.Option(5.0, help="A click within this distance finds a lesion."),
 ) -> None:
     """Accuracy vs chance, kappa, Likert tests, lesion sensitivity; JSON + CSV."""
+    from gdsynth.cli._common import sweep_output
     from gdsynth.review.analysis import analyze_study
 
+    sweep_output(out or study / "analysis")
     result = analyze_study(study, out, radius_mm)
     pooled = result["accuracy"]["pooled"]
     typer.echo(

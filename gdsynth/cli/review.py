@@ -27,8 +27,10 @@ def review(
     Open OUT/index.html directly, or serve the folder with 'python -m http.server' when the
     volumes are too large to embed.
     """
+    from gdsynth.cli._common import sweep_output
     from gdsynth.review.site import SiteOptions, build_site
 
+    sweep_output(out)
     index = build_site(
         pred, bids, out, metrics=metrics,
         options=SiteOptions(embed_limit_mb=embed_limit_mb, threshold=threshold),

@@ -28,7 +28,7 @@ def train(
         None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
 ) -> None:
     """Train the pix2pix generator on prepared exams."""
-    from gdsynth.cli._common import CaseResult, finish_batch, log
+    from gdsynth.cli._common import CaseResult, finish_batch, log, sweep_output
     from gdsynth.errors import ConfigError, TrainingError
     from gdsynth.io.bids import discover
     from gdsynth.progress import is_quiet
@@ -47,6 +47,7 @@ def train(
                             "trainer.strategy": strategy, "trainer.precision": precision,
                             "trainer.seed": seed, "trainer.tracker": tracker})
     exams = discover(bids, participant_label or None)
+    sweep_output(output, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None))
     usable = [e for e in exams if e.t1w_gd is not None]
     if len(usable) < len(exams):
         log.warning("%d exam(s) without post-Gd T1w are not used for training",

@@ -5,6 +5,7 @@ from gdsynth.io.atomic import (
     atomic_write_bytes,
     atomic_write_text,
     read_tsv,
+    sweep_stale_temps,
     write_json,
     write_tsv,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "read_image",
     "read_image_info",
     "read_tsv",
+    "sweep_stale_temps",
     "write_image",
     "write_json",
     "write_labels",

@@ -2,19 +2,36 @@
 
 A crash, a kill or a full disk therefore never leaves a partial file under a final name, and an
 earlier complete file with the same name stays intact until the new one is complete.
+
+A process killed with SIGKILL (or the OOM killer) cannot remove its temporary file, though:
+:func:`sweep_stale_temps` removes such leftovers, named exactly as :func:`atomic_path` names them
+(``.<final name>.gdsynth-tmp-<8 random characters><extension>``), once they have not been touched
+for :data:`STALE_AFTER_S` (one hour). A temporary file that another running gdsynth process is
+writing is recent (its writer creates it and writes it at once), so it is never removed. The CLI
+sweeps each output folder when a command starts writing there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 TMP_MARK = ".gdsynth-tmp-"
+#: A temporary file untouched for this long (seconds) belongs to a dead writer.
+STALE_AFTER_S = 3600.0
+# mkstemp's random part: 8 characters of [a-z0-9_]
+_TMP_NAME = re.compile(r"^\.(?P<final>.+)" + re.escape(TMP_MARK) + r"[a-z0-9_]{8}(?P<ext>.*)$")
+
+log = logging.getLogger(__name__)
 
 
 def _suffixes(path: Path) -> str:
@@ -54,6 +71,48 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def is_temp_name(name: str) -> bool:
+    """True when ``name`` is exactly how :func:`atomic_path` names a temporary file."""
+    m = _TMP_NAME.match(name)
+    return bool(m) and m.group("ext") == _suffixes(Path(m.group("final")))
+
+
+def sweep_stale_temps(root: str | Path, *, older_than_s: float = STALE_AFTER_S,
+                      max_depth: int = 8) -> list[Path]:
+    """Remove gdsynth's own temporary files left under ``root`` by killed processes.
+
+    Only regular files named as :func:`atomic_path` names them (:func:`is_temp_name`) and not
+    modified for ``older_than_s`` seconds are removed; symlinks are
+    neither followed nor removed, folders deeper than ``max_depth`` below ``root`` are not
+    visited, and a file that vanishes or cannot be removed is skipped. Returns the removed paths.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    deadline = time.time() - older_than_s
+    removed: list[Path] = []
+    base_depth = len(base.parts)
+    for folder, dirs, files in os.walk(base, followlinks=False):
+        if len(Path(folder).parts) - base_depth >= max_depth:
+            dirs[:] = []
+        for name in files:
+            if TMP_MARK not in name or not is_temp_name(name):
+                continue
+            path = Path(folder) / name
+            try:
+                st = path.lstat()
+                if not stat.S_ISREG(st.st_mode) or st.st_mtime > deadline:
+                    continue
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+    if removed:
+        log.info("removed %d stale temporary file(s) of interrupted writes under %s",
+                 len(removed), base)
+    return removed
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
