@@ -27,9 +27,16 @@ def _ratio(k: int, n: int) -> float:
 
 
 def f1_score(ppv: float, sensitivity: float) -> float:
-    """2 PPV Sens / (PPV + Sens); 0 when both are 0; NaN when either is undefined."""
-    if math.isnan(ppv) or math.isnan(sensitivity):
-        return float("nan")
+    """2 PPV Sens / (PPV + Sens), i.e. 2 TP / (2 TP + FP + FN).
+
+    0 when both are 0, and also when one is undefined and the other is 0: a method that detects
+    nothing while there are reference lesions (PPV undefined, sensitivity 0), or whose every
+    detection is false while there is none to find, has no true positive, so F1 = 0. NaN when both
+    are undefined (nothing to find, nothing found) or the pair is inconsistent (one undefined,
+    the other positive)."""
+    nan_p, nan_s = math.isnan(ppv), math.isnan(sensitivity)
+    if nan_p or nan_s:
+        return 0.0 if (nan_p and sensitivity == 0) or (nan_s and ppv == 0) else float("nan")
     return 0.0 if ppv + sensitivity == 0 else 2 * ppv * sensitivity / (ppv + sensitivity)
 
 
@@ -84,6 +91,7 @@ def lesion_bootstrap(results: Sequence[ExamResult], n_boot: int = 2000, seed: in
         ppv = np.where(pred > 0, tp / pred, np.nan)
         f1 = np.where(sens + ppv > 0, 2 * sens * ppv / (sens + ppv), 0.0)
         f1 = np.where(np.isnan(sens) | np.isnan(ppv), np.nan, f1)
+        f1 = np.where((ref > 0) & (tp == 0), 0.0, f1)  # nothing found of what there was: F1 = 0
     fp = (pred - tp) / len(ok)
     q = [50 * (1 - level), 50 * (1 + level)]
 

@@ -53,3 +53,6 @@ def test_summary_is_json_ready_and_comparable():
     with pytest.raises(ValueError, match="valid"):
         compare_methods({"m": s}, columns=["nope"])
     assert math.isnan(f1_score(float("nan"), 0.5)) and f1_score(0.0, 0.0) == 0.0
+    # detects nothing while there are lesions (post = pre): no true positive, F1 = 0, not NaN
+    assert f1_score(float("nan"), 0.0) == 0.0 and f1_score(0.0, float("nan")) == 0.0
+    assert math.isnan(f1_score(float("nan"), float("nan")))
