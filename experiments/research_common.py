@@ -153,10 +153,10 @@ def model_for(args_model: str | None, work: Path, config: Path, steps: int | Non
 
 
 def test_cohort(args) -> tuple[Path, Path | None]:
-    """``(bids, prep work folder)`` of the scripts' test cohort: ``--bids`` (prepared in its
-    derivatives) or a phantom cohort of ``--subjects`` from ``--sites`` (seed + 1000)."""
+    """``(bids, prep work folder)`` of the scripts' test cohort: ``--bids`` (read only) or a
+    phantom cohort of ``--subjects`` from ``--sites`` (seed + 1000); prepared into WORK/test."""
     if args.bids is not None:
-        return Path(args.bids), None
+        return Path(args.bids), Path(args.work) / "test"
     sites = tuple(s for s in args.sites.split(",") if s)
     return phantom_cohort(args.work, args.subjects, args.seed + 1000, args.resolution,
                           sites), Path(args.work) / "test"
@@ -175,7 +175,7 @@ def model_parser(description: str):  # -> argparse.ArgumentParser
                         "the shipped model never saw)")
     p.add_argument("--bids", type=Path, default=None,
                    help="an existing BIDS cohort with post-Gd T1w and lesion truth instead of a "
-                        "generated phantom cohort (prepared in its derivatives/gdsynth-prep)")
+                        "generated phantom cohort (read only; prepared into WORK/test)")
     p.add_argument("--resolution", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")
