@@ -26,6 +26,10 @@ def train(
         None, "--participant-label", help="Only these subjects (repeatable)."),
     prep_dir: Path | None = typer.Option(
         None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
+    settings: list[str] | None = typer.Option(
+        None, "--set", metavar="KEY=VALUE",
+        help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
+             "--set 'generator.heads=[enhancing]'."),
 ) -> None:
     """Train the pix2pix generator on prepared exams."""
     from gdsynth.cli._common import CaseResult, finish_batch, log, sweep_output
@@ -33,7 +37,7 @@ def train(
     from gdsynth.io.bids import discover
     from gdsynth.progress import is_quiet
     from gdsynth.training.cohort import prepare_cohort
-    from gdsynth.training.config import apply_overrides, load_config
+    from gdsynth.training.config import apply_overrides, apply_settings, load_config
     from gdsynth.training.run import last_checkpoint, train_run
 
     if resume and not last_checkpoint(output).is_file():
@@ -41,7 +45,7 @@ def train(
     run_config = output / "config.yaml"
     if config is None and resume and run_config.is_file():
         config = run_config  # resume with the exact configuration of the run
-    cfg = load_config(config)
+    cfg = apply_settings(load_config(config), settings or [])
     apply_overrides(cfg, **{"trainer.max_steps": max_steps, "trainer.max_time": max_time,
                             "trainer.devices": devices, "trainer.accelerator": accelerator,
                             "trainer.strategy": strategy, "trainer.precision": precision,

@@ -7,6 +7,7 @@ fields after loading; each run saves the exact configuration it used as ``RUN/co
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -78,7 +79,7 @@ class ValidationConfig:
 @dataclass
 class TrainerConfig:
     max_steps: int = 1000
-    max_time: str | None = None  # "DD:HH:MM:SS" or minutes as a number
+    max_time: str | float | None = None  # "DD:HH:MM:SS" or minutes as a number
     devices: int = 1
     accelerator: str = "auto"
     strategy: str = "auto"
@@ -131,11 +132,43 @@ def _from_dict(cls: type, data: dict[str, Any], path: Path | None, where: str) -
     kwargs = {}
     for k, v in data.items():
         t = hints[k]
+        if not dataclasses.is_dataclass(t) and not _type_ok(v, t):
+            raise ConfigError(path, f"{where}{k}: expected {_type_name(t)}, got {v!r}")
         kwargs[k] = _from_dict(t, v, path, f"{where}{k}.") if dataclasses.is_dataclass(t) else v
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(path, f"invalid {where or 'config'}: {exc}") from None
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a recipe value fits its field's annotation (scalars, lists, dicts, optionals);
+    annotations it does not know are accepted (the dataclass validates them itself)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, list | tuple)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint)
 
 
 def load_config(path: str | Path | None) -> TrainConfig:
@@ -176,5 +209,37 @@ def apply_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
     return config
 
 
-__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "apply_overrides", "load_config",
-           "save_config"]
+def apply_settings(config: TrainConfig, settings: Sequence[str]) -> TrainConfig:
+    """A new config with ``KEY=VALUE`` settings applied (``--set`` on the command line).
+
+    ``KEY`` is a dotted path into the recipe (``loss.l1_weight``, ``data.augment.flip_p``);
+    ``VALUE`` is read as YAML (``0``, ``true``, ``[enhancing]``, ``"2.5d"``). The result is
+    validated like a recipe file, so a misspelled key or a wrong type is a ``ConfigError``.
+    """
+    import yaml
+
+    data = config.to_dict()
+    for item in settings:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(None, f"--set {item!r}: expected KEY=VALUE, e.g. loss.l1_weight=50")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(None, f"--set {item!r}: value is not valid YAML ({exc})") from None
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(None, f"--set {item!r}: {'.'.join(parts[:i + 1])} is not a "
+                                        "section of the recipe")
+        if parts[-1] not in node:
+            raise ConfigError(None, f"--set {item!r}: unknown field {key.strip()} (known here: "
+                                    f"{', '.join(sorted(node))})")
+        node[parts[-1]] = value
+    return TrainConfig.from_dict(data)
+
+
+__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "apply_overrides", "apply_settings",
+           "load_config", "save_config"]

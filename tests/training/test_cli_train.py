@@ -37,10 +37,12 @@ def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
     bids = _bids(tmp_path / "bids")
     run = tmp_path / "run"
     code = main(["-q", "train", str(bids), "-o", str(run), "--config", str(TINY),
-                 "--max-steps", "2", "--seed", "3", "--tracker", "csv"])
+                 "--max-steps", "2", "--seed", "3", "--tracker", "csv",
+                 "--set", "loss.l1_weight=50", "--set", "data.augment.flip_p=0"])
     assert code == 0, capsys.readouterr().err
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["trainer"]["max_steps"] == 2 and saved["trainer"]["seed"] == 3
+    assert saved["loss"]["l1_weight"] == 50 and saved["data"]["augment"]["flip_p"] == 0
     assert list((run / "logs").rglob("metrics.csv"))
     _, card = load_model_folder(run / "model")
     assert card.training["steps"] == 2 and card.training["data"]["n_exams"] == 3
@@ -55,3 +57,11 @@ def test_cli_resume_without_run_fails_clearly(tmp_path, capsys):
     code = main(["train", str(tmp_path), "-o", str(tmp_path / "nothing"), "--resume"])
     assert code == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_cli_bad_setting_fails_before_any_work(tmp_path, capsys):
+    code = main(["train", str(tmp_path), "-o", str(tmp_path / "run"), "--config", str(TINY),
+                 "--set", "loss.l1_wieght=0"])
+    assert code == 2
+    assert "unknown field loss.l1_wieght" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

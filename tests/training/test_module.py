@@ -116,3 +116,19 @@ def test_other_modes_train_validate_and_export(cohort, tiny, tmp_path, mode):
     assert card.mode == mode and card.context_slices == 0 and card.in_channels == 3
     assert generator.spatial_dims == (3 if mode == "3d" else 2)
     assert "val/mae_brain" in result.metrics
+
+
+def test_set_key_value_settings(tiny):
+    from gdsynth.training.config import apply_settings
+
+    cfg = apply_settings(tiny, ["loss.l1_weight=0", "generator.heads=[enhancing]",
+                                "data.augment.flip_p=0.25", "data.mode=2d", "data.context_slices=0"])
+    assert cfg.loss.l1_weight == 0 and cfg.generator.heads == ["enhancing"]
+    assert cfg.data.augment.flip_p == 0.25 and cfg.data.mode == "2d"
+    assert tiny.loss.l1_weight != 0  # the input config is left as it was
+    for bad, match in [("loss.l1_wieght=0", "unknown field loss.l1_wieght"),
+                       ("loss", "KEY=VALUE"), ("trainer.max_steps.x=1", "not a section"),
+                       ("trainer.max_steps=[1", "not valid YAML"),
+                       ("trainer.max_steps=many", "max_steps")]:
+        with pytest.raises(ConfigError, match=match):
+            apply_settings(tiny, [bad])
