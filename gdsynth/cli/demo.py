@@ -29,6 +29,7 @@ def demo(
     from gdsynth.evaluation import ReferenceSpec, evaluate_folder
     from gdsynth.inference.cohort import RunConfig, Step, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
+    from gdsynth.inference.prep import PrepCache
     from gdsynth.io.bids import PRE_SEQUENCES, discover
     from gdsynth.models.card import CARD_NAME, ModelCard
     from gdsynth.models.folder import resolve_model_dir
@@ -54,16 +55,17 @@ def demo(
     finish_dataset(bids, results)
     exams = discover(bids)
 
-    step("2/5 prepare: registration, brain mask, N4, NAWM normalization (reference for metrics)")
+    step("2/5 prepare: registration, brain mask, N4, NAWM normalization (cached: predict reuses it; reference for metrics)")
     prep_config = PrepConfig(spacing=card.spacing_mm, sequences=tuple(PRE_SEQUENCES))
-    prepared = prepare_cohort(exams, bids / "derivatives" / "gdsynth-prep", prep_config,
-                              workers=workers)
+    prep_dir = bids / "derivatives" / "gdsynth-prep"
+    prepared = prepare_cohort(exams, prep_dir, prep_config, workers=workers)
     finish_batch(prepared, "prepare")
 
     step(f"3/5 predict with model '{model}' ({mc_samples} MC-dropout samples) -> {pred}")
     run = RunConfig(out=pred, model=model, step=Step.predict,
                     settings=SynthesisSettings(mc_samples=mc_samples, seed=0), device="auto",
-                    overwrite=False, shard=None, workers=0)
+                    overwrite=False, shard=None, workers=0,
+                    prep_cache=PrepCache(prep_dir))  # step 2's preparation, not redone
     finish_batch(run_cohort(exams, run, bids_root=bids), "predict")
 
     step(f"4/5 evaluate against the phantom truth -> {report}")

@@ -8,6 +8,8 @@
 * Failures: an exam that fails (missing or corrupt file...) is recorded with a one-line message;
   the others go on. ``OUT/run_summary[_shard-I-of-N].tsv`` lists every exam after each one.
 * ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
+* ``prep_cache`` (:class:`gdsynth.inference.prep.PrepCache`): an exam whose preparation is cached
+  there (same inputs and parameters) is read back instead of being prepared again.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from gdsynth.inference.pipeline import (
     write_detection,
     write_synthesis,
 )
-from gdsynth.inference.prep import PreparedExam, prepare_exam
+from gdsynth.inference.prep import PreparedExam, PrepCache, prepare_exam
 from gdsynth.io import write_tsv
 from gdsynth.io.bids import Exam, write_dataset_description
 from gdsynth.progress import track
@@ -65,6 +67,7 @@ class RunConfig:
     workers: int = 0
     detector: str | None = None  # override the card's detector (difference|segmentation|combined)
     explain: bool = False  # attribute each detected lesion to the input sequences
+    prep_cache: PrepCache | None = None  # reuse (and with write=True fill) a preparation cache
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -131,6 +134,7 @@ class _Runner:
         self.prepare = prepare
         self.generator, self.card = load_model_folder(config.model, resolve_device(config.device))
         self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
+        self.settings = config.settings
         self.params = None
         if config.step is not Step.synthesize:
             from gdsynth.detection.params import DetectionParams
@@ -138,6 +142,22 @@ class _Runner:
             self.params = DetectionParams.from_dict(dict(self.card.detection or {}))
             if config.detector is not None:
                 self.params = self.params.replace(detector=config.detector)
+
+    def resolve_compile(self, n_exams: int) -> None:
+        """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
+        to synthesize (:func:`gdsynth.inference.pipeline.use_compile`)."""
+        from dataclasses import replace
+
+        from gdsynth.inference.pipeline import use_compile
+
+        if self.config.step is Step.detect or n_exams == 0:
+            return
+        samples = n_exams * self.settings.mc_samples
+        on = use_compile(self.generator, self.settings, samples)
+        self.settings = replace(self.settings, compile=on)
+        if on:
+            log.info("torch.compile: compiling the generator for %d exam(s) x %d sample(s); "
+                     "the first batch takes longer", n_exams, self.settings.mc_samples)
 
     def key(self, exam: Exam) -> dict[str, Any]:
         exam.require(("T1w", *self.card.inputs))
@@ -170,7 +190,7 @@ class _Runner:
                                                 "run 'gdsynth synthesize' first")
             synth = read_synthesis(out, exam, prep, self.card)
         else:
-            synth = synthesize_prepared(prep, self.generator, self.card, self.config.settings)
+            synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
             write_synthesis(out, exam, prep, synth, record)
         if step is not Step.synthesize:
             result = detect_synthesis(prep, synth, self.params)
@@ -210,13 +230,23 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
                prepare: Prepare | None = None) -> list[CaseResult]:
     """Run ``config.step`` on this shard's exams; return one :class:`CaseResult` per exam.
 
-    ``prepare`` (default :func:`gdsynth.inference.prep.prepare_exam`) turns an exam into its
-    prepared arrays; ``bids_root`` is checked so outputs never land in the raw dataset.
+    ``prepare`` (default :func:`gdsynth.inference.prep.prepare_exam`, through
+    ``config.prep_cache`` when one is given) turns an exam into its prepared arrays;
+    ``bids_root`` is checked so outputs (and a written preparation cache) never land in the raw
+    dataset.
     """
     check_output_location(config.out, bids_root)
     if bids_root is None or Path(bids_root).is_file():
         check_inputs_outside(config.out, exams)
-    runner = _Runner(config, prepare or prepare_exam)
+    if prepare is None:
+        prepare = prepare_exam
+        if config.prep_cache is not None:
+            if config.prep_cache.write:
+                check_output_location(config.prep_cache.root, bids_root)
+                if bids_root is None or Path(bids_root).is_file():
+                    check_inputs_outside(config.prep_cache.root, exams)
+            prepare = config.prep_cache.wrap(prepare)
+    runner = _Runner(config, prepare)
     write_dataset_description(config.out, "gdsynth",
                               description="virtual post-gadolinium T1w and enhancing lesions")
     mine = shard_exams(exams, config.shard)
@@ -231,6 +261,7 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
             continue
         if not runner.is_done(exam, key):
             todo[exam.id] = key
+    runner.resolve_compile(len(todo))
     table = summary_path(config.out, config.shard)
     stream = _prepared(runner, mine, todo, config.workers)
     for exam, get_prepared in track(stream, f"gdsynth {config.step.value}", total=len(mine)):

@@ -4,18 +4,29 @@
 the prepared grid (the T1w grid reoriented to RAS, optionally isotropic): normalized volumes
 (NAWM ≈ 1), the brain mask, both geometries and the factor that turns normalized T1w intensities
 back into the input T1w's own scale.
+
+:class:`PrepCache` reuses the preparation cache of :mod:`gdsynth.preprocess` (a ``gdsynth-prep``
+folder, as ``gdsynth prepare`` writes it): an exam whose cache entry is valid for the model's
+preparation (same input SHA-256, parameters and gdsynth version: the cache's own rule) is read
+back instead of being prepared again, with identical results.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gdsynth.io import Geometry
 from gdsynth.io.bids import Exam
 from gdsynth.models.card import ModelCard
+
+if TYPE_CHECKING:
+    from gdsynth.preprocess import PreparedVolumes, PrepConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +58,92 @@ class PreparedExam:
         return np.stack([self.volumes[s] for s in inputs]).astype(np.float32, copy=False)
 
 
+def prep_config(card: ModelCard, *, use_post: bool = False) -> PrepConfig:
+    """The preparation ``card``'s model needs: its spacing, the T1w and its inputs (in the
+    canonical T1w, T2w, FLAIR order), default parameters otherwise."""
+    from gdsynth import preprocess
+    from gdsynth.io.bids import PRE_SEQUENCES
+
+    sequences = tuple(s for s in PRE_SEQUENCES if s == "T1w" or s in card.inputs)
+    return preprocess.PrepConfig(spacing=card.spacing_mm, sequences=sequences, use_post=use_post)
+
+
 def prepare_exam(exam: Exam, card: ModelCard) -> PreparedExam:
     """Read, register, mask, bias-correct and normalize ``exam`` into the model's prepared space
     (:func:`gdsynth.preprocess.prepare_arrays`; the real post-Gd T1w, if any, is not used)."""
     from gdsynth import preprocess
+
+    return from_volumes(exam, preprocess.prepare_arrays(exam, prep_config(card)))
+
+
+Prepare = Callable[[Exam, ModelCard], PreparedExam]
+
+
+class PrepCache:
+    """A preparation cache folder (``gdsynth-prep`` layout) used by inference.
+
+    :meth:`prepare` returns an exam's cached preparation, read back and never recomputed, when
+    the folder holds a valid entry for the model's preparation: the cache's own rule
+    (:func:`gdsynth.preprocess.find_prepared`: same input SHA-256, parameters and gdsynth
+    version, every output present), an entry written by ``gdsynth prepare`` (with the real
+    post-Gd: the pre-contrast volumes do not depend on it) or by an earlier run. Otherwise, with
+    ``write`` false, ``fallback`` prepares the exam and the folder is only read; with ``write``
+    true the exam is prepared (pre-contrast sequences only, as inference needs) and written to the
+    folder, unless the folder holds this exam prepared with other parameters (another spacing,
+    say), which is left alone. ``reused`` and ``prepared`` list the exams of each kind.
+    """
+
+    def __init__(self, root: str | Path, *, write: bool = False) -> None:
+        self.root = Path(root)
+        self.write = write
+        self.reused: list[str] = []
+        self.prepared: list[str] = []
+
+    def wrap(self, fallback: Prepare) -> Prepare:
+        """A ``prepare(exam, card)`` for :func:`gdsynth.inference.cohort.run_cohort`."""
+        return lambda exam, card: self.prepare(exam, card, fallback)
+
+    def prepare(self, exam: Exam, card: ModelCard, fallback: Prepare | None = None) -> PreparedExam:
+        from gdsynth import preprocess
+        from gdsynth.errors import GdsynthError
+        from gdsynth.preprocess.provenance import cache_key, input_hashes
+
+        config = prep_config(card)
+        exam.require(config.sequences)
+        hashes = input_hashes(exam, replace(config, use_post=True))
+        found = preprocess.find_prepared(exam, self.root, config, hashes=hashes, post_optional=True)
+        if found.prepared is not None:
+            try:
+                vols = preprocess.load_prepared(found.prepared)
+            except GdsynthError as exc:  # a cached image damaged after it was written
+                log.warning("%s: cached preparation unreadable (%s): preparing again",
+                            exam.prefix, exc)
+            else:
+                log.info("%s: preparation reused from the cache in %s", exam.prefix, self.root)
+                self.reused.append(exam.prefix)
+                return from_volumes(exam, vols)
+        elif not found.absent:
+            log.info("%s: the cache in %s is not used (%s)", exam.prefix, self.root, found.reason)
+        if not self.write or found.foreign:
+            return (fallback or prepare_exam)(exam, card)
+        pre = {k: v for k, v in hashes.items() if k != "T1w_gd"}  # = input_hashes(exam, config)
+        vols = preprocess.prepare_arrays(exam, config, hashes=pre)
+        try:
+            preprocess.write_prepared(exam, self.root, vols, cache_key(pre, config))
+            log.info("%s: prepared and written to the cache in %s", exam.prefix, self.root)
+        except (OSError, GdsynthError) as exc:
+            log.warning("%s: preparation not cached (%s); going on", exam.prefix, exc)
+        self.prepared.append(exam.prefix)
+        return from_volumes(exam, vols)
+
+
+def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
+    """The inference view of prepared volumes (computed or read from the cache): the pre-contrast
+    volumes, mask, grids and the map back to the input T1w's intensity scale."""
     from gdsynth.io import read_image
     from gdsynth.preprocess.orient import reorient_to_ras
     from gdsynth.preprocess.resample import resample
 
-    sequences = tuple(dict.fromkeys(("T1w", *card.inputs)))
-    config = preprocess.PrepConfig(spacing=card.spacing_mm, sequences=sequences, use_post=False)
-    prep = preprocess.prepare_arrays(exam, config)
     raw, native = read_image(exam.t1w)  # type: ignore[arg-type]
     raw, ras = reorient_to_ras(raw, native)
     if not ras.same_grid(prep.geometry):

@@ -10,20 +10,25 @@ the NAWM median (:mod:`.normalize`). :func:`prepare_exam` writes the outputs and
 
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.exam import (
+    CacheLookup,
     PreparedExam,
+    find_prepared,
     load_prepared,
     open_prepared,
     output_path,
     prepare_cohort,
     prepare_exam,
     to_native,
+    write_prepared,
 )
 from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays, prepared_geometry
 
 __all__ = [
+    "CacheLookup",
     "PrepConfig",
     "PreparedExam",
     "PreparedVolumes",
+    "find_prepared",
     "load_prepared",
     "open_prepared",
     "output_path",
@@ -32,4 +37,5 @@ __all__ = [
     "prepare_exam",
     "prepared_geometry",
     "to_native",
+    "write_prepared",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,16 @@ def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), 
             return _from_provenance(exam, out_root, prov, cached=True)
     prov_path.unlink(missing_ok=True)
     vols = prepare_arrays(exam, config, hashes=hashes)
+    return write_prepared(exam, out_root, vols, key)
+
+
+def write_prepared(exam: Exam, out_root: str | Path, vols: PreparedVolumes, key: str) -> PreparedExam:
+    """Write prepared volumes (from :func:`prepare_arrays`) into the cache ``out_root`` under
+    ``key`` (:func:`gdsynth.preprocess.provenance.cache_key` of the inputs and config they were
+    prepared with): images and mask first, the provenance JSON last."""
+    out_root = Path(out_root)
+    prov_path = output_path(out_root, exam, "provenance")
+    prov_path.unlink(missing_ok=True)
     outputs: dict[str, str] = {}
     for role, image in vols.images.items():
         path = write_image(output_path(out_root, exam, role), image, vols.geometry)
@@ -88,6 +99,72 @@ def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), 
     prov = dict(vols.provenance, outputs=outputs, cache_key=key)
     write_json(prov_path, prov)
     return _from_provenance(exam, out_root, prov, cached=False)
+
+
+@dataclass
+class CacheLookup:
+    """Result of :func:`find_prepared`: the valid cached exam, or why there is none.
+
+    ``absent``: the folder holds no preparation of this exam. ``foreign``: it holds this exam
+    prepared with other parameters (not a stale copy of this preparation: a cache user should
+    leave it alone).
+    """
+
+    prepared: PreparedExam | None
+    reason: str = ""
+    absent: bool = False
+    foreign: bool = False
+
+
+def _plain(config: PrepConfig) -> dict:
+    """``config.to_dict()`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def find_prepared(exam: Exam, out_root: str | Path, config: PrepConfig, *,
+                  hashes: dict | None = None, post_optional: bool = False) -> CacheLookup:
+    """The exam as prepared in ``out_root`` when that cache entry is valid for ``config``: the
+    same cache key (input SHA-256, parameters, gdsynth version) and every output present, as
+    :func:`prepare_exam` decides. Nothing is computed or written.
+
+    ``post_optional``: an entry prepared with or without the real post-Gd T1w (``use_post``) is
+    valid too; the pre-contrast outputs do not depend on it. ``hashes`` are the
+    :func:`input_hashes` for ``config`` (with ``use_post=True`` when ``post_optional``).
+    """
+    root = Path(out_root)
+    prov_path = output_path(root, exam, "provenance")
+    variants = [config]
+    if post_optional:
+        variants = [replace(config, use_post=True), replace(config, use_post=False)]
+    if hashes is None:
+        hashes = input_hashes(exam, variants[0])
+    prov = read_provenance(prov_path)
+    if prov is None:
+        return CacheLookup(None, f"no preparation of {exam.prefix} in {root}", absent=True)
+    for variant in variants:
+        used = hashes if variant.use_post else {k: v for k, v in hashes.items() if k != "T1w_gd"}
+        found = is_complete(prov_path, cache_key(used, variant), root)
+        if found is not None:
+            return CacheLookup(_from_provenance(exam, root, found, cached=True))
+    wanted = [_plain(v) for v in variants]
+    have = prov.get("parameters")
+    if have not in wanted:
+        diff = sorted(k for k in set(wanted[0]) | set(have or {})
+                      if k != "use_post" and (have or {}).get(k) != wanted[0].get(k))
+        shown = ", ".join(f"{k}={(have or {}).get(k)!r} (needed {wanted[0].get(k)!r})"
+                          for k in diff[:3])
+        return CacheLookup(None, f"prepared there with other parameters: {shown or 'use_post'}",
+                           foreign=True)
+    from gdsynth import __version__
+
+    if prov.get("gdsynth_version") != __version__:
+        return CacheLookup(None, f"prepared there by gdsynth {prov.get('gdsynth_version')}")
+    old = {r: v.get("sha256") for r, v in (prov.get("inputs") or {}).items()}
+    changed = sorted(r for r in set(old) | set(hashes)
+                     if r in hashes and old.get(r) != hashes[r]["sha256"])
+    if changed:
+        return CacheLookup(None, f"inputs changed since it was prepared ({', '.join(changed)})")
+    return CacheLookup(None, "the cached preparation is incomplete")
 
 
 def open_prepared(exam: Exam, out_root: str | Path) -> PreparedExam:
