@@ -71,21 +71,35 @@ app.add_typer(reader_study.app, name="reader-study")
 app.command("demo", cls=Command)(demo.demo)
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """``(Exit, Abort, ClickException)`` classes of click and of the copy of click that newer
+    Typer versions bundle (``typer._click``, whose usage errors are not ``click``'s)."""
+    import importlib
+
+    modules = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return tuple(tuple(getattr(m, cls) for m in modules if hasattr(m, cls))
+                 for cls in ("Exit", "Abort", "ClickException"))  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the process exit code."""
-    import click
-
+    exit_errors, abort_errors, click_errors = _click_exceptions()
     args = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in args or "-v" in args
     try:
         result = app(args=args, prog_name="gdsynth", standalone_mode=False)
         code = int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except exit_errors as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except abort_errors:
         typer.echo("aborted", err=True)
         code = 130
-    except click.ClickException as exc:
+    except click_errors as exc:
         exc.show()
         code = exc.exit_code
     except KeyboardInterrupt:

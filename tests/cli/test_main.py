@@ -58,3 +58,14 @@ def test_verbose_shows_traceback(tmp_path, capsys, flag):
     code = main([flag, "prepare", str(tmp_path / "missing_dataset")])
     assert code != 0
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate"], "Missing argument 'PRED'"),
+    (["evaluate", "x", "--bogus"], "No such option: --bogus"),
+    (["predict", "x", "--mc-samples", "many"], "Invalid value for '--mc-samples'"),
+])
+def test_usage_errors_exit_2_with_usage(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Usage: gdsynth" in err and "Traceback" not in err
