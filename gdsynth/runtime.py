@@ -17,6 +17,26 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+class CompileChoice(str, Enum):
+    """Whether to run the generator through ``torch.compile`` (``--compile``): ``auto`` (on CPU,
+    for runs long enough to pay back the compile time), ``on`` (falling back to eager with a
+    warning when compilation fails) or ``off``. See :mod:`gdsynth.inference.compiled`."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+    @classmethod
+    def parse(cls, value: str | bool | CompileChoice) -> CompileChoice:
+        if isinstance(value, bool):
+            return cls.on if value else cls.off
+        text = value.value if isinstance(value, Enum) else str(value)
+        try:
+            return cls(text.lower())
+        except ValueError:
+            raise ConfigError(None, f"compile {value!r} invalid; choose one of auto, on, off") from None
+
+
 def resolve_device(choice: str | DeviceChoice = "auto"):  # -> torch.device
     """Turn ``auto|cpu|cuda[:N]`` into a ``torch.device``; asking for CUDA without one is an error."""
     import torch

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from gdsynth.inference.predictor import Predictor
+
+if TYPE_CHECKING:
+    from gdsynth.inference.compiled import CompiledUNet
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +126,18 @@ class SharedEncoder(nn.Module):
     several forwards, as on CPU), the last encoder result is reused. Same outputs as
     ``model(x)`` up to float rounding (instance norm is per item). Build it with :meth:`wrap`,
     which returns None when the model is not a U-Net with dropout only in its decoder.
+
+    ``compiled`` (:class:`gdsynth.inference.compiled.CompiledUNet`): the encoder and decoder run
+    through ``torch.compile``; the decoder then applies the current samples' masks (``masks``,
+    set by :class:`MCDropoutPredictor`) as inputs instead of through the forward hooks.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, compiled: CompiledUNet | None = None) -> None:
         super().__init__()
         self.model = model
         self.copies = 1
+        self.compiled = compiled
+        self.masks: _SeededMasks | None = None  # set by MCDropoutPredictor (compiled decoder)
         self._last: tuple[Tensor, list[Tensor], Tensor] | None = None
 
     def reset(self) -> None:
@@ -140,17 +150,23 @@ class SharedEncoder(nn.Module):
         if last is not None and last[0].shape == x.shape and last[0].device == x.device \
                 and torch.equal(last[0], x):
             return last[1], last[2]
-        m = self.model
-        skips = [m.stem(x)]
-        for down in m.down:
-            skips.append(down(skips[-1]))
-        y = m.bottleneck(skips[-1])
+        if self.compiled is not None:
+            skips, y = self.compiled.encode(x)
+        else:
+            m = self.model
+            skips = [m.stem(x)]
+            for down in m.down:
+                skips.append(down(skips[-1]))
+            y = m.bottleneck(skips[-1])
         self._last = (x, skips, y)
         return skips, y
 
     @classmethod
-    def wrap(cls, model: nn.Module) -> SharedEncoder | None:
-        """The wrapper, or None when the encoder-sharing shortcut does not apply to ``model``."""
+    def wrap(cls, model: nn.Module, *, compile: bool = False) -> SharedEncoder | None:
+        """The wrapper, or None when the encoder-sharing shortcut does not apply to ``model``.
+
+        ``compile``: run the encoder and the decoder compiled
+        (:func:`gdsynth.inference.compiled.compiled_unet`) when the model's layout allows it."""
         from gdsynth.models.unet import UNetGenerator
 
         if type(model) is not UNetGenerator:
@@ -158,12 +174,19 @@ class SharedEncoder(nn.Module):
         in_decoder = {id(m) for m in dropout_modules(model.up)}
         if not in_decoder or any(id(m) not in in_decoder for m in dropout_modules(model)):
             return None
-        return cls(model)
+        compiled = None
+        if compile:
+            from gdsynth.inference.compiled import compiled_unet
+
+            compiled = compiled_unet(model)
+        return cls(model, compiled)
 
     def forward(self, x: Tensor) -> Tensor:
         m = self.model
         n = self.copies if self.copies >= 1 and x.shape[0] % self.copies == 0 else 1
         skips, y = self.encode(x[: x.shape[0] // n])
+        if self.compiled is not None and self.masks is not None:
+            return self.compiled.decode(skips, y, self._decoder_masks(skips, n, x.device))
         if n > 1:
             def rep(t: Tensor) -> Tensor:
                 return t.repeat(n, *([1] * (t.dim() - 1)))
@@ -172,6 +195,18 @@ class SharedEncoder(nn.Module):
         for i in reversed(range(len(m.up))):
             y = m.up[i](torch.cat([y, skips[i + 1]], dim=1))
         return m.head(torch.cat([y, skips[0]], dim=1))
+
+    def _decoder_masks(self, skips: list[Tensor], n: int, device: torch.device) -> list[Tensor]:
+        """The compiled decoder's dropout multipliers: for each dropout module, (n, *shape) for
+        the current samples, drawn as the eager forward hook draws them."""
+        assert self.compiled is not None and self.masks is not None
+        s0, s1 = self.masks.samples
+        if s1 - s0 != n:
+            raise RuntimeError(f"{n} copies in the batch but samples {s0}..{s1 - 1} active")
+        index = {id(mod): k for k, mod in enumerate(self.masks.modules)}
+        return [torch.stack([self.masks.mask(index[id(mod)], mod, s, tuple(skips[level].shape[1:]),
+                                             device) for s in range(s0, s1)])
+                for mod, level in zip(self.compiled.dropouts, self.compiled.levels, strict=True)]
 
 
 class MCDropoutPredictor:
@@ -182,24 +217,33 @@ class MCDropoutPredictor:
     Output: (B, 2*C, ...) where channels ``:C`` are the mean and ``C:`` the std of the C output
     channels. ``max_items`` bounds the items per forward (batch × samples); default: all samples
     of a batch in one forward. ``shared``: the :class:`SharedEncoder` that ``predict`` runs, if
-    any (its ``copies`` is set to the samples of each forward).
+    any (its ``copies`` is set to the samples of each forward). ``per_forward``: samples per
+    forward whatever the batch size (a compiled model: the smaller last batch would otherwise
+    stack more samples, a new batch layout to compile).
     """
 
     def __init__(self, model: nn.Module, predict: Predictor, n_samples: int, *, seed: int = 0,
-                 max_items: int | None = None, shared: SharedEncoder | None = None) -> None:
+                 max_items: int | None = None, shared: SharedEncoder | None = None,
+                 per_forward: int | None = None) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1 (got {n_samples})")
         self.predict = predict
         self.n_samples = int(n_samples)
         self.max_items = max_items
+        self.per_forward = per_forward
         self.shared = shared
         self.masks = _SeededMasks(model, seed)
+        if shared is not None:
+            shared.masks = self.masks
         if n_samples > 1 and not any(float(m.p) > 0 for m in self.masks.modules):
             log.warning("model has no active dropout: MC samples are identical, uncertainty is 0")
 
     def __call__(self, batch: Tensor) -> Tensor:
         n, b = self.n_samples, batch.shape[0]
-        per = n if not self.max_items else max(1, min(n, self.max_items // max(b, 1)))
+        if self.per_forward:
+            per = min(n, self.per_forward)
+        else:
+            per = n if not self.max_items else max(1, min(n, self.max_items // max(b, 1)))
         first = dsum = d2sum = None
         with self.masks.active():
             for s0 in range(0, n, per):

@@ -15,6 +15,7 @@ uncertainty maps stay in normalized units (NAWM = 1).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,12 @@ class SynthesisSettings:
     ``batch_size`` slices (or 3D windows) per forward; ``overlap`` of 3D windows (fraction);
     ``max_items`` caps batch × MC samples in one forward. Default: on CPU ``batch_size`` (one
     sample per forward: bigger forwards were slower per item in benchmarks/bench_inference.py,
-    their activations no longer fit the caches), on CUDA all samples of a batch in one forward."""
+    their activations no longer fit the caches), on CUDA all samples of a batch in one forward.
+    ``compile``: ``auto``, ``on`` or ``off`` (or a bool), run the generator through
+    ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on CPU for runs of
+    at least ``AUTO_MIN_SAMPLES`` exam × MC samples (:func:`gdsynth.inference.cohort.run_cohort`
+    counts the cohort; one exam alone is below it). Not part of :meth:`key`: compiled and eager
+    outputs agree to float rounding."""
 
     mc_samples: int = 1
     seed: int = 0
@@ -48,6 +54,7 @@ class SynthesisSettings:
     overlap: float = 0.5
     max_items: int | None = None
     channels_last: bool = False
+    compile: str | bool = "auto"
 
     def key(self) -> dict[str, Any]:
         """The settings that change the outputs (part of the resume key)."""
@@ -64,20 +71,55 @@ class Synthesis:
     heads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predictor:
-    """The plain predictor, wrapped in MC dropout when ``settings.mc_samples`` > 1."""
+def use_compile(generator: nn.Module, settings: SynthesisSettings, samples: int | None = None
+                ) -> bool:
+    """Whether ``settings.compile`` compiles ``generator`` for a run of ``samples`` exam × MC
+    samples (default: one exam), warning once and answering False when the setup cannot."""
+    from gdsynth.inference.compiled import compile_unsupported, resolve_compile, warn_once
     from gdsynth.inference.predictor import module_device
 
+    device = module_device(generator)
+    if not resolve_compile(settings.compile, device, settings.mc_samples if samples is None
+                           else samples):
+        return False
+    reason = compile_unsupported(device)
+    if reason is not None:
+        warn_once(f"torch.compile unavailable ({reason}); running the generator eagerly")
+        return False
+    return True
+
+
+def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predictor:
+    """The plain predictor, wrapped in MC dropout when ``settings.mc_samples`` > 1, compiled
+    when ``settings.compile`` says so (see :func:`use_compile`)."""
+    from gdsynth.inference.compiled import PadSingle, warn_once
+    from gdsynth.inference.predictor import module_device
+
+    compiled = use_compile(generator, settings)
     if settings.mc_samples <= 1:
-        return make_predictor(generator, channels_last=settings.channels_last)
-    # the encoder (before the dropout modules) runs once per batch of slices, not per sample
-    shared = SharedEncoder.wrap(generator)
-    plain = make_predictor(shared or generator, channels_last=settings.channels_last)
-    max_items = settings.max_items
-    if max_items is None and module_device(generator).type == "cpu":
-        max_items = settings.batch_size
-    return MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
-                              max_items=max_items, shared=shared)
+        predictor: Predictor = make_predictor(generator, channels_last=settings.channels_last,
+                                              compile=compiled)
+    else:
+        # the encoder (before the dropout modules) runs once per batch of slices, not per sample
+        shared = SharedEncoder.wrap(generator, compile=compiled)
+        if compiled and (shared is None or shared.compiled is None):
+            warn_once("torch.compile: MC dropout with this generator runs eagerly (compiled MC "
+                      "needs a U-Net with dropout only at the end of decoder blocks)",
+                      level=logging.INFO)
+            compiled = False
+        plain = make_predictor(shared or generator, channels_last=settings.channels_last)
+        max_items = settings.max_items
+        if max_items is None and module_device(generator).type == "cpu":
+            max_items = settings.batch_size
+        per_forward = None  # compiled: as many samples per forward in every batch
+        if compiled:
+            per_forward = settings.mc_samples if max_items is None else \
+                max(1, min(settings.mc_samples, max_items // settings.batch_size))
+        predictor = MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
+                                       max_items=max_items, shared=shared,
+                                       per_forward=per_forward)
+    # a one-slice last batch would compile a second graph (size 1 is specialised)
+    return PadSingle(predictor) if compiled and settings.batch_size > 1 else predictor
 
 
 def synthesize_prepared(

@@ -34,17 +34,25 @@ def make_predictor(
     *,
     amp: bool | None = None,
     channels_last: bool = False,
+    compile: bool = False,
 ) -> Predictor:
     """Wrap ``model`` as ``predictor(batch) -> output`` (CPU float32, same batch size).
 
     ``amp`` (default: on for CUDA) runs the forward in bf16 autocast. ``channels_last`` converts
     4D batches (and the model, once) to the channels-last memory format; it can be faster on CPU
-    with oneDNN for some networks (see ``benchmarks/bench_inference.py``).
+    with oneDNN for some networks (see ``benchmarks/bench_inference.py``). ``compile`` runs the
+    forward through ``torch.compile`` (:func:`gdsynth.inference.compiled.compiled_model`: one
+    compilation per model and process, eager fallback when it fails).
     """
     device = module_device(model)
     use_amp = (device.type == "cuda") if amp is None else bool(amp)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    run = model
+    if compile:
+        from gdsynth.inference.compiled import compiled_model
+
+        run = compiled_model(model)
 
     def predictor(batch: Tensor) -> Tensor:
         with torch.inference_mode():
@@ -52,7 +60,7 @@ def make_predictor(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                y = model(x)
+                y = run(x)
             return y.float().to("cpu").contiguous()
 
     return predictor
