@@ -17,6 +17,12 @@ class DeviceChoice(str, Enum):
     cuda = "cuda"
 
 
+#: ``--compile auto`` compiles (on CPU) a run of at least this many exam x MC samples, counted
+#: in 1 mm exams (an exam prepared at s mm counts 1/s^3): about where the compile time (cold
+#: Inductor cache) is paid back (docs/benchmarks.md, "torch.compile").
+COMPILE_AUTO_MIN_SAMPLES = 16
+
+
 class CompileChoice(str, Enum):
     """Whether to run the generator through ``torch.compile`` (``--compile``): ``auto`` (on CPU,
     for runs long enough to pay back the compile time), ``on`` (falling back to eager with a

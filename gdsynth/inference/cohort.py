@@ -8,6 +8,8 @@
 * Failures: an exam that fails (missing or corrupt file...) is recorded with a one-line message;
   the others go on. ``OUT/run_summary[_shard-I-of-N].tsv`` lists every exam after each one.
 * ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
+* ``settings.compile`` (``auto``) is decided once per run from the exams to synthesize
+  (:meth:`_Runner.resolve_compile`); the compiled generator then serves every exam.
 * ``prep_cache`` (:class:`gdsynth.inference.prep.PrepCache`): an exam whose preparation is cached
   there (same inputs and parameters) is read back instead of being prepared again.
 """
@@ -145,14 +147,15 @@ class _Runner:
 
     def resolve_compile(self, n_exams: int) -> None:
         """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
-        to synthesize (:func:`gdsynth.inference.pipeline.use_compile`)."""
+        to synthesize, in 1 mm exams (the card's spacing; :func:`gdsynth.inference.pipeline.use_compile`)."""
         from dataclasses import replace
 
         from gdsynth.inference.pipeline import use_compile
 
         if self.config.step is Step.detect or n_exams == 0:
             return
-        samples = n_exams * self.settings.mc_samples
+        spacing = float(self.card.spacing_mm or 1.0)
+        samples = n_exams * self.settings.mc_samples / spacing**3
         on = use_compile(self.generator, self.settings, samples)
         self.settings = replace(self.settings, compile=on)
         if on:

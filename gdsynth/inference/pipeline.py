@@ -44,8 +44,8 @@ class SynthesisSettings:
     their activations no longer fit the caches), on CUDA all samples of a batch in one forward.
     ``compile``: ``auto``, ``on`` or ``off`` (or a bool), run the generator through
     ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on CPU for runs of
-    at least ``AUTO_MIN_SAMPLES`` exam × MC samples (:func:`gdsynth.inference.cohort.run_cohort`
-    counts the cohort; one exam alone is below it). Not part of :meth:`key`: compiled and eager
+    least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
+    :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it). Not part of :meth:`key`: compiled and eager
     outputs agree to float rounding."""
 
     mc_samples: int = 1
@@ -71,10 +71,12 @@ class Synthesis:
     heads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def use_compile(generator: nn.Module, settings: SynthesisSettings, samples: int | None = None
-                ) -> bool:
+def use_compile(generator: nn.Module, settings: SynthesisSettings,
+                samples: float | None = None) -> bool:
     """Whether ``settings.compile`` compiles ``generator`` for a run of ``samples`` exam × MC
-    samples (default: one exam), warning once and answering False when the setup cannot."""
+    samples in 1 mm exams (default: one exam; see
+    :func:`gdsynth.inference.compiled.resolve_compile`), warning once and answering False when
+    the setup cannot compile."""
     from gdsynth.inference.compiled import compile_unsupported, resolve_compile, warn_once
     from gdsynth.inference.predictor import module_device
 

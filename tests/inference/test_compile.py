@@ -134,3 +134,29 @@ def test_resolve_compile_choices(monkeypatch) -> None:
     assert C.CompileChoice.parse(C.CompileChoice.on) is C.CompileChoice.on
     with pytest.raises(ConfigError):
         C.CompileChoice.parse("sometimes")
+
+
+def test_cohort_auto_counts_exams_and_samples(monkeypatch, model_dir, tmp_path) -> None:
+    from gdsynth.inference.cohort import RunConfig, Step, _Runner
+    from tests.inference.conftest import simple_prepare
+
+    monkeypatch.setattr(C, "cpp_compiler", lambda: "g++")
+
+    def resolved(n_exams: int, step: Step = Step.predict, **settings):
+        runner = _Runner(RunConfig(out=tmp_path, model=model_dir, step=step, device="cpu",
+                                   settings=SynthesisSettings(**settings)), simple_prepare)
+        runner.resolve_compile(n_exams)
+        return runner.settings.compile
+
+    assert resolved(15) is False and resolved(16) is True  # 1 mm exams (no card spacing)
+    assert resolved(2, mc_samples=8) is True and resolved(1, mc_samples=8) is False
+    assert resolved(100, compile="off") is False and resolved(1, compile="on") is True
+    assert resolved(100, step=Step.detect) == "auto"  # detect does not synthesize
+
+
+def test_cli_compile_option(capsys) -> None:
+    from gdsynth.cli.main import main
+
+    assert main(["synthesize", "--help"]) == 0
+    assert "--compile" in capsys.readouterr().out
+    assert main(["predict", "bids", "-m", "phantom", "-o", "out", "--compile", "sometimes"]) == 2
