@@ -65,17 +65,76 @@ def flops_per_slice(model, card, shape) -> float:
     return float(counter.get_total_flops())
 
 
-def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool) -> Timer:
-    """Whole-volume prediction with gdsynth's slice predictor (and MC dropout when ``mc`` > 1)."""
+def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool,
+              compile: str = "off") -> Timer:
+    """Whole-volume prediction with gdsynth's slice predictor (and MC dropout when ``mc`` > 1);
+    ``compile="on"``: through torch.compile (the first call of a process includes compiling)."""
     from gdsynth.inference.pipeline import SynthesisSettings, build_predictor
     from gdsynth.inference.volume import predict_volume
 
-    settings = SynthesisSettings(mc_samples=mc, batch_size=batch, channels_last=channels_last)
+    settings = SynthesisSettings(mc_samples=mc, batch_size=batch, channels_last=channels_last,
+                                 compile=compile)
     predictor = build_predictor(model, settings)
     with Timer() as t:
         predict_volume(predictor, volume, card, size_multiple=model.size_multiple, batch_size=batch)
         sync(str(next(model.parameters()).device))
     return t
+
+
+def compile_time(model, card, volume, *, mc: int, batch: int, channels_last: bool = False
+                 ) -> Timer:
+    """What torch.compile adds to the first batch of a process: the first compiled call on one
+    batch of slices minus a second call on the same batch. CPU time is this process's only
+    (Inductor compiles kernels in worker processes too)."""
+    first = volume[..., :batch]
+    a = time_ours(model, card, first, mc=mc, batch=batch, channels_last=channels_last,
+                  compile="on")
+    b = time_ours(model, card, first, mc=mc, batch=batch, channels_last=channels_last,
+                  compile="on")
+    return Timer(a.wall - b.wall, a.cpu - b.cpu)
+
+
+def measure_compiled(model, card, volume, *, mc: int, batch: int, channels_last: bool = False,
+                     mc_slices: int | None = None, repeats: int = 1) -> dict:
+    """Synthesis through torch.compile (``compile="on"``), compilation kept apart:
+
+    * ``compile_one`` / ``compile_mc``: compile time of the 1-sample graph and of the MC-dropout
+      encoder + decoder graphs (:func:`compile_time`);
+    * ``one`` / ``mc_run``: seconds per exam with compiled code (MC on ``mc_slices`` central
+      slices, scaled, as the eager row);
+    * ``graphs`` compiled, and ``recompiles`` when another exam's slice size and a smaller last
+      batch are predicted afterwards (0: one compilation serves every exam).
+
+    ``{"error": reason}`` when compilation is unavailable here."""
+    from gdsynth.inference import compiled as C
+
+    reason = C.compile_unsupported(next(model.parameters()).device)
+    if reason is not None:
+        return {"error": reason}
+    g0 = C.compile_counters()["graphs"]
+    c1 = compile_time(model, card, volume, mc=1, batch=batch, channels_last=channels_last)
+    cmc = compile_time(model, card, volume, mc=mc, batch=batch, channels_last=channels_last)
+    graphs = C.compile_counters()["graphs"] - g0
+    if any(not c.active for c in C.compiled_runs(model)):
+        return {"error": "compilation failed (see the warning above); eager fallback"}
+
+    def run(vol, n: int) -> Timer:
+        return time_ours(model, card, vol, mc=n, batch=batch, channels_last=channels_last,
+                         compile="on")
+
+    t1 = min((run(volume, 1) for _ in range(repeats)), key=lambda t: t.cpu)
+    n_z = volume.shape[-1]
+    k = min(n_z, mc_slices or n_z)
+    tmc = run(volume[..., (n_z - k) // 2:(n_z - k) // 2 + k], mc).per(k / n_z)
+    x, y = volume.shape[1:3]
+    other = volume[:, : max(1, x - 17), : max(1, y - 17), : batch + 1]  # other slice size
+    run(other, 1)
+    run(other, mc)
+    return {"compile_one": {"wall": c1.wall, "cpu": c1.cpu},
+            "compile_mc": {"wall": cmc.wall, "cpu": cmc.cpu},
+            "one": {"wall": t1.wall, "cpu": t1.cpu},
+            "mc_run": {"wall": tmc.wall, "cpu": tmc.cpu, "slices_timed": k},
+            "graphs": graphs, "recompiles": C.compile_counters()["graphs"] - g0 - graphs}
 
 
 def time_monai(model, card, volume, *, batch: int) -> Timer:

@@ -14,11 +14,15 @@ reports wall and process CPU time; the table compares numbers measured in the sa
   (fp32 on CPU; bf16 and fp32 on CUDA, where synthesis runs in bf16 autocast) (target >= 50 %);
 * gdsynth versus MONAI ``sliding_window_inference`` with the same weights and (zero) overlap
   (target: ratio <= 1);
+* the same synthesis through ``torch.compile`` (Inductor): seconds per exam and GFLOP/s next to
+  the eager rows, with the compile time in its own row (cold Inductor cache in a fresh folder,
+  and warm cache in a new process), and recompilations for another exam's slice size;
 * cohort ``predict`` at 2 mm: t(8 exams) / (8 t(1 exam)) (linear = 1.0), and with ``--workers``
   prefetch threads;
 * resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only).
 
     python benchmarks/run.py [--device auto|cpu|cuda] [--quick] [--out FILE] [--steps ...]
+                              [--no-compile]
 
 ``--quick``: 2 mm only, fewer repeats (a smoke test). ``--out FILE``: ``.json`` or ``.md``; any
 other suffix writes both ``FILE.json`` and ``FILE.md``.
@@ -110,12 +114,15 @@ def measure_training(quick: bool, device: str = "cpu") -> dict[str, Any]:
 def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int | None = None,
                       repeats: int = 1, device: str = "cpu", monai: bool = True,
                       matmul_n: int = 2048, channels_last: bool = False,
-                      mc_slices: int | None = None) -> dict[str, Any]:
+                      mc_slices: int | None = None, compile: bool = False) -> dict[str, Any]:
     """Synthesis seconds per exam (1 and ``mc`` samples), achieved GFLOP/s versus matmul, and
     gdsynth versus MONAI's sliding window, all in this process.
 
     ``mc_slices``: time the MC run on that many central axial slices only and scale to the whole
-    exam (every slice costs the same: whole padded slices), to bound the run time at 1 mm."""
+    exam (every slice costs the same: whole padded slices), to bound the run time at 1 mm.
+    ``compile``: also measure synthesis through torch.compile (``result["compiled"]``, see
+    ``bench_inference.measure_compiled``), from a cold Inductor cache in a fresh folder, then
+    the compile time in a new process with that cache warm (``result["compiled"]["warm"]``)."""
     import torch
     from bench_inference import brain_like, build_model, flops_per_slice, time_monai, time_ours
 
@@ -147,7 +154,51 @@ def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int |
         tm = best(lambda: time_monai(model, card, volume, batch=batch))
         result["monai"] = {"wall": tm.wall, "cpu": tm.cpu}
     result["threads"] = torch.get_num_threads()
+    if compile:
+        result["compiled"] = measure_inference_compiled(
+            model, card, volume, shape, mc=mc, batch=batch, repeats=repeats, device=device,
+            channels_last=channels_last, mc_slices=mc_slices)
     return result
+
+
+def measure_inference_compiled(model, card, volume, shape, *, mc: int, batch: int, repeats: int,
+                               device: str, channels_last: bool, mc_slices: int | None
+                               ) -> dict[str, Any]:
+    """``bench_inference.measure_compiled`` with a fresh Inductor cache folder (cold compile),
+    then :func:`measure_compile` in a new process on that folder (warm compile)."""
+    import shutil
+
+    import torch
+    from bench_inference import measure_compiled
+
+    cache = Path(tempfile.mkdtemp(prefix="gdsynth-inductor-"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # read when Inductor first compiles
+    try:
+        out = measure_compiled(model, card, volume, mc=mc, batch=batch, repeats=repeats,
+                               channels_last=channels_last, mc_slices=mc_slices)
+        if "error" not in out:
+            params = {"shape": list(shape), "mc": mc, "batch": batch, "device": device,
+                      "threads": torch.get_num_threads()}
+            out["warm"] = run_child(child_argv(Path(__file__), "--child", "compile",
+                                               "--params", json.dumps(params)),
+                                    env={"TORCHINDUCTOR_CACHE_DIR": str(cache)})
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return out
+
+
+def measure_compile(shape: tuple[int, int, int], *, mc: int, batch: int, device: str = "cpu"
+                    ) -> dict[str, Any]:
+    """Compile time of the 1-sample and MC graphs in this (new) process: with the Inductor cache
+    that ``measure_inference_compiled`` filled, what a second ``gdsynth`` run pays."""
+    from bench_inference import brain_like, build_model, compile_time
+
+    model, card = build_model(None, device)
+    volume = brain_like((shape[0], shape[1], batch))
+    c1 = compile_time(model, card, volume, mc=1, batch=batch)
+    cmc = compile_time(model, card, volume, mc=mc, batch=batch)
+    return {"compile_one": {"wall": c1.wall, "cpu": c1.cpu},
+            "compile_mc": {"wall": cmc.wall, "cpu": cmc.cpu}}
 
 
 def measure_cohort(resolution: float = 2.0, n: int = 8, workers: int = 1, device: str = "cpu",
@@ -203,7 +254,11 @@ def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
         out = measure_inference(tuple(params["shape"]), mc=params.get("mc", 10),
                                 repeats=params.get("repeats", 1), device=device,
                                 mc_slices=params.get("mc_slices"),
-                                channels_last=params.get("channels_last", False))
+                                channels_last=params.get("channels_last", False),
+                                compile=params.get("compile", False))
+    elif name == "compile":
+        out = measure_compile(tuple(params["shape"]), mc=params["mc"], batch=params["batch"],
+                              device=device)
     elif name == "cohort":
         out = measure_cohort(params.get("resolution", 2.0), params.get("n", 8),
                              params.get("workers", 1), device)
@@ -274,6 +329,8 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
                                  ratio=r["one"]["cpu"] / m["cpu"], ratio_of="gdsynth/MONAI (CPU)",
                                  target="<= 1.00",
                                  note=f"wall ratio {r['one']['wall'] / m['wall']:.2f}"))
+            if "compiled" in r:
+                rows.extend(compiled_rows(r, res, gf, mm, device))
         elif step == "cohort":
             n = r["n"]
             one, all_ = r["one"], r["all"]
@@ -293,6 +350,47 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
                          one["one"]["cpu"] / two["one"]["cpu"], "x time",
                          ratio=(one["one"]["cpu"] / two["one"]["cpu"]) / voxels,
                          ratio_of=f"time ratio / voxel ratio ({voxels:.2f})", target="~1.0"))
+    return rows
+
+
+def compiled_rows(r: dict[str, Any], res: str, gf: float, mm: dict[str, float],
+                  device: str) -> list[dict[str, Any]]:
+    """Rows of the torch.compile measurement, next to the eager ones of the same run."""
+    c = r["compiled"]
+    if not _ok(c):
+        return [_row(f"synthesis compiled {res}", None, None, "", note=str(c.get("error"))[:200])]
+    rows = [_row(f"synthesis 1 sample compiled {res}", c["one"]["wall"], c["one"]["cpu"],
+                 "s/exam", ratio=r["one"]["cpu"] / c["one"]["cpu"], ratio_of="eager/compiled (CPU)",
+                 note=f"wall ratio {r['one']['wall'] / c['one']['wall']:.2f}; compile time "
+                      "excluded (own row)")]
+    timed = c["mc_run"].get("slices_timed", r["shape"][2])
+    rows.append(_row(f"synthesis {r['mc']} MC samples compiled {res}", c["mc_run"]["wall"],
+                     c["mc_run"]["cpu"], "s/exam",
+                     ratio=r["mc_run"]["cpu"] / c["mc_run"]["cpu"], ratio_of="eager/compiled (CPU)",
+                     note=f"wall ratio {r['mc_run']['wall'] / c['mc_run']['wall']:.2f}" + (
+                         f"; timed on {timed} of {r['shape'][2]} slices, scaled"
+                         if timed < r["shape"][2] else "")))
+    ach = {k: gf / c["one"][k] for k in ("wall", "cpu")}
+    rows.append(_row(f"generator GFLOP/s compiled {res}", ach["wall"], ach["cpu"], "GFLOP/s",
+                     ratio=ach["cpu"] / mm["cpu"] if not device.startswith("cuda")
+                     else ach["wall"] / mm["wall"],
+                     ratio_of="/ fp32 matmul" if not device.startswith("cuda") else "/ bf16 matmul",
+                     target=">= 0.50"))
+    cold = {k: c["compile_one"][k] + c["compile_mc"][k] for k in ("wall", "cpu")}
+    warm = c.get("warm", {})
+    saved = r["one"]["cpu"] - c["one"]["cpu"]  # CPU: wall time swings on a shared machine
+    note = (f"cold cache: 1 sample {c['compile_one']['wall']:.0f} s + MC graphs "
+            f"{c['compile_mc']['wall']:.0f} s wall")
+    if _ok(warm) and warm:
+        note += (f"; warm cache, new process: {warm['compile_one']['wall']:.0f} s + "
+                 f"{warm['compile_mc']['wall']:.0f} s")
+    note += (f"; {c['graphs']} graphs, {c['recompiles']} recompiles for another slice size; "
+             "CPU excludes Inductor's compile workers; pay back = 1-sample compile wall / CPU "
+             "seconds saved per exam")
+    rows.append(_row(f"torch.compile time {res}", cold["wall"], cold["cpu"], "s once",
+                     ratio=c["compile_one"]["wall"] / saved if saved > 0 else None,
+                     ratio_of="exams to pay back (1 sample)" if saved > 0 else "",
+                     note=note))
     return rows
 
 
@@ -340,7 +438,7 @@ def describe(m: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------- harness
 def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None,
          subjects: int = 1, repeats: int = 1, resolutions: list[float] | None = None,
-         mc_slices_1mm: int | None = None) -> list[tuple[str, dict]]:
+         mc_slices_1mm: int | None = None, compile: bool = True) -> list[tuple[str, dict]]:
     """(result key, child parameters) for each measurement of this run."""
     resolutions = [2.0] if quick else (resolutions or [2.0, 1.0])
     common = {"device": device, "threads": threads}
@@ -355,7 +453,8 @@ def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None,
             shape = SHAPE_2MM if res == 2.0 else SHAPE_1MM
             jobs.append(("inference" + tag, {**common, "shape": shape, "mc": 10,
                                              "repeats": 1 if quick else repeats,
-                                             "mc_slices": mc_slices_1mm if res == 1.0 else None}))
+                                             "mc_slices": mc_slices_1mm if res == 1.0 else None,
+                                             "compile": compile}))
     if "training" in steps:
         jobs.append(("training@" + ("2mm" if quick else "1mm"), {**common, "quick": quick}))
     if "cohort" in steps:
@@ -376,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="full run: resolutions in mm (default 2 1)")
     ap.add_argument("--mc-slices-1mm", type=int, default=None,
                     help="time the 1 mm MC run on this many central slices, scaled to the exam")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile synthesis rows (eager rows only)")
     ap.add_argument("--merge", type=Path, default=None,
                     help="JSON written by an earlier run: its results fill the steps not rerun")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -400,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         results.update(json.loads(args.merge.read_text())["results"])
     for key, params in plan(args.quick, device, tuple(args.steps), args.threads,
                                 args.subjects, args.repeats, args.resolutions,
-                                args.mc_slices_1mm):
+                                args.mc_slices_1mm, not args.no_compile):
         print(f"  running {key} ...", flush=True)
         results[key] = run_child(child_argv(Path(__file__), "--child", key.split("@")[0],
                                             "--params", json.dumps(params)))

@@ -43,3 +43,29 @@ def test_quick_rows_are_numeric(run_module, tmp_path) -> None:
 def test_failed_step_is_a_row(run_module) -> None:
     rows = run_module.build_rows({"prepare@2mm": {"error": "exit 1: boom"}})
     assert rows == [run_module._row("prepare@2mm", None, None, "", note="exit 1: boom")]
+
+
+def test_compiled_rows_next_to_eager(run_module) -> None:
+    """The torch.compile rows (measured by ``measure_inference(..., compile=True)``, too slow to
+    compile here) are built from the result next to the eager rows, compile time apart."""
+    run = run_module
+    timing = {"wall": 2.0, "cpu": 1.8}
+    result = {"shape": [99, 117, 95], "batch": 8, "mc": 10, "gflop_per_exam": 63.8,
+              "one": {"wall": 1.3, "cpu": 1.2}, "mc_run": {**timing, "slices_timed": 95},
+              "matmul_fp32": {"wall": 80.0, "cpu": 80.0},
+              "compiled": {"compile_one": {"wall": 40.0, "cpu": 18.0},
+                           "compile_mc": {"wall": 20.0, "cpu": 12.0},
+                           "one": {"wall": 1.0, "cpu": 0.9}, "mc_run": {**timing, "slices_timed": 95},
+                           "graphs": 3, "recompiles": 0,
+                           "warm": {"compile_one": {"wall": 9.0, "cpu": 7.0},
+                                    "compile_mc": {"wall": 6.0, "cpu": 5.0}}}}
+    rows = {r["row"]: r for r in run.build_rows({"inference@2mm": result})}
+    one = rows["synthesis 1 sample compiled 2mm"]
+    assert one["cpu"] == 0.9 and math.isclose(one["ratio"], 1.2 / 0.9)
+    assert math.isclose(rows["generator GFLOP/s compiled 2mm"]["ratio"], 63.8 / 0.9 / 80.0)
+    compile_row = rows["torch.compile time 2mm"]
+    assert compile_row["wall"] == 60.0 and math.isclose(compile_row["ratio"], 40.0 / 0.3)
+    assert "0 recompiles" in compile_row["note"] and "warm cache" in compile_row["note"]
+    assert "synthesis 1 sample 2mm" in rows  # the eager rows stay
+    failed = run.build_rows({"inference@2mm": {**result, "compiled": {"error": "no compiler"}}})
+    assert failed[-1]["row"] == "synthesis compiled 2mm" and failed[-1]["note"] == "no compiler"
