@@ -11,8 +11,9 @@ features, depth 4) or ``--model FOLDER``:
   the same (zero) overlap, whole slices as the window (target: no slower);
 * peak resident memory (target < 4 GB).
 
-``--sweep`` first times batch sizes and channels-last on a few slices. Run:
-``python benchmarks/bench_inference.py [--threads 2] [--mc 10] [--sweep]``.
+``--sweep`` first times batch sizes and channels-last on a few slices; ``--compile`` also times
+the same runs through torch.compile (compile time apart, see :func:`measure_compiled`). Run:
+``python benchmarks/bench_inference.py [--threads 2] [--mc 10] [--sweep] [--compile]``.
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="pick batch size / channels-last first")
     ap.add_argument("--model", default=None, help="exported model folder (default: phantom architecture)")
     ap.add_argument("--no-monai", action="store_true")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time synthesis through torch.compile (compile time apart)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -214,6 +217,22 @@ def main() -> None:
         tm = time_monai(model, card, volume, batch=batch)
         print(f"MONAI sliding window: {tm}/exam; ours/MONAI = {t1.wall / tm.wall:.2f} wall, "
               f"{t1.cpu / tm.cpu:.2f} CPU (target <= 1.00); peak RSS after it {rss_gb():.2f} GB")
+    if args.compile:
+        c = measure_compiled(model, card, volume, mc=args.mc, batch=batch,
+                             channels_last=channels_last)
+        if "error" in c:
+            print(f"torch.compile:        unavailable ({c['error']})")
+            return
+        print(f"torch.compile:        {c['compile_one']['wall']:.1f} s (1 sample) + "
+              f"{c['compile_mc']['wall']:.1f} s (MC graphs) wall, once; {c['graphs']} graphs, "
+              f"{c['recompiles']} recompiles for another slice size")
+        for label, eager, key, n in (("1 sample", t1, "one", 1),
+                                     (f"{args.mc} MC samples", tmc, "mc_run", args.mc)):
+            cw, cc = c[key]["wall"], c[key]["cpu"]
+            print(f"{label + ' compiled':<21} {cw:7.2f} s wall ({cc:7.2f} s CPU)/exam; "
+                  f"{gflop_exam * n / cc:.1f} GFLOP/s per CPU s = "
+                  f"{gflop_exam * n / cc / mm_cpu:.2f} x matmul; eager/compiled "
+                  f"{eager.cpu / cc:.2f} CPU, {eager.wall / cw:.2f} wall")
 
 if __name__ == "__main__":
     main()
