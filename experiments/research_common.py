@@ -106,12 +106,27 @@ def score_model(generator, card, exams: list[EvalExam], detector: str = "differe
 
 def score_baseline(exams: list[EvalExam], name: str) -> dict:
     """:func:`score_model`'s figures for a baseline of :mod:`gdsynth.evaluation.baselines`
-    (``post=pre`` or ``flair-heuristic``) on the prepared grid of ``exams``."""
+    (``post=pre`` or ``flair-heuristic``) on the prepared grid of ``exams``, or for
+    ``real-post``: the real post-Gd T1w through the difference detector with default parameters
+    (what a perfect synthesis would score: separates synthesis errors from detection errors)."""
     from gdsynth.evaluation import baselines as B
     from gdsynth.evaluation.exam import evaluate_arrays
 
     results = []
     for ex in exams:
+        if name == "real-post":  # upper bound: the real post-Gd through the model's detector
+            from gdsynth.detection.params import DetectionParams
+            from gdsynth.inference.pipeline import Synthesis, detect_synthesis
+
+            real = ex.images["T1w_gd"]
+            det = detect_synthesis(ex.prepared(), Synthesis(real, real - ex.images["T1w"]),
+                                   DetectionParams())
+            results.append(evaluate_arrays(
+                ex.enhancing, det.labels, ex.geometry.spacing, exam=ex.id,
+                scores={les["label"]: les["score"] for les in det.lesions},
+                probability_active=det.summary["probability_active"],
+                refer=det.summary["refer_for_gadolinium"]))
+            continue
         if name == "post=pre":
             out = B.post_equals_pre(ex.images["T1w"])
         elif name == "flair-heuristic":

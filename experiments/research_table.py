@@ -15,7 +15,8 @@ and B) with the recipe ``--config`` and ``--max-steps`` batches, then scored on 
 cohort of the unseen site C (``--test`` subjects) with the difference detector, and also with the
 combined detector when the model has the enhancing head. The two baselines that need no training,
 ``post=pre`` and the FLAIR heuristic (:mod:`gdsynth.evaluation.baselines`), are scored on the same
-test exams. Every model uses its card's default detection parameters (no calibration), so the
+test exams, and so is ``real-post``, the real post-Gd through the same detector (the upper bound
+of synthesis-then-detection: a perfect synthesis scores this). Every model uses its card's default detection parameters (no calibration), so the
 rows compare models, not operating points; the patient AUC does not depend on the operating point.
 
 Each run is cached (``WORK/runs/VARIANT-nN``: the model and its scores), so a rerun, or a second
@@ -43,7 +44,7 @@ import research_common as rc  # noqa: E402
 
 VARIANTS = ("baseline", "head-enhancing", "head-lesions", "multitask", "insertion", "cvae")
 LARGEST_ONLY = ("l1-only", "2d", "no-oversampling", "segnet")
-BASELINES = ("post=pre", "flair-heuristic")
+BASELINES = ("post=pre", "flair-heuristic", "real-post")
 HEADS = {"head-enhancing": ["enhancing"], "head-lesions": ["lesions"],
          "multitask": ["enhancing", "lesions"]}
 COLUMNS = ("variant", "n_train", "detector", "lesion_f1", "sensitivity", "ppv", "patient_auc",
@@ -158,7 +159,8 @@ def train_and_score(variant: str, train, test, base, run: Path, args) -> list[di
 
 
 def baseline_rows(test, work: Path) -> list[dict]:
-    """``post=pre`` and FLAIR-heuristic rows on the test exams (cached in ``WORK/baselines``)."""
+    """``post=pre``, FLAIR-heuristic and real-post-Gd rows on the test exams (cached in
+    ``WORK/baselines``)."""
     import json
 
     from gdsynth.io import atomic_write_text

@@ -82,6 +82,9 @@ def test_training_free_baselines(rt):
     assert flair["ppv"] == pytest.approx(0.4)  # ...chronic ones too: 2 true of 5 calls
     assert flair["patient_auc"] == pytest.approx(1.0)  # active exams have the brighter lesion
     assert flair["n_exams"] == 3
+    real = rc.score_baseline(exams, "real-post")  # the real post-Gd through the detector
+    assert real["sensitivity"] == 1.0 and real["ppv"] == 1.0
+    assert real["patient_auc"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="unknown baseline"):
         rc.score_baseline(exams, "nope")
 
