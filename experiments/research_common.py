@@ -145,7 +145,10 @@ def summarize(results: list) -> dict:
 
     les, pat = lesion_summary(results), patient_summary(results)
     return {"lesion_f1": les["f1"], "sensitivity": les["sensitivity"], "ppv": les["ppv"],
-            "patient_auc": pat.get("auc", float("nan")), "n_exams": len(results)}
+            "patient_auc": pat.get("auc", float("nan")),
+            "auc_ci95": pat.get("auc_ci95", [float("nan")] * 2), "n_exams": len(results),
+            "n_active_exams": sum(bool(r.active) for r in results),
+            "n_lesions": les.get("n_reference")}
 
 
 def model_for(args_model: str | None, work: Path, config: Path, steps: int | None, seed: int,

@@ -48,7 +48,7 @@ BASELINES = ("post=pre", "flair-heuristic", "real-post")
 HEADS = {"head-enhancing": ["enhancing"], "head-lesions": ["lesions"],
          "multitask": ["enhancing", "lesions"]}
 COLUMNS = ("variant", "n_train", "detector", "lesion_f1", "sensitivity", "ppv", "patient_auc",
-           "n_test", "steps", "train_s")
+           "auc_ci95", "n_test", "n_active_exams", "n_lesions", "steps", "train_s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS), help="at every size")
     p.add_argument("--variants-largest", default=",".join(LARGEST_ONLY),
                    help="at the largest size only ('' for none)")
-    p.add_argument("--no-baselines", action="store_true", help="skip post=pre and FLAIR rows")
+    p.add_argument("--no-baselines", action="store_true", help="skip the training-free rows")
+    p.add_argument("--rescore", action="store_true",
+                   help="score every run's existing model again (no training)")
     p.add_argument("--config", type=Path, default=rc.ROOT / "experiments" / "phantom.yaml")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resolution", type=float, default=1.0)
@@ -120,15 +122,20 @@ def train_cvae_on(train, cfg, folder: Path, steps: int, seed: int) -> Path:
 
 def markdown(rows: list[dict]) -> str:
     def fmt(v):
-        return f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else str(v)
+        if isinstance(v, list | tuple):
+            return "–".join(fmt(x) for x in v)
+        if isinstance(v, float):
+            return f"{v:.3f}" if math.isfinite(v) else "n/a"
+        return "n/a" if v is None else str(v)
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
 def train_and_score(variant: str, train, test, base, run: Path, args) -> list[dict]:
-    """The rows of one variant at one size: trained (unless cached), scored (unless cached)."""
+    """The rows of one variant at one size: trained (unless its model exists), scored (unless
+    cached; ``--rescore`` scores the existing model again)."""
     import json
 
     from gdsynth.io import atomic_write_text
@@ -136,13 +143,21 @@ def train_and_score(variant: str, train, test, base, run: Path, args) -> list[di
     from gdsynth.training.run import train_run
 
     cache = run / "rows.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    cfg = variant_config(base, variant, run, train, args.seed, args.cvae_steps)
-    t0 = time.perf_counter()
-    result = train_run(train, run / "train", cfg, val_exams=[])
-    seconds = time.perf_counter() - t0
-    generator, card = load_model_folder(result.model_dir)
+    old = json.loads(cache.read_text()) if cache.is_file() else []
+    if old and not getattr(args, "rescore", False):
+        return old
+    model_dir = run / "train" / "model"
+    if (model_dir / "model_card.json").is_file():
+        generator, card = load_model_folder(model_dir)
+        steps = int(card.training.get("steps", 0))
+        seconds = old[0]["train_s"] if old else float("nan")
+    else:
+        cfg = variant_config(base, variant, run, train, args.seed, args.cvae_steps)
+        t0 = time.perf_counter()
+        result = train_run(train, run / "train", cfg, val_exams=[])
+        seconds = round(time.perf_counter() - t0, 1)
+        generator, card = load_model_folder(result.model_dir)
+        steps = result.steps
     if variant == "segnet":
         detectors = ["segmentation"]
     else:
@@ -151,14 +166,13 @@ def train_and_score(variant: str, train, test, base, run: Path, args) -> list[di
     for det in detectors:
         score = rc.score_model(generator, card, test, det)
         rows.append({"variant": variant, "n_train": len(train), "detector": det,
-                     **score, "n_test": score["n_exams"], "steps": result.steps,
-                     "train_s": round(seconds, 1)})
+                     **score, "n_test": score["n_exams"], "steps": steps, "train_s": seconds})
         print(markdown(rows[-1:]).splitlines()[-1], file=sys.stderr)
     atomic_write_text(cache, json.dumps(rows, indent=1))
     return rows
 
 
-def baseline_rows(test, work: Path) -> list[dict]:
+def baseline_rows(test, work: Path, rescore: bool = False) -> list[dict]:
     """``post=pre``, FLAIR-heuristic and real-post-Gd rows on the test exams (cached in
     ``WORK/baselines``)."""
     import json
@@ -166,7 +180,7 @@ def baseline_rows(test, work: Path) -> list[dict]:
     from gdsynth.io import atomic_write_text
 
     cache = work / "baselines" / "rows.json"
-    if cache.is_file():
+    if cache.is_file() and not rescore:
         return json.loads(cache.read_text())
     rows = [{"variant": name, "n_train": 0, "detector": "-", **rc.score_baseline(test, name),
              "steps": 0, "train_s": 0.0} for name in BASELINES]
@@ -199,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             for e in rc.prepared_exams(test_bids, work / "test", base.data.inputs)]
     plan = [(n, v) for n in sizes for v in variants]
     plan += [(max(sizes), v) for v in largest if (max(sizes), v) not in plan]
-    rows: list[dict] = [] if args.no_baselines else baseline_rows(test, work)
+    rows: list[dict] = [] if args.no_baselines else baseline_rows(test, work, args.rescore)
     for n, variant in plan:
         rows += train_and_score(variant, train_all[:n], test, base,
                                 work / "runs" / f"{variant}-n{n}", args)
