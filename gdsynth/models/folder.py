@@ -96,11 +96,13 @@ def load_model_folder(model: str | Path, device: str = "cpu"):  # -> (nn.Module,
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise ModelError(weights, "generator weights not found")
-    check_architecture(card, folder / CARD_NAME, weights)
+    # the weights file first (its size bounds what it can allocate), so a file that is not
+    # safetensors at all (a pickle renamed, say) is named as the culprit, not the card
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(weights, f"not a valid safetensors file ({exc})") from None
+    check_architecture(card, folder / CARD_NAME, weights)
     try:
         generator = build_generator(card.architecture["name"], **card.architecture.get("kwargs", {}))
     except ModelError as exc:
