@@ -88,20 +88,22 @@ def synthesize(generator, card, ex: EvalExam, mc_samples: int = 1, seed: int = 0
 def score_model(generator, card, exams: list[EvalExam], detector: str = "difference") -> dict:
     """Lesion F1 (MSSEG matching, pooled) and patient AUC of ``generator`` on ``exams``."""
     from gdsynth.detection.params import DetectionParams
-    from gdsynth.evaluation.exam import evaluate_arrays
     from gdsynth.inference.pipeline import detect_synthesis
 
     params = DetectionParams.from_dict(dict(card.detection or {})).replace(detector=detector)
-    results = []
-    for ex in exams:
-        synth = synthesize(generator, card, ex)
-        det = detect_synthesis(ex.prepared(), synth, params)
-        results.append(evaluate_arrays(
-            ex.enhancing, det.labels, ex.geometry.spacing, exam=ex.id,
-            scores={les["label"]: les["score"] for les in det.lesions},
-            probability_active=det.summary["probability_active"],
-            refer=det.summary["refer_for_gadolinium"]))
+    results = [evaluate_detection(ex, detect_synthesis(ex.prepared(), synthesize(generator, card, ex),
+                                                       params)) for ex in exams]
     return summarize(results)
+
+
+def evaluate_detection(ex: EvalExam, det):  # -> gdsynth.evaluation.exam.ExamResult
+    """Score one ``DetectionResult`` on the prepared grid against ``ex``'s enhancing truth."""
+    from gdsynth.evaluation.exam import evaluate_arrays
+
+    return evaluate_arrays(ex.enhancing, det.labels, ex.geometry.spacing, exam=ex.id,
+                           scores={les["label"]: les["score"] for les in det.lesions},
+                           probability_active=det.summary["probability_active"],
+                           refer=det.summary["refer_for_gadolinium"])
 
 
 def score_baseline(exams: list[EvalExam], name: str) -> dict:
@@ -119,13 +121,8 @@ def score_baseline(exams: list[EvalExam], name: str) -> dict:
             from gdsynth.inference.pipeline import Synthesis, detect_synthesis
 
             real = ex.images["T1w_gd"]
-            det = detect_synthesis(ex.prepared(), Synthesis(real, real - ex.images["T1w"]),
-                                   DetectionParams())
-            results.append(evaluate_arrays(
-                ex.enhancing, det.labels, ex.geometry.spacing, exam=ex.id,
-                scores={les["label"]: les["score"] for les in det.lesions},
-                probability_active=det.summary["probability_active"],
-                refer=det.summary["refer_for_gadolinium"]))
+            results.append(evaluate_detection(ex, detect_synthesis(
+                ex.prepared(), Synthesis(real, real - ex.images["T1w"]), DetectionParams())))
             continue
         if name == "post=pre":
             out = B.post_equals_pre(ex.images["T1w"])
