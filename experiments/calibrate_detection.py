@@ -72,6 +72,19 @@ def load_cases(
     return cases
 
 
+def starting_params(card: ModelCard, detector: str | None = None,
+                    target_sensitivity: float | None = None) -> DetectionParams:
+    """The card's detection parameters (defaults when it has none), with the ``detector`` and
+    ``target_sensitivity`` overrides that are given: where calibration starts from."""
+    params = DetectionParams.from_dict(dict(card.detection)) if card.detection else DetectionParams()
+    changes: dict[str, Any] = {}
+    if detector:
+        changes["detector"] = detector
+    if target_sensitivity is not None:
+        changes["target_sensitivity"] = target_sensitivity
+    return params.replace(**changes) if changes else params
+
+
 def update_card(model_dir: Path, params: DetectionParams) -> Path:
     """Write ``params`` into the card's ``detection`` section (atomic rewrite of the JSON)."""
     path = Path(model_dir) / CARD_NAME
@@ -107,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if root is None:
             raise ConfigError(args.pred_dir, "give --bids: cannot infer the raw dataset root")
         truth_dir = args.truth or root / "derivatives" / "phantom"
-        params = DetectionParams.from_dict(dict(card.detection)) if card.detection else DetectionParams()
-        changes: dict[str, Any] = {}
-        if args.detector:
-            changes["detector"] = args.detector
-        if args.target_sensitivity is not None:
-            changes["target_sensitivity"] = args.target_sensitivity
-        params = params.replace(**changes) if changes else params
+        params = starting_params(card, args.detector, args.target_sensitivity)
         cases = load_cases(root, args.pred_dir, truth_dir, card, args.participant_label)
         if not cases:
             raise ConfigError(args.pred_dir, "no validation exam with both predictions and truth")

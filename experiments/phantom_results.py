@@ -356,7 +356,6 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
               args: argparse.Namespace, work: Path, timings: Timings) -> dict[str, Any]:
     """Fit calibration on the calibration cohort into ``DIR/models/NAME`` (skipped when the
     stamp matches); returns the fitted ``calibration_info``."""
-    from gdsynth.detection import DetectionParams
     from gdsynth.errors import ConfigError
     from gdsynth.io import atomic_write_text, write_json
     from gdsynth.models.card import CARD_NAME, WEIGHTS_NAME, ModelCard
@@ -376,14 +375,7 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
             info["work"] = False
         else:
             card = ModelCard.load(snap / CARD_NAME)
-            params = DetectionParams.from_dict(dict(card.detection)) if card.detection \
-                else DetectionParams()
-            changes: dict[str, Any] = {}
-            if spec.detector:
-                changes["detector"] = spec.detector
-            if args.target_sensitivity is not None:
-                changes["target_sensitivity"] = args.target_sensitivity
-            params = params.replace(**changes) if changes else params
+            params = cd.starting_params(card, spec.detector, args.target_sensitivity)
             from unittest import mock
 
             from gdsynth.inference import prep as iprep
