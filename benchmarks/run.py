@@ -269,6 +269,12 @@ def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- table
+def _scaled_note(mc_run: dict, r: dict) -> str:
+    """"; timed on N of M slices, scaled" when an MC run timed part of the exam, else ""."""
+    timed = mc_run.get("slices_timed", r["shape"][2])
+    return f"; timed on {timed} of {r['shape'][2]} slices, scaled" if timed < r["shape"][2] else ""
+
+
 def _row(name: str, wall: float | None, cpu: float | None, unit: str, ratio: float | None = None,
          ratio_of: str = "", target: str = "", rss: float | None = None,
          note: str = "") -> dict[str, Any]:
@@ -307,13 +313,10 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
                              "s/exam", rss=rss, target="RSS < 4 GB",
                              note=f"{tuple(r['shape'])} voxels, batch {r['batch']}, "
                                   f"{gf:.1f} GFLOP"))
-            timed = r["mc_run"].get("slices_timed", r["shape"][2])
             rows.append(_row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"],
                              r["mc_run"]["cpu"], "s/exam",
                              ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
-                             note=f"linear would be {r['mc']}" + (
-                                 f"; timed on {timed} of {r['shape'][2]} slices, scaled"
-                                 if timed < r["shape"][2] else "")))
+                             note=f"linear would be {r['mc']}" + _scaled_note(r["mc_run"], r)))
             peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
             mm = r[peak_key]
             ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
@@ -363,13 +366,11 @@ def compiled_rows(r: dict[str, Any], res: str, gf: float, mm: dict[str, float],
                  "s/exam", ratio=r["one"]["cpu"] / c["one"]["cpu"], ratio_of="eager/compiled (CPU)",
                  note=f"wall ratio {r['one']['wall'] / c['one']['wall']:.2f}; compile time "
                       "excluded (own row)")]
-    timed = c["mc_run"].get("slices_timed", r["shape"][2])
     rows.append(_row(f"synthesis {r['mc']} MC samples compiled {res}", c["mc_run"]["wall"],
                      c["mc_run"]["cpu"], "s/exam",
                      ratio=r["mc_run"]["cpu"] / c["mc_run"]["cpu"], ratio_of="eager/compiled (CPU)",
-                     note=f"wall ratio {r['mc_run']['wall'] / c['mc_run']['wall']:.2f}" + (
-                         f"; timed on {timed} of {r['shape'][2]} slices, scaled"
-                         if timed < r["shape"][2] else "")))
+                     note=f"wall ratio {r['mc_run']['wall'] / c['mc_run']['wall']:.2f}"
+                          + _scaled_note(c["mc_run"], r)))
     ach = {k: gf / c["one"][k] for k in ("wall", "cpu")}
     rows.append(_row(f"generator GFLOP/s compiled {res}", ach["wall"], ach["cpu"], "GFLOP/s",
                      ratio=ach["cpu"] / mm["cpu"] if not device.startswith("cuda")
