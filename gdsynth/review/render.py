@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
 from gdsynth import __version__
+from gdsynth.io import atomic_write_bytes
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "review"
 STATIC = ASSETS / "static"
@@ -39,5 +39,5 @@ def copy_static(dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     for f in sorted(STATIC.iterdir()):
         if f.is_file():
-            shutil.copyfile(f, dst / f.name)
+            atomic_write_bytes(dst / f.name, f.read_bytes())
     return dst

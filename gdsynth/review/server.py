@@ -21,7 +21,7 @@ from pathlib import Path
 
 from flask import Flask, abort, jsonify, redirect, request, send_file
 
-from gdsynth.errors import InputFileMissingError
+from gdsynth.errors import InputFileMissingError, OutputError
 from gdsynth.review.render import STATIC, render
 from gdsynth.review.store import Answer, AnswerStore
 from gdsynth.review.study import KEY, PUBLIC, token_hash
@@ -205,12 +205,18 @@ def create_app(root: str | Path) -> Flask:
         if call not in ("real", "synthetic"):
             abort(400)
         seconds = data.get("seconds")
-        study.store.save(Answer(
-            reader=reader, case_id=case_id, call=call,
-            quality=_int(data.get("quality"), 1, 5), confidence=_int(data.get("confidence"), 1, 5),
-            lesions=_lesions(data.get("lesions", [])),
-            seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
-        ))
+        try:
+            study.store.save(Answer(
+                reader=reader, case_id=case_id, call=call,
+                quality=_int(data.get("quality"), 1, 5),
+                confidence=_int(data.get("confidence"), 1, 5),
+                lesions=_lesions(data.get("lesions", [])),
+                seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+            ))
+        except OutputError as exc:  # disk full: the answer was not stored, and the reader is told
+            app.logger.error("%s", exc)
+            return jsonify({"ok": False, "error": "the answer could not be stored; "
+                                                  "try again later"}), 507
         n = order.index(case_id) + 1
         following = f"/r/{token}/case/{n + 1}" if n < len(order) else f"/r/{token}/"
         return jsonify({"ok": True, "next": following})

@@ -15,6 +15,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gdsynth.errors import OutputError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     reader      TEXT NOT NULL,
@@ -67,12 +69,20 @@ class AnswerStore:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A connection for one unit of work; commits on success, rolls back on error."""
-        with closing(sqlite3.connect(self.path, timeout=30.0)) as conn:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            with conn:
-                yield conn
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30.0)) as conn:
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                with conn:  # a transaction: all of it or nothing (a full disk rolls it back)
+                    yield conn
+        except sqlite3.IntegrityError:
+            raise  # a refused value (CHECK constraint): the caller's error, not the file's
+        except sqlite3.DatabaseError as exc:
+            if "full" in str(exc) or "I/O" in str(exc):
+                raise OutputError(self.path, f"cannot write the answer ({exc}); disk full? "
+                                             "earlier answers are kept") from exc
+            raise OutputError(self.path, f"not a usable answers database ({exc})") from exc
 
     def save(self, answer: Answer) -> None:
         """Insert or replace the answer of ``answer.reader`` for ``answer.case_id``."""

@@ -81,9 +81,9 @@ def test_disk_full_keeps_earlier_outputs_and_fails(phantom4, random_model, tmp_p
     original = atomic.atomic_path
 
     @contextlib.contextmanager
-    def full_disk(path):  # noqa: ANN001, ANN202
+    def full_disk(path, **kwargs):  # noqa: ANN001, ANN003, ANN202
         writes["n"] += 1
-        with original(path) as tmp:
+        with original(path, **kwargs) as tmp:
             yield tmp
             if writes["n"] >= 10:  # the bytes went nowhere: the disk is full from now on
                 raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
