@@ -59,7 +59,7 @@ def test_same_seed_same_bytes_and_subject_independent_of_cohort_size(cohort, tmp
                  "--resolution", "2", "--active-fraction", "1", "--sites", ",".join(SITES)])
     assert code == 0
     files = sorted(p.relative_to(out) for p in out.rglob("sub-001*") if p.is_file())
-    assert len(files) == 18
+    assert len(files) == 26  # 8 raw images + sidecars, 18 truth files (#20: sidecars, dseg.tsv)
     for rel in files:
         assert file_sha256(out / rel) == file_sha256(cohort / rel), rel
 
