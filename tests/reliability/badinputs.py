@@ -334,3 +334,46 @@ def bright_shell(good: dict[str, Path], folder: Path) -> Paths:
         out[shell] = 1.4 * np.percentile(array[inside], 90)
         replaced[seq] = out.astype(np.float32), geometry
     return _copy(good, folder, **replaced)
+
+
+# --- NIfTI headers that readers disagree on (issue #17.2) --------------------------------------
+def _patched_header(good: dict[str, Path], folder: Path, name: str, offset: int, fmt: str,
+                    *values: float) -> Paths:
+    """T1w as an uncompressed ``.nii`` with header bytes ``offset..`` overwritten (``fmt``)."""
+    import struct
+
+    def write(p: Path) -> str:
+        raw = bytearray(gzip.decompress(good["T1w"].read_bytes()))
+        endian = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+        raw[offset:offset + struct.calcsize(endian + fmt)] = struct.pack(endian + fmt, *values)
+        target = p.with_name(name)
+        target.write_bytes(bytes(raw))
+        return str(target)
+    return _with_t1w(good, folder, write)
+
+
+def vox_offset(value: float) -> Builder:
+    """T1w whose header ``vox_offset`` is ``value`` (348: ITK reads every voxel 4 bytes early)."""
+    def build(good: dict[str, Path], folder: Path) -> Paths:
+        return _patched_header(good, folder, "T1w_voxoffset.nii", 108, "f", value)
+    return build
+
+
+def pixdim_zero(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w whose header ``pixdim[1]`` is 0 (ITK reads 1 mm with only a console warning)."""
+    return _patched_header(good, folder, "T1w_pixdim0.nii", 80, "f", 0.0)
+
+
+def slope_zero_with_intercept(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w with ``scl_slope`` 0 and ``scl_inter`` 500: by the NIfTI rule the stored values are
+    used unscaled (ITK adds the intercept)."""
+    return _patched_header(good, folder, "T1w_slope0.nii", 112, "ff", 0.0, 500.0)
+
+
+def trailing_gzip_data(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w .nii.gz whose stream holds 64 MiB of zeros after the image (warned, not read)."""
+    def write(p: Path) -> str:
+        raw = gzip.decompress(good["T1w"].read_bytes())
+        p.write_bytes(gzip.compress(raw + b"\0" * (64 << 20), compresslevel=1))
+        return str(p)
+    return _with_t1w(good, folder, write)
