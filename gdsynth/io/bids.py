@@ -123,6 +123,7 @@ def _exam_from_anat(anat: Path, subject: str, session: str | None) -> Exam | Non
         flair=pick.get("FLAIR"),
         t1w_gd=pick.get("T1w_gd"),
         mask=pick.get("mask"),
+        extra={"bids_folder": str(anat)},
     )
 
 

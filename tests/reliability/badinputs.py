@@ -377,3 +377,31 @@ def trailing_gzip_data(good: dict[str, Path], folder: Path) -> Paths:
         p.write_bytes(gzip.compress(raw + b"\0" * (64 << 20), compresslevel=1))
         return str(p)
     return _with_t1w(good, folder, write)
+
+
+# --- mismatched exams: processed, always referred with a quality reason (issue #17.3) ---------
+def _other_subject(good: dict[str, Path], seq: str) -> Path:
+    anat = good["T1w"].parent
+    subject = anat.parent.name
+    others = sorted(p for p in anat.parent.parent.glob("sub-*") if p.name != subject)
+    return others[0] / "anat" / f"{others[0].name}_{seq}.nii.gz"
+
+
+def other_subject(good: dict[str, Path], folder: Path) -> Paths:
+    """T2w and FLAIR of another subject (renamed: nothing in the names tells)."""
+    return _copy(good, folder, **{s: read_image(_other_subject(good, s)) for s in ("T2w", "FLAIR")})
+
+
+def flair_is_t1w(good: dict[str, Path], folder: Path) -> Paths:
+    """The FLAIR file is a copy of the T1w."""
+    return _copy(good, folder, FLAIR=_t1(good))
+
+
+def flair_slab(good: dict[str, Path], folder: Path) -> Paths:
+    """FLAIR covering 12 of 42 slices (the same fraction of its own slices) mid-brain."""
+    fl, g = read_image(good["FLAIR"])
+    start = int(g.shape[2] * 0.35)
+    keep = fl[:, :, start:start + max(1, round(g.shape[2] * 12 / 42))]
+    origin = g.index_to_world(np.array([0.0, 0.0, float(start)]))
+    return _copy(good, folder, FLAIR=(keep, g.replace(shape=keep.shape,
+                                                      origin=tuple(float(v) for v in origin))))
