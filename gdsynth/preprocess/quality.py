@@ -9,7 +9,7 @@ flags; inference adds the flags to the detection's quality flags, so the exam is
 reason ``quality: ...`` (:func:`gdsynth.detection.patient.add_quality_flags`).
 
 Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
-``experiments/exam_quality.py``, see its output in ``docs/reliability.md``):
+``experiments/exam_quality.py``, its output is summarised in ``SECURITY.md``):
 
 * **coverage** — fraction of the T1w's own brain (a T1w-only brain mask on a 2 mm grid) that
   lies inside each registered sequence's field of view: below ``min_coverage`` flags it;

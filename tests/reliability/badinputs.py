@@ -265,6 +265,7 @@ def absurd_header(good: dict[str, Path], folder: Path) -> Paths:
         header = nib.Nifti1Header()
         header.set_data_dtype(np.float32)
         header.set_data_shape((30000, 30000, 30000))
+        header.set_data_offset(352)
         p = p.with_name("T1w_huge.nii")
         with open(p, "wb") as fh:
             fh.write(header.binaryblock + b"\x00" * 4 + np.zeros(64, np.float32).tobytes())
