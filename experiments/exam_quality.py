@@ -5,7 +5,7 @@ covering a third of the slices), to set and check the limits of ``QualityLimits`
     python experiments/exam_quality.py [--subjects 4] [--resolution 2] [--coarsen 1 2]
 
 Prints one row per (exam, variant, coarsening) with the measurements and the flags raised.
-Cached under ``--cache`` (default /tmp/gdsynth-exam-quality).
+Cached under ``--work`` (default work/exam-quality).
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def main() -> None:
     ap.add_argument("--resolution", type=float, default=2.0)
     ap.add_argument("--coarsen", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/gdsynth-exam-quality"))
+    ap.add_argument("--work", type=Path, default=Path("work/exam-quality"))
     args = ap.parse_args()
-    root = args.cache / f"phantom-{args.subjects}-{args.resolution}-{args.seed}"
+    root = args.work / f"phantom-{args.subjects}-{args.resolution}-{args.seed}"
     if not (root / "dataset_description.json").exists():
         generate_dataset(root, subjects=args.subjects, seed=args.seed,
                          resolution=args.resolution, workers=1)
@@ -73,7 +73,7 @@ def main() -> None:
     rows = []
     for factor in args.coarsen:
         for i, exam in enumerate(exams):
-            cases = variants(exams, i, args.cache / "work" / f"x{factor}" / exam.prefix, factor)
+            cases = variants(exams, i, args.work / "work" / f"x{factor}" / exam.prefix, factor)
             for name, case in cases.items():
                 prov = prepare_arrays(case, PrepConfig()).provenance
                 row = {"exam": exam.prefix, "variant": name, "voxel_mm": args.resolution * factor,
