@@ -9,7 +9,7 @@ flags; inference adds the flags to the detection's quality flags, so the exam is
 reason ``quality: ...`` (:func:`gdsynth.detection.patient.add_quality_flags`).
 
 Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
-``experiments/exam_quality.py``, its output is summarised in ``SECURITY.md``):
+``experiments/exam_quality.py``; its measurements are in ``experiments/README.md``):
 
 * **coverage** — fraction of the T1w's own brain (a T1w-only brain mask on a 2 mm grid) that
   lies inside each registered sequence's field of view: below ``min_coverage`` flags it;
@@ -20,7 +20,7 @@ Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
   ``max_registration_metric`` (next to no mutual information: a gross failure; the metric does
   not separate another subject's images from the right ones, the edges do) is flagged too;
 * **contrast** — a FLAIR or T2w that correlates with the T1w inside the brain above
-  ``max_t1w_correlation`` is a copy or a mislabelled T1w (a real FLAIR correlates about 0.7 on
+  ``max_t1w_correlation`` is a copy or a mislabelled T1w (a real FLAIR correlates 0.4-0.7 on
   the phantom, CSF being dark on both; a T2w is anti-correlated). The grey/white ratio must go
   the expected way: on a T1w white matter is brighter than grey matter, on a T2w darker
   (``grey_white``, on the T1w's own tissue classes). FLAIR's grey/white contrast is too weak
