@@ -24,9 +24,10 @@ Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
   the phantom, CSF being dark on both; a T2w is anti-correlated). The grey/white ratio must go
   the expected way: on a T1w white matter is brighter than grey matter, on a T2w darker
   (``grey_white``, on the T1w's own tissue classes). FLAIR's grey/white contrast is too weak
-  to test this way (0.95–0.98 on the phantom at 4 mm: partial volume with CSF);
-* **labels** — the ``sub-``/``ses-`` entities of each file name and of its folders (after
-  resolving symlinks) must match the exam's subject and session.
+  to test this way (0.96–1.00 on the phantom: partial volume with CSF);
+* **labels** — the ``sub-``/``ses-`` entities of the file names and folders (also after
+  resolving symlinks) must agree, and with the exam's own labels when it was found in a BIDS
+  folder (a pseudonym given with ``--subject`` or in a table is not a mismatch).
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ def grey_white_ratio(image: np.ndarray, t1w: np.ndarray, brain: np.ndarray) -> f
     return float(np.median(x[grey]) / w) if w > 0 else float("nan")
 
 
+def _json(value: float) -> float | None:
+    """Rounded for provenance; None when not finite (provenance JSON has no NaN)."""
+    return round(float(value), 3) if np.isfinite(value) else None
+
+
 def exam_quality(
     exam: Exam,
     images: Mapping[str, np.ndarray],
@@ -165,8 +171,8 @@ def exam_quality(
     t1 = images["T1w"]
     region = ndi.binary_dilation(brain, iterations=2)
     t1_edges = _edges(t1, geometry.spacing)[region]
-    measures["T1w"] = {"grey_white": round(grey_white_ratio(t1, t1, brain), 3)}
-    gw = measures["T1w"]["grey_white"]
+    gw = grey_white_ratio(t1, t1, brain)
+    measures["T1w"] = {"grey_white": _json(gw)}
     if np.isfinite(gw) and gw >= 1.0:
         flags.append(f"T1w has no T1 contrast (grey/white ratio {gw:.2f}, a T1w is below 1)")
     for role, image in images.items():
@@ -176,28 +182,32 @@ def exam_quality(
         reg = registration.get(role, {})
         matrix = np.asarray(reg["matrix_lps"]) if "matrix_lps" in reg else None
         if role in moving:
-            m["coverage"] = round(field_coverage(*t1w_brain, moving[role], matrix), 3)
-            if m["coverage"] < limits.min_coverage:
-                flags.append(f"{role} covers {100 * m['coverage']:.0f}% of the brain "
+            coverage = field_coverage(*t1w_brain, moving[role], matrix)
+            m["coverage"] = _json(coverage)
+            if coverage < limits.min_coverage:
+                flags.append(f"{role} covers {100 * coverage:.0f}% of the brain "
                              f"(needs {100 * limits.min_coverage:.0f}%)")
-        m["edge_agreement"] = round(_pearson(t1_edges, _edges(image, geometry.spacing)[region]), 3)
-        if not m["edge_agreement"] >= limits.min_edge_agreement:
+        edges = _pearson(t1_edges, _edges(image, geometry.spacing)[region])
+        m["edge_agreement"] = _json(edges)
+        if not edges >= limits.min_edge_agreement:  # NaN (a flat image) fails too
             flags.append(f"{role} does not line up with the T1w (edge agreement "
-                         f"{m['edge_agreement']:.2f} < {limits.min_edge_agreement:.2f}): another "
+                         f"{edges:.2f} < {limits.min_edge_agreement:.2f}): another "
                          "subject, or registration failed")
         if "metric" in reg:
-            m["registration_metric"] = round(float(reg["metric"]), 4)
-            if m["registration_metric"] > limits.max_registration_metric:
+            metric = float(reg["metric"])
+            m["registration_metric"] = _json(metric)
+            if metric > limits.max_registration_metric:
                 flags.append(f"{role} registration is weak (final Mattes metric "
-                             f"{m['registration_metric']:.3f} > {limits.max_registration_metric})")
+                             f"{metric:.3f} > {limits.max_registration_metric})")
         if role in ("T2w", "FLAIR"):
-            m["t1w_correlation"] = round(_pearson(t1[brain], image[brain]), 3)
-            m["grey_white"] = round(grey_white_ratio(image, t1, brain), 3)
-            if m["t1w_correlation"] > limits.max_t1w_correlation:
-                flags.append(f"{role} looks like a T1w (correlation {m['t1w_correlation']:.2f} "
+            r = _pearson(t1[brain], image[brain])
+            ratio = grey_white_ratio(image, t1, brain)
+            m["t1w_correlation"], m["grey_white"] = _json(r), _json(ratio)
+            if r > limits.max_t1w_correlation:
+                flags.append(f"{role} looks like a T1w (correlation {r:.2f} "
                              "with the T1w in the brain): a copy or a mislabelled sequence")
-            elif role == "T2w" and np.isfinite(m["grey_white"]) and m["grey_white"] <= 1.0:
+            elif role == "T2w" and np.isfinite(ratio) and ratio <= 1.0:
                 flags.append(f"{role} has T1-like contrast (grey/white ratio "
-                             f"{m['grey_white']:.2f}; a {role} is above 1)")
+                             f"{ratio:.2f}; a {role} is above 1)")
         measures[role] = m
     return measures, flags

@@ -95,3 +95,23 @@ def test_cohort_table_not_utf8_named(tmp_path):
     with pytest.raises(BidsError) as info:
         read_table(table)
     assert str(table) in str(info.value) and "not UTF-8" in str(info.value)
+
+
+def test_quality_measures_are_json_without_nan():
+    """A flat sequence gives undefined correlations: flagged, and stored as null (the prep cache's
+    provenance JSON refuses NaN)."""
+    import numpy as np
+
+    from gdsynth.io import Geometry
+    from gdsynth.preprocess.quality import exam_quality
+
+    grid = Geometry((20, 20, 20), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    t1 = np.random.default_rng(0).uniform(0.5, 1.1, grid.shape).astype(np.float32)
+    brain = np.zeros(grid.shape, bool)
+    brain[4:16, 4:16, 4:16] = True
+    measures, flags = exam_quality(Exam("01"), {"T1w": t1, "FLAIR": np.ones_like(t1)}, brain, grid,
+                                   t1w_brain=(brain, grid), moving={"FLAIR": grid},
+                                   registration={})
+    json.dumps(measures, allow_nan=False)
+    assert measures["FLAIR"]["edge_agreement"] is None
+    assert any("FLAIR does not line up" in f for f in flags)
