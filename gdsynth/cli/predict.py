@@ -48,6 +48,11 @@ _OVERWRITE = typer.Option(
     False, "--overwrite",
     help="Redo exams that are already complete; a single exam made from other inputs is only "
          "replaced with it.")
+_FOREIGN = typer.Option(
+    False, "--allow-foreign-output",
+    help="Write into OUT even when its dataset_description.json says it belongs to another "
+         "pipeline (another tool's derivatives, the phantom truth, a raw dataset); refused "
+         "otherwise.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
 _DETECTOR = typer.Option(None, "--detector",
                          help="difference, segmentation or combined (default: the model card's).")
@@ -99,7 +104,8 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
          subject: str | None, model: str, out: Path, labels: list[str] | None, mc_samples: int,
          device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
          overwrite: bool, seed: int, detector: str | None = None, explain: bool = False,
-         prep: Path | None = None, compile_choice: CompileChoice = CompileChoice.auto) -> None:
+         prep: Path | None = None, compile_choice: CompileChoice = CompileChoice.auto,
+         allow_foreign_output: bool = False) -> None:
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.detection.params import parse_detector
     from gdsynth.errors import ConfigError
@@ -132,7 +138,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
                                    compile=compile_choice.value),
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
         detector=None if detector is None else parse_detector(detector).value, explain=explain,
-        prep_cache=cache,
+        prep_cache=cache, allow_foreign_output=allow_foreign_output,
     )
     sweep_output(out, prep)
     results = run_cohort(exams, config, bids_root=None if single else bids)
@@ -148,11 +154,12 @@ def synthesize(
     subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
-    prep: Path = _PREP, compile: CompileChoice = _COMPILE,
+    prep: Path = _PREP, compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
 ) -> None:
     """Synthesize virtual post-gadolinium T1w (and MC-dropout uncertainty) for a cohort."""
     _run("synthesize", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed, prep=prep, compile_choice=compile)
+         device, batch_size, workers, shard, overwrite, seed, prep=prep, compile_choice=compile,
+         allow_foreign_output=allow_foreign_output)
 
 
 def detect(
@@ -161,10 +168,12 @@ def detect(
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
+    allow_foreign_output: bool = _FOREIGN,
 ) -> None:
     """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
     _run("detect", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed, detector, explain, prep)
+         device, batch_size, workers, shard, overwrite, seed, detector, explain, prep,
+         allow_foreign_output=allow_foreign_output)
 
 
 def predict(
@@ -173,9 +182,9 @@ def predict(
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
-    compile: CompileChoice = _COMPILE,
+    compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
 ) -> None:
     """Synthesize then detect, for a cohort or one exam."""
     _run("predict", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
          device, batch_size, workers, shard, overwrite, seed, detector, explain, prep,
-         compile_choice=compile)
+         compile_choice=compile, allow_foreign_output=allow_foreign_output)

@@ -9,6 +9,7 @@ validation predictions (and records how in ``calibration_info``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -57,6 +58,34 @@ def parse_detector(value: str | Detector) -> Detector:
     except ValueError:
         valid = ", ".join(d.value for d in Detector)
         raise ConfigError(None, f"detector {value!r} invalid; choose one of {valid}") from None
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: Checks by annotation (as written in the dataclass): a field whose annotation is not here is
+#: checked by its own code (``__post_init__``).
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "float": ("a finite number", _finite_number),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "tuple[float, float]": ("two finite numbers",
+                            lambda v: isinstance(v, list | tuple) and len(v) == 2
+                            and all(_finite_number(x) for x in v)),
+    "dict[str, float]": ("an object of finite numbers",
+                         lambda v: isinstance(v, dict) and all(_finite_number(x) for x in v.values())),
+    "dict[str, Any]": ("a JSON object", lambda v: isinstance(v, dict)),
+}
+
+
+def check_field_types(params: Any) -> None:
+    """Raise :class:`ConfigError` for a field of the dataclass ``params`` whose value does not
+    fit its annotation (a string or NaN where a number belongs, ``true`` for a number...)."""
+    for f in fields(params):
+        check = _FIELD_CHECKS.get(str(f.type))
+        value = getattr(params, f.name)
+        if check is not None and not check[1](value):
+            raise ConfigError(None, f"detection parameter {f.name}={value!r} must be {check[0]}")
 
 
 @dataclass
@@ -121,6 +150,7 @@ class DetectionParams:
     calibration_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         self.detector = parse_detector(self.detector).value
         self.nawm_shell_mm = tuple(float(v) for v in self.nawm_shell_mm)  # type: ignore[assignment]
         if not self.low <= self.high:

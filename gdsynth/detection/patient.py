@@ -124,3 +124,15 @@ def summarize_patient(
         "reason": reason,
         "quality_flags": list(quality),
     }
+
+
+def add_quality_flags(summary: dict[str, Any], flags: Sequence[str]) -> dict[str, Any]:
+    """``summary`` (of :func:`summarize_patient`) with exam-level ``flags`` from preprocessing
+    (:func:`gdsynth.preprocess.quality.exam_quality`) added to its quality flags: any flag
+    forces a referral with reason ``"quality: ..."``. Updated in place and returned."""
+    if not flags:
+        return summary
+    merged = list(dict.fromkeys([*summary.get("quality_flags", []), *flags]))
+    summary.update(quality_flags=merged, refer_for_gadolinium=True,
+                   reason="quality: " + "; ".join(merged))
+    return summary

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gdsynth.cli._common import CaseResult
-from gdsynth.errors import ConfigError, GdsynthError, OutputError
+from gdsynth.errors import ConfigError, GdsynthError, ModelError, OutputError
 from gdsynth.inference import outputs as O
 from gdsynth.inference.pipeline import (
     SynthesisSettings,
@@ -70,6 +70,7 @@ class RunConfig:
     detector: str | None = None  # override the card's detector (difference|segmentation|combined)
     explain: bool = False  # attribute each detected lesion to the input sequences
     prep_cache: PrepCache | None = None  # reuse (and with write=True fill) a preparation cache
+    allow_foreign_output: bool = False  # write into a derivative folder of another pipeline
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -105,6 +106,39 @@ def check_output_location(out: Path, bids_root: Path | None) -> None:
                                f"{root / 'derivatives'} or elsewhere")
 
 
+#: ``Name`` of the dataset_description.json gdsynth writes in an inference output folder.
+OUTPUT_DATASET_NAME = "gdsynth"
+
+
+def check_output_owner(out: Path, *, allow_foreign: bool = False) -> None:
+    """Refuse an output folder that is another pipeline's dataset: its
+    ``dataset_description.json`` describes a raw BIDS dataset, or a derivative whose ``Name`` is
+    not gdsynth's inference output (``gdsynth``) or whose ``GeneratedBy`` does not name gdsynth
+    (another tool's derivatives, the phantom's ground truth, a preparation cache). A folder
+    without a description (new or plain) is accepted. ``allow_foreign`` (``--allow-foreign-output``)
+    accepts it anyway: gdsynth's files are then written beside the other pipeline's and its
+    description is replaced."""
+    from gdsynth.io.bids import read_dataset_description
+
+    desc = read_dataset_description(out)
+    if not desc or allow_foreign:
+        return
+    path = Path(out) / "dataset_description.json"
+    tools = [g.get("Name") for g in desc.get("GeneratedBy") or [] if isinstance(g, dict)] \
+        if isinstance(desc.get("GeneratedBy"), list) else []
+    if desc.get("DatasetType", "raw") != "derivative":
+        owner = "a raw BIDS dataset"
+    elif "gdsynth" not in tools:
+        owner = f"the derivatives of {', '.join(map(str, tools)) or 'an unnamed pipeline'}"
+    elif desc.get("Name") != OUTPUT_DATASET_NAME:
+        owner = f"the gdsynth derivative {desc.get('Name')!r}, not inference outputs"
+    else:
+        return
+    raise OutputError(path, f"the output folder holds {owner}; writing there would overwrite its "
+                            "files and description. Choose another -o, or pass "
+                            "--allow-foreign-output to write there anyway")
+
+
 def check_inputs_outside(out: Path, exams: Sequence[Exam]) -> None:
     """Refuse an output folder that holds an input file (single-exam mode, or a table): outputs
     named like raw BIDS files (``_ce-gadolinium_..._T1w``) would later be read as inputs."""
@@ -138,10 +172,17 @@ class _Runner:
         self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
         self.settings = config.settings
         self.params = None
-        if config.step is not Step.synthesize:
-            from gdsynth.detection.params import DetectionParams
+        from gdsynth.detection.params import DetectionParams
+        from gdsynth.models.card import CARD_NAME
 
-            self.params = DetectionParams.from_dict(dict(self.card.detection or {}))
+        try:  # the card's detection section, validated by its own loader before any exam
+            params = DetectionParams.from_dict(dict(self.card.detection or {}))
+        except (ConfigError, TypeError, ValueError) as exc:
+            problem = exc.problem if isinstance(exc, ConfigError) else str(exc)
+            raise ModelError(resolve_model_dir(config.model) / CARD_NAME,
+                             f"detection section: {problem}") from None
+        if config.step is not Step.synthesize:
+            self.params = params
             if config.detector is not None:
                 self.params = self.params.replace(detector=config.detector)
 
@@ -184,27 +225,78 @@ class _Runner:
         return not self.config.overwrite and O.is_complete(self.marker(exam), key)
 
     def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any]) -> None:
+        """Produce this step's outputs of ``exam``, replacing the earlier ones as a set: a file of
+        the exam that this run does not write again (an uncertainty map of an earlier
+        ``--mc-samples 3`` run, attribution maps of an earlier ``--explain``) is removed once the
+        new files are written and before the completion record, so a failure half-way keeps the
+        earlier record and files (:func:`remove_stale_outputs`)."""
         out, step = self.config.out, self.config.step
         record = {"exam": exam.id, **key}
+        written: list[Path] = []
         if step is Step.detect:
             synth_record = O.SYNTHESIS_RECORD.path(out, exam)
             if not O.is_complete(synth_record, key):
                 raise OutputError(synth_record, "no synthesis for this model and these inputs: "
                                                 "run 'gdsynth synthesize' first")
             synth = read_synthesis(out, exam, prep, self.card)
+            written += synthesis_paths(out, exam, synth)
         else:
             synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
-            write_synthesis(out, exam, prep, synth, record)
-        if step is not Step.synthesize:
-            result = detect_synthesis(prep, synth, self.params)
-            if self.config.explain:
-                from gdsynth.explain.exam import explain_detection, write_attribution_maps
+            written += write_synthesis(out, exam, prep, synth, record)
+        if step is Step.synthesize:
+            remove_stale_outputs(out, exam, keep=written)
+            return
+        from gdsynth.detection.patient import add_quality_flags
 
-                explanation = explain_detection(prep, self.generator, self.card, result.labels,
-                                                [les["label"] for les in result.lesions])
-                explanation.annotate(result.lesions)
-                write_attribution_maps(out, exam, prep, explanation)
-            write_detection(out, exam, prep, result, record)
+        result = detect_synthesis(prep, synth, self.params)
+        add_quality_flags(result.summary, prep.provenance.get("quality_flags", []))
+        if self.config.explain:
+            from gdsynth.explain.exam import explain_detection, write_attribution_maps
+
+            explanation = explain_detection(prep, self.generator, self.card, result.labels,
+                                            [les["label"] for les in result.lesions])
+            explanation.annotate(result.lesions)
+            written += write_attribution_maps(out, exam, prep, explanation)
+        detection = [o.path(out, exam) for o in (O.LESION_LABELS, O.LESION_TABLE, O.SUMMARY)]
+        remove_stale_outputs(out, exam, keep=[*written, *detection])
+        write_detection(out, exam, prep, result, record)
+
+
+def synthesis_paths(out: Path, exam: Exam, synth: Any) -> list[Path]:
+    """The files :func:`write_synthesis` writes (or wrote) for ``synth``."""
+    kinds = [O.SYNTHETIC, O.ENHANCEMENT, *([O.UNCERTAINTY] if synth.uncertainty is not None else []),
+             *(O.head_output(h) for h in synth.heads), O.SYNTHESIS_RECORD]
+    return [k.path(out, exam) for k in kinds]
+
+
+def _output_patterns(out: Path, exam: Exam) -> list[str]:
+    """fnmatch patterns of every file name inference writes for ``exam`` (and nothing else: a
+    preparation cache sharing the folder is not touched)."""
+    any_ = "GDSYNTHANY"
+    kinds = [O.SYNTHETIC, O.ENHANCEMENT, O.UNCERTAINTY, O.LESION_LABELS, O.LESION_TABLE,
+             O.SUMMARY, O.SYNTHESIS_RECORD, O.head_output(any_), O.attribution_output(any_)]
+    return [k.path(out, exam).name.replace(any_, "*") for k in kinds]
+
+
+def remove_stale_outputs(out: Path, exam: Exam, *, keep: Sequence[Path]) -> list[Path]:
+    """Remove the inference outputs of ``exam`` (names of :mod:`gdsynth.inference.outputs`) in
+    its output folder that are not in ``keep``; return them. Other files (a preparation cache
+    sharing the folder, temporary files of running writers) are left alone."""
+    from fnmatch import fnmatchcase
+
+    folder = O.SUMMARY.path(out, exam).parent
+    if not folder.is_dir():
+        return []
+    kept = {Path(p).name for p in keep}
+    patterns = _output_patterns(out, exam)
+    stale = [p for p in sorted(folder.iterdir()) if p.name not in kept
+             and any(fnmatchcase(p.name, pat) for pat in patterns)
+             and (p.is_file() or p.is_symlink())]
+    for p in stale:
+        log.info("%s: removing %s, left by an earlier run and not written by this one",
+                 exam.id, p.name)
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _prepared(runner: _Runner, exams: list[Exam], todo: dict[str, dict], workers: int
@@ -249,9 +341,11 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
                 if bids_root is None or Path(bids_root).is_file():
                     check_inputs_outside(config.prep_cache.root, exams)
             prepare = config.prep_cache.wrap(prepare)
+    check_output_owner(config.out, allow_foreign=config.allow_foreign_output)
     runner = _Runner(config, prepare)
     write_dataset_description(
-        config.out, "gdsynth", description="virtual post-gadolinium T1w and enhancing lesions",
+        config.out, OUTPUT_DATASET_NAME,
+        description="virtual post-gadolinium T1w and enhancing lesions",
         sources=[bids_root] if bids_root is not None and Path(bids_root).is_dir() else [],
         readme=O.README, ignore=O.BIDS_IGNORE)
     mine = shard_exams(exams, config.shard)

@@ -123,6 +123,7 @@ def _exam_from_anat(anat: Path, subject: str, session: str | None) -> Exam | Non
         flair=pick.get("FLAIR"),
         t1w_gd=pick.get("T1w_gd"),
         mask=pick.get("mask"),
+        extra={"bids_folder": str(anat)},
     )
 
 
@@ -151,15 +152,20 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
                 if not _LABEL_OK.match(folder.name[4:]):
                     raise BidsError(folder, f"label {folder.name[4:]!r} must be alphanumeric "
                                             "(BIDS); rename the folder")
-            if sessions:
-                for ses in sessions:
-                    anat = ses / "anat"
-                    if anat.is_dir():
-                        exam = _exam_from_anat(anat, label, ses.name[4:])
-                        if exam:
-                            exams.append(exam)
-            elif (sub / "anat").is_dir():
+            for ses in sessions:
+                anat = ses / "anat"
+                if anat.is_dir():
+                    exam = _exam_from_anat(anat, label, ses.name[4:])
+                    if exam:
+                        exams.append(exam)
+            if (sub / "anat").is_dir():
                 exam = _exam_from_anat(sub / "anat", label, None)
+                if exam and sessions:  # not valid BIDS, but never dropped without a word
+                    import warnings
+
+                    warnings.warn(f"{sub / 'anat'}: images directly under {sub.name} beside its "
+                                  f"session folders (not valid BIDS); processed as exam "
+                                  f"{exam.prefix} besides its sessions", stacklevel=2)
                 if exam:
                     exams.append(exam)
     if participant_labels:
@@ -175,17 +181,24 @@ _TABLE_COLUMNS = {"subject", "session", "t1w", "t2w", "flair", "t1w_gd", "mask"}
 
 
 def read_table(path: str | Path) -> list[Exam]:
-    """Read a cohort table (TSV or CSV) with columns subject, [session], t1w, t2w, flair,
-    [t1w_gd], [mask]. Relative paths are relative to the table's folder; empty or ``n/a`` cells
-    mean missing."""
+    """Read a cohort table (TSV or CSV, UTF-8 with or without a byte-order mark) with columns
+    subject, [session], t1w, t2w, flair, [t1w_gd], [mask]. Relative paths are relative to the
+    table's folder; empty or ``n/a`` cells mean missing."""
     path = Path(path)
     delim = "," if path.suffix.lower() == ".csv" else "\t"
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter=delim)
-        cols = {c.strip().lower() for c in (reader.fieldnames or [])}
-        if "subject" not in cols or "t1w" not in cols:
-            raise BidsError(path, f"table needs columns subject and t1w (has: {sorted(cols)})")
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+    try:  # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh, delimiter=delim)
+            cols = {c.strip().lower() for c in (reader.fieldnames or [])}
+            if "subject" not in cols or "t1w" not in cols:
+                raise BidsError(path, f"table needs columns subject and t1w (has: {sorted(cols)})")
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
+                    for r in reader]
+    except UnicodeDecodeError as exc:
+        raise BidsError(path, f"table is not UTF-8 text (byte {exc.start}); save it as UTF-8") \
+            from None
+    except csv.Error as exc:
+        raise BidsError(path, f"table cannot be parsed ({exc})") from None
     exams = []
     seen = set()
     for n, row in enumerate(rows, start=2):

@@ -27,6 +27,7 @@ from gdsynth.errors import (
 )
 from gdsynth.io.atomic import atomic_path
 from gdsynth.io.geometry import Geometry, sitk_to_array
+from gdsynth.io.nifti_header import NiftiHeader, inspect_nifti, sform_geometry_lps
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ def read_image_info(path: str | Path) -> ImageInfo:
 
     p = Path(path)
     reader = _reader(p)
+    inspect_nifti(p)  # a header ITK would misread is refused before ITK sees it
     if isinstance(reader, sitk.ImageSeriesReader):
         first = sitk.ImageFileReader()
         first.SetFileName(reader.GetFileNames()[0])
@@ -137,8 +139,12 @@ _NIFTI_FLOAT = {16: "f4", 64: "f8"}
 
 
 def _scan_nifti(path: Path, size: tuple[int, ...]) -> int:
-    """Stream a NIfTI file once: refuse truncation (ITK silently zero-fills missing voxels) and
-    return the number of NaN/Inf float voxels (ITK turns them into zeros on read)."""
+    """Stream a NIfTI file's image bytes once: refuse truncation (ITK silently zero-fills missing
+    voxels) and return the number of NaN/Inf float voxels (ITK turns them into zeros on read).
+
+    Only the bytes the header describes are decompressed; data after the image (a ``.nii.gz``
+    padded with gigabytes of zeros, say) is noticed from one more block and warned about, not
+    decompressed in full."""
     import gzip
     import struct
     import zlib
@@ -148,6 +154,7 @@ def _scan_nifti(path: Path, size: tuple[int, ...]) -> int:
         return 0
     opener = gzip.open if name.endswith(".gz") else open
     nonfinite = 0
+    trailing = False
     try:
         with opener(path, "rb") as fh:
             head = fh.read(348)
@@ -162,7 +169,7 @@ def _scan_nifti(path: Path, size: tuple[int, ...]) -> int:
             float_dtype = _NIFTI_FLOAT.get(datatype)
             item = max(bitpix, 8) // 8
             carry = b""
-            while block := fh.read(1 << 22):
+            while got < need and (block := fh.read(min(1 << 22, need - got))):
                 got += len(block)
                 if float_dtype:
                     data = carry + block
@@ -170,10 +177,15 @@ def _scan_nifti(path: Path, size: tuple[int, ...]) -> int:
                     values = np.frombuffer(data[:usable], dtype=endian + float_dtype)
                     nonfinite += int(np.count_nonzero(~np.isfinite(values)))
                     carry = data[usable:]
+            if got >= need:
+                trailing = bool(fh.read(1 << 16))
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise ImageReadError(path, f"file corrupt or truncated ({exc})") from None
     if got < need:
         raise ImageReadError(path, f"file truncated: {got:,} bytes of {need:,} expected")
+    if trailing:
+        warnings.warn(f"{path}: data after the image ({need:,} bytes expected) ignored",
+                      stacklevel=3)
     return nonfinite
 
 
@@ -230,6 +242,7 @@ def read_image(
     import SimpleITK as sitk
 
     p = Path(path)
+    header = inspect_nifti(p)
     info = read_image_info(p)
     size = _check_size(info, max_voxels)
     nonfinite = _scan_nifti(p, info.size)
@@ -245,15 +258,52 @@ def read_image(
         image = sitk.Extract(image, [*size, 0], [0, 0, 0, 0])
     elif image.GetDimension() != 3:
         raise ImageDimensionError(p, f"has {image.GetDimension()} dimensions; expected 3")
-    geometry = Geometry.from_sitk(image)
+    geometry = _nifti_geometry(header, Geometry.from_sitk(image))
     _check_direction(p, geometry)
-    array = sitk_to_array(image).astype(dtype, copy=False)
+    array = _unscaled(header, size) if header is not None and header.no_scaling else sitk_to_array(image)
+    array = array.astype(dtype, copy=False)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise NonFiniteImageError(p, f"{bad} voxels are NaN or infinite")
     if not allow_constant and array.size and array.max() == array.min():
         raise ConstantImageError(p, f"every voxel equals {float(array.flat[0]):g}")
     return array, geometry
+
+
+def _nifti_geometry(header: NiftiHeader | None, geometry: Geometry) -> Geometry:
+    """``geometry`` as ITK read it, or the sform's when the qform and sform disagree (logged and
+    warned: which transform was used, and by how much they differ)."""
+    if header is None:
+        return geometry
+    choice, why = header.transform_choice()
+    if choice != "sform":
+        return geometry
+    log.warning("%s: %s", header.path, why)
+    warnings.warn(f"{header.path}: {why}", stacklevel=3)
+    spacing, origin, direction = sform_geometry_lps(header)
+    return Geometry(geometry.shape, spacing, origin, direction)
+
+
+def _unscaled(header: NiftiHeader, size: tuple[int, ...]) -> np.ndarray:
+    """The stored values, unscaled: ``scl_slope`` 0 or not finite means no scaling (NIfTI rule),
+    where ITK would still add ``scl_inter``."""
+    import nibabel as nib
+
+    try:
+        raw = np.asanyarray(nib.load(header.path).dataobj)
+    except Exception as exc:  # noqa: BLE001 - one line naming the file
+        raise ImageReadError(header.path, f"cannot read pixel data ({exc})") from None
+    return np.asarray(raw).reshape(size)
+
+
+def nifti_transform_note(path: str | Path) -> str:
+    """For provenance: ``"sform: <why>"`` when the file's qform and sform disagree and the sform
+    was used, else ``""`` (one transform, or both agree)."""
+    header = inspect_nifti(path)
+    if header is None:
+        return ""
+    choice, why = header.transform_choice()
+    return f"{choice}: {why}" if choice == "sform" else ""
 
 
 def _storage_array(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -2,12 +2,24 @@
 
 A model folder holds ``generator.safetensors`` (weights only) and ``model_card.json`` (this
 dataclass). Nothing is ever unpickled, so loading a model cannot execute code.
+
+Every field is checked on load against :data:`SCHEMA`, a declarative table (one
+:class:`FieldSpec` per field: JSON type, optional, numeric bounds), so a card with
+``"residual": "false"`` (a string, which Python would read as true), a NaN or a string where a
+number belongs, or a spacing of 0.1 mm (~23 GB of volumes) is refused at once with
+:class:`~gdsynth.errors.ModelError` naming ``model_card.json`` and the field — never per exam,
+after maps were written. No number anywhere in the card (nested sections included) may be NaN or
+infinite. The ``detection`` section's keys are those of
+:class:`gdsynth.detection.params.DetectionParams` and are validated by its own loader
+(``DetectionParams.from_dict``) when inference loads the model; a new detection parameter is added
+there, not here. To add a card field: add it to :class:`ModelCard` and one row to :data:`SCHEMA`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -20,6 +32,113 @@ WEIGHTS_NAME = "generator.safetensors"
 VALID_INPUTS = ("T1w", "T2w", "FLAIR")
 MAX_CONTEXT_SLICES = 32
 MAX_PATCH_SIZE = 1024
+
+
+#: Bounds of ``spacing_mm`` (mm): it sets the prepared grid, hence every volume inference allocates.
+MIN_SPACING_MM = 0.5
+MAX_SPACING_MM = 10.0
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One card field: its JSON type (``"bool"``, ``"int"``, ``"number"``, ``"string"``,
+    ``"object"``, ``"list"``), whether ``null`` is allowed, numeric bounds, the type of list
+    items and a note for the error message."""
+
+    kind: str
+    nullable: bool = False
+    low: float | None = None
+    high: float | None = None
+    items: str | None = None
+    max_items: int | None = None
+
+
+SCHEMA: dict[str, FieldSpec] = {
+    "architecture": FieldSpec("object"),
+    "inputs": FieldSpec("list", items="string", max_items=len(VALID_INPUTS)),
+    "mode": FieldSpec("string"),
+    "context_slices": FieldSpec("int", low=0, high=MAX_CONTEXT_SLICES),
+    "spacing_mm": FieldSpec("number", nullable=True, low=MIN_SPACING_MM, high=MAX_SPACING_MM),
+    "residual": FieldSpec("bool"),
+    "heads": FieldSpec("list", items="string", max_items=16),
+    "normalization": FieldSpec("object"),
+    "detection": FieldSpec("object"),
+    "training": FieldSpec("object"),
+    "name": FieldSpec("string"),
+    "gdsynth_version": FieldSpec("string"),
+    "intended_use": FieldSpec("string"),
+    "patch_size": FieldSpec("list", nullable=True, items="int", max_items=3, low=1,
+                            high=MAX_PATCH_SIZE),
+}
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "bool": (bool,), "int": (int,), "number": (int, float), "string": (str,), "object": (dict,),
+    "list": (list, tuple),
+}
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind != "bool" and isinstance(value, bool):
+        return False  # true/false is not a number
+    return isinstance(value, _JSON_TYPES[kind])
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """Path of the first NaN/infinite number inside ``value`` (nested dicts/lists), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if (found := _non_finite(v, f"{where}.{k}")) is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            if (found := _non_finite(v, f"{where}[{i}]")) is not None:
+                return found
+    return None
+
+
+def check_schema(data: dict[str, Any]) -> None:
+    """Raise :class:`ModelError` (no path: the caller adds it) for the first field of ``data``
+    that breaks :data:`SCHEMA`: unknown, wrong JSON type, out of bounds, NaN or infinite."""
+    unknown = sorted(set(data) - set(SCHEMA))
+    if unknown:
+        raise ModelError(None, f"unknown model card fields: {unknown} (known: {sorted(SCHEMA)})")
+    for name, value in data.items():
+        spec = SCHEMA[name]
+        if value is None and spec.nullable:
+            continue
+        if (where := _non_finite(value, name)) is not None:
+            raise ModelError(None, f"{where} is {value if where == name else 'NaN or infinite'}; "
+                                   "numbers must be finite")
+        if not _type_ok(value, spec.kind):
+            raise ModelError(None, f"{name}={value!r} must be {_a(spec.kind)}"
+                                   f"{' or null' if spec.nullable else ''}, not "
+                                   f"{_a(_json_kind(value))}")
+        values = value if spec.kind == "list" else [value]
+        if spec.kind == "list":
+            if spec.max_items is not None and len(value) > spec.max_items:
+                raise ModelError(None, f"{name} has {len(value)} items; at most {spec.max_items}")
+            bad = [v for v in value if not _type_ok(v, spec.items or "string")]
+            if bad:
+                raise ModelError(None, f"{name}={value!r}: items must be {spec.items}s")
+        for v in values:
+            if isinstance(v, int | float) and not isinstance(v, bool) and (
+                    spec.low is not None and v < spec.low or spec.high is not None and v > spec.high):
+                raise ModelError(None, f"{name}={value!r} out of bounds [{spec.low:g}, "
+                                       f"{spec.high:g}]")
+
+
+def _json_kind(value: Any) -> str:
+    for kind in ("bool", "int", "number", "string", "object", "list"):
+        if _type_ok(value, kind):
+            return kind
+    return "null" if value is None else type(value).__name__
+
+
+def _a(kind: str) -> str:
+    return {"int": "an integer", "object": "a JSON object", "list": "a list", "null": "null"}.get(
+        kind, f"a {kind}")
 
 
 class Mode(str, Enum):
@@ -96,11 +215,9 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> ModelCard:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ModelError(path, f"unknown model card fields: {sorted(unknown)}")
+        """Validate ``data`` against :data:`SCHEMA`, then build the card; errors name ``path``."""
         try:
+            check_schema(data)
             return cls(**data)
         except TypeError as exc:
             raise ModelError(path, f"invalid model card: {exc}") from None

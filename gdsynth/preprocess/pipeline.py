@@ -14,12 +14,14 @@ import numpy as np
 from gdsynth import __version__
 from gdsynth.io import Geometry, read_image
 from gdsynth.io.bids import Exam
+from gdsynth.io.image import nifti_transform_note
 from gdsynth.preprocess.bias import n4_correct
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.mask import brain_mask, head_mask
 from gdsynth.preprocess.normalize import nawm_mask, nawm_median
 from gdsynth.preprocess.orient import index_map, reorient_to_ras
 from gdsynth.preprocess.provenance import input_hashes
+from gdsynth.preprocess.quality import exam_quality
 from gdsynth.preprocess.register import register_rigid
 from gdsynth.preprocess.resample import isotropic_geometry, require_overlap, resample
 
@@ -96,10 +98,12 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
         roles.append("T1w_gd")
     images: dict[str, np.ndarray] = {}
     registration: dict[str, dict] = {}
+    moving_grids: dict[str, Geometry] = {}
     for role in roles:
         path = exam.path(role)
         moving, geom = read_image(path)  # type: ignore[arg-type]
         require_overlap(path, native, geom)
+        moving_grids[role] = geom
         tick("read_moving")
         matrix = np.eye(4)
         if config.register:
@@ -155,6 +159,13 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
     images = {k: (v / medians[k]).astype(np.float32) for k, v in images.items()}
     tick("normalize")
 
+    t1w_brain = (brain_mask([small], small_geom.spacing, erode=config.mask_erode_mm,
+                            close=config.mask_close_mm), small_geom)
+    quality, flags = exam_quality(
+        exam, {k: v for k, v in images.items() if k != "T1w_gd"}, mask, target,
+        t1w_brain=t1w_brain, moving=moving_grids, registration=registration)
+    tick("quality")
+
     provenance = {
         "gdsynth_version": __version__,
         "exam": exam.prefix,
@@ -169,6 +180,10 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
         "mask_voxels": int(mask.sum()),
         "nawm_voxels": int(nawm.sum()),
         "nawm_median": medians,
+        "header_transforms": {k: note for k in ("T1w", *roles)
+                              if (note := nifti_transform_note(exam.path(k)))},
+        "quality": quality,
+        "quality_flags": flags,
         "timings_s": timings,
     }
     provenance["timings_s"]["total"] = round(sum(timings.values()), 3)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
 import re
 from pathlib import Path
 
 from flask import Flask, abort, jsonify, redirect, request, send_file
 
-from gdsynth.errors import InputFileMissingError, OutputError
+from gdsynth.errors import ConfigError, InputFileMissingError, OutputError
 from gdsynth.review.render import STATIC, render
 from gdsynth.review.store import Answer, AnswerStore
 from gdsynth.review.study import KEY, PUBLIC, token_hash
@@ -87,8 +88,7 @@ class Study:
         readers = self.root / "readers.json"
         if not readers.exists():
             raise InputFileMissingError(readers, "not a reader study (run 'reader-study create')")
-        data = json.loads(readers.read_text(encoding="utf-8"))
-        self.readers = {name: info for name, info in data.items()}
+        self.readers = _load_readers(readers)
         self.public = self.root / PUBLIC
         self.store = AnswerStore(self.root / "answers.sqlite")
 
@@ -105,14 +105,46 @@ class Study:
         return list(self.readers[reader]["order"])
 
 
-def _int(value: object, low: int, high: int) -> int:
+def _load_readers(path: Path) -> dict[str, dict]:
+    """``readers.json``: reader name → {token_sha256, order}; a damaged file is one
+    :class:`ConfigError` naming it (the server does not start)."""
     try:
-        out = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(path, f"not valid JSON ({exc}); restore it from a backup") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read ({exc.strerror or exc})") from None
+    ok = isinstance(data, dict) and data and all(
+        isinstance(info, dict) and isinstance(info.get("token_sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", info["token_sha256"])
+        and isinstance(info.get("order"), list) and all(isinstance(c, str) for c in info["order"])
+        for info in data.values())
+    if not ok:
+        raise ConfigError(path, "not a readers file: expected reader name -> {token_sha256, "
+                                "order} for at least one reader; restore it from a backup")
+    return dict(data)
+
+
+#: Largest time (seconds) a reader may report on one case: a day.
+MAX_SECONDS = 86400.0
+
+
+def _number(value: object, low: float, high: float) -> float:
+    """A JSON number (not a bool, not a string) that is finite and within [low, high]; else 400."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         abort(400)
-    if not low <= out <= high:
+    if isinstance(value, float) and not math.isfinite(value):
         abort(400)
-    return out
+    if not low <= value <= high:  # compared before any float(): 10**400 is an int
+        abort(400)
+    return float(value)
+
+
+def _int(value: object, low: int, high: int) -> int:
+    out = _number(value, low, high)
+    if out != int(out):
+        abort(400)
+    return int(out)
 
 
 def _lesions(value: object) -> list[list[float]]:
@@ -122,10 +154,7 @@ def _lesions(value: object) -> list[list[float]]:
     for p in value:
         if not isinstance(p, list) or len(p) != 3:
             abort(400)
-        try:
-            points.append([round(float(v), 3) for v in p])
-        except (TypeError, ValueError):
-            abort(400)
+        points.append([round(_number(v, -1e4, 1e4), 3) for v in p])
     return points
 
 
@@ -211,7 +240,7 @@ def create_app(root: str | Path) -> Flask:
                 quality=_int(data.get("quality"), 1, 5),
                 confidence=_int(data.get("confidence"), 1, 5),
                 lesions=_lesions(data.get("lesions", [])),
-                seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+                seconds=None if seconds is None else _number(seconds, 0.0, MAX_SECONDS),
             ))
         except OutputError as exc:  # disk full: the answer was not stored, and the reader is told
             app.logger.error("%s", exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,10 @@ def build_site(
         raise OutputError(out, "folder is not empty and holds no earlier review site")
     exams = collect(pred, bids, metrics)
     out.mkdir(parents=True, exist_ok=True)
+    for sub in ("static", "data"):  # rewritten below: never through a link to elsewhere
+        if (out / sub).is_symlink():
+            raise OutputError(out / sub, "is a symbolic link; the review site writes and deletes "
+                                         "here, so it must be a real folder (remove the link)")
     copy_static(out / "static")
     if (out / "data").exists():
         shutil.rmtree(out / "data")
@@ -236,9 +241,19 @@ def build_site(
     html = render("index.html", static="static/", rows=rows, metric_columns=cols,
                   embedded=all(r["embedded"] for r in rows))
     index = atomic_write_text(out / "index.html", html)
-    for f in out.rglob("*"):  # atomic writes create 0600 files; a site is meant to be read
-        f.chmod(0o755 if f.is_dir() else 0o644)
+    readable_site(out)
     return index
+
+
+def readable_site(out: Path) -> None:
+    """Make the site's own files 0644 and folders 0755 (atomic writes create 0600 files; a site is
+    meant to be read). Symbolic links are neither followed nor changed: chmod through a link
+    would change permissions outside the site."""
+    for root, dirs, files in os.walk(out):  # does not descend into linked folders
+        for name in (*dirs, *files):
+            p = Path(root) / name
+            if not p.is_symlink():
+                p.chmod(0o755 if p.is_dir() else 0o644)
 
 
 def _to_float(value: object) -> float | None:

@@ -219,6 +219,7 @@ def test_absurd_size_refused_before_allocating(tmp_path: Path):
     header = nib.Nifti1Header()
     header.set_data_dtype(np.float32)
     header.set_data_shape((30000, 30000, 30000))
+    header.set_data_offset(352)  # a valid single-file offset (0 is refused on its own)
     path = tmp_path / "huge.nii"
     with open(path, "wb") as fh:
         fh.write(header.binaryblock)

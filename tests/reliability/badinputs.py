@@ -265,6 +265,7 @@ def absurd_header(good: dict[str, Path], folder: Path) -> Paths:
         header = nib.Nifti1Header()
         header.set_data_dtype(np.float32)
         header.set_data_shape((30000, 30000, 30000))
+        header.set_data_offset(352)
         p = p.with_name("T1w_huge.nii")
         with open(p, "wb") as fh:
             fh.write(header.binaryblock + b"\x00" * 4 + np.zeros(64, np.float32).tobytes())
@@ -334,3 +335,74 @@ def bright_shell(good: dict[str, Path], folder: Path) -> Paths:
         out[shell] = 1.4 * np.percentile(array[inside], 90)
         replaced[seq] = out.astype(np.float32), geometry
     return _copy(good, folder, **replaced)
+
+
+# --- NIfTI headers that readers disagree on (issue #17.2) --------------------------------------
+def _patched_header(good: dict[str, Path], folder: Path, name: str, offset: int, fmt: str,
+                    *values: float) -> Paths:
+    """T1w as an uncompressed ``.nii`` with header bytes ``offset..`` overwritten (``fmt``)."""
+    import struct
+
+    def write(p: Path) -> str:
+        raw = bytearray(gzip.decompress(good["T1w"].read_bytes()))
+        endian = "<" if struct.unpack("<i", raw[:4])[0] == 348 else ">"
+        raw[offset:offset + struct.calcsize(endian + fmt)] = struct.pack(endian + fmt, *values)
+        target = p.with_name(name)
+        target.write_bytes(bytes(raw))
+        return str(target)
+    return _with_t1w(good, folder, write)
+
+
+def vox_offset(value: float) -> Builder:
+    """T1w whose header ``vox_offset`` is ``value`` (348: ITK reads every voxel 4 bytes early)."""
+    def build(good: dict[str, Path], folder: Path) -> Paths:
+        return _patched_header(good, folder, "T1w_voxoffset.nii", 108, "f", value)
+    return build
+
+
+def pixdim_zero(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w whose header ``pixdim[1]`` is 0 (ITK reads 1 mm with only a console warning)."""
+    return _patched_header(good, folder, "T1w_pixdim0.nii", 80, "f", 0.0)
+
+
+def slope_zero_with_intercept(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w with ``scl_slope`` 0 and ``scl_inter`` 500: by the NIfTI rule the stored values are
+    used unscaled (ITK adds the intercept)."""
+    return _patched_header(good, folder, "T1w_slope0.nii", 112, "ff", 0.0, 500.0)
+
+
+def trailing_gzip_data(good: dict[str, Path], folder: Path) -> Paths:
+    """T1w .nii.gz whose stream holds 64 MiB of zeros after the image (warned, not read)."""
+    def write(p: Path) -> str:
+        raw = gzip.decompress(good["T1w"].read_bytes())
+        p.write_bytes(gzip.compress(raw + b"\0" * (64 << 20), compresslevel=1))
+        return str(p)
+    return _with_t1w(good, folder, write)
+
+
+# --- mismatched exams: processed, always referred with a quality reason (issue #17.3) ---------
+def _other_subject(good: dict[str, Path], seq: str) -> Path:
+    anat = good["T1w"].parent
+    subject = anat.parent.name
+    others = sorted(p for p in anat.parent.parent.glob("sub-*") if p.name != subject)
+    return others[0] / "anat" / f"{others[0].name}_{seq}.nii.gz"
+
+
+def other_subject(good: dict[str, Path], folder: Path) -> Paths:
+    """T2w and FLAIR of another subject (renamed: nothing in the names tells)."""
+    return _copy(good, folder, **{s: read_image(_other_subject(good, s)) for s in ("T2w", "FLAIR")})
+
+
+def flair_is_t1w(good: dict[str, Path], folder: Path) -> Paths:
+    """The FLAIR file is a copy of the T1w."""
+    return _copy(good, folder, FLAIR=_t1(good))
+
+
+def flair_slab(good: dict[str, Path], folder: Path) -> Paths:
+    """FLAIR covering 12 of 42 slices (the same fraction of its own slices) mid-brain."""
+    fl, g = read_image(good["FLAIR"])
+    start = int(g.shape[2] * 0.35)
+    keep = fl[:, :, start:start + max(1, round(g.shape[2] * 12 / 42))]
+    origin = g.index_to_world(np.array([0.0, 0.0, float(start)]))
+    return _copy(good, folder, FLAIR=(keep, g.replace(shape=keep.shape,
+                                                      origin=tuple(float(v) for v in origin))))

@@ -62,9 +62,18 @@ CASES: dict[str, tuple[B.Builder, str, str]] = {
     "absurd-header-size": (B.absurd_header, "error", "above the limit"),
     "colour-image": (B.rgb_image, "error", "components per voxel"),
     "no-overlap": (B.no_overlap, "error", "does not overlap"),
+    "vox-offset-348": (B.vox_offset(348.0), "error", "vox_offset 348 is below 352"),
+    "vox-offset-nan": (B.vox_offset(float("nan")), "error", "vox_offset is nan"),
+    "vox-offset-1e18": (B.vox_offset(1e18), "error", "not a valid data offset"),
+    "pixdim-zero": (B.pixdim_zero, "error", "pixdim[1] = 0"),
+    "slope-zero-with-intercept": (B.slope_zero_with_intercept, "ok", ""),
+    "gzip-trailing-data": (B.trailing_gzip_data, "ok", ""),
     "non-brain-smooth-blob": (B.smooth_blob, "quality", ""),
     "non-brain-shuffled-voxels": (B.shuffled, "quality", ""),
     "not-skull-stripped": (B.bright_shell, "shell", ""),
+    "T2w-FLAIR-of-another-subject": (B.other_subject, "quality", "does not line up"),
+    "FLAIR-is-a-T1w-copy": (B.flair_is_t1w, "quality", "FLAIR looks like a T1w"),
+    "FLAIR-covers-12-of-42-slices": (B.flair_slab, "quality", "FLAIR covers"),
 }
 CULPRIT = {"missing-file": "FLAIR", "no-overlap": "FLAIR"}
 
@@ -140,6 +149,7 @@ def test_bad_input_single_exam(case, phantom4, zero_model, reference, tmp_path):
     elif expected == "quality":
         assert record["refer_for_gadolinium"] is True
         assert record["reason"].startswith("quality: "), record["reason"]
+        assert fragment in record["reason"] and fragment in str(record["detection"]["quality_flags"])
     else:  # un-stripped head: referred for quality, or the shell correctly left out of the brain
         ref_ml = summary(reference)["detection"]["brain_volume_ml"]
         if not record["reason"].startswith("quality: "):
