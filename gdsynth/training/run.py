@@ -104,7 +104,6 @@ def train_run(
 
     dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed, val_exams=val_exams)
     module = Pix2PixModule(config.to_dict())
-    n_opt = 2 if module.discriminator is not None else 1
     logger = make_logger(t.tracker, run_dir, name=config.name, config=config.to_dict())
     has_val = bool(dm.val_exams)
     ckpt = ModelCheckpoint(
@@ -114,8 +113,8 @@ def train_run(
         enable_version_counter=False,
     )
     trainer = pl.Trainer(
-        # Lightning counts one step per optimizer.step(): n_opt per batch here.
-        max_steps=t.max_steps * n_opt, max_epochs=-1, max_time=parse_max_time(t.max_time),
+        # one Lightning step per batch: the D step is not counted (Pix2PixModule._uncounted)
+        max_steps=t.max_steps, max_epochs=-1, max_time=parse_max_time(t.max_time),
         devices=t.devices, accelerator=t.accelerator, strategy=make_strategy(t.strategy),
         precision=t.precision, logger=logger, callbacks=[ckpt],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
@@ -129,7 +128,7 @@ def train_run(
         trainer.validate(module, datamodule=dm, verbose=False)  # short run: no epoch ended yet
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and v.numel() == 1}
-    steps = trainer.global_step // n_opt
+    steps = trainer.global_step
     result = TrainResult(run_dir=run_dir, model_dir=None, steps=steps, metrics=metrics)
     if trainer.is_global_zero:
         training = {"data": data_summary or {}, "split": dm.summary(), "steps": steps,
