@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     driver = start_driver()
+    driver.set_script_timeout(600)  # a busy page blocks the poll: that time counts, not fails
     try:
         for site in args.sites:
             sizes = site_size_mb(site)
