@@ -5,8 +5,8 @@ Every image shown in a review page or a reader study is re-written through :mod:
 source file reaches the site. Arrays are (X, Y, Z); world coordinates are RAS mm (NiiVue's).
 
 Review sites store each volume once, compactly: cropped to the head's bounding box
-(:func:`head_box`, :func:`crop_to_box`) and quantized (:func:`quantize`: int16 for images,
-uint8 for overlays) with the scaling ``value = stored * scale + offset`` kept in the page's
+(:func:`head_box`, :func:`crop_to_box`) and quantized (:func:`quantize`: uint8 over each
+image's own 0.01-99.99th percentile range, or int16, and uint8 overlays) with the scaling ``value = stored * scale + offset`` kept in the page's
 configuration (the viewer converts windows and thresholds; the NIfTI header holds none).
 """
 
@@ -112,21 +112,33 @@ class Quantized:
         return (value - self.offset) / self.scale
 
 
-def quantize(array: np.ndarray, *, top: float | None = None) -> Quantized:
-    """Quantize for display. ``top`` None: int16 over the image's full range (integer images
-    that fit are kept exactly); ``top`` given: uint8 over [0, top] (overlays: negative values
-    become 0, values above ``top`` saturate). Non-finite voxels become 0."""
-    a = np.where(np.isfinite(array), array, 0.0).astype(np.float64)
+def display_range(array: np.ndarray) -> tuple[float, float]:
+    """The stored range of an image: from min(0, 0.01th percentile) to the 99.99th percentile of
+    its finite voxels (a few hot voxels saturate instead of compressing every other grey)."""
+    values = array[np.isfinite(array)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, [0.01, 99.99]))
+    lo = min(0.0, lo)
+    return lo, hi if hi > lo else lo + 1.0
+
+
+def quantize(array: np.ndarray, *, top: float | None = None, bits: int = 8) -> Quantized:
+    """Quantize for display. ``top`` None: images, over :func:`display_range` on ``bits`` bits
+    (uint8 or int16); ``top`` given: overlays, uint8 over [0, top] (negative values become 0).
+    Values outside the range saturate; non-finite voxels become the lowest value."""
     if top is not None:
-        scale = float(top) / 255.0 if top > 0 else 1.0
-        return Quantized(np.clip(np.rint(a / scale), 0, 255).astype(np.uint8), scale, 0.0)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
-    if np.array_equal(a, np.rint(a)) and lo >= -32768 and hi <= 32767:
-        return Quantized(a.astype(np.int16), 1.0, 0.0)
-    offset = (lo + hi) / 2.0
-    scale = (hi - lo) / 65534.0 if hi > lo else 1.0
-    return Quantized(np.clip(np.rint((a - offset) / scale), -32767, 32767).astype(np.int16),
-                     scale, offset)
+        lo, hi = 0.0, float(top) if top > 0 else 1.0
+        bits = 8
+    else:
+        lo, hi = display_range(array)
+    levels = 255 if bits == 8 else 65535
+    scale = (hi - lo) / levels
+    a = np.where(np.isfinite(array), array, lo).astype(np.float64)
+    q = np.clip(np.rint((a - lo) / scale), 0, levels)
+    if bits == 8:
+        return Quantized(q.astype(np.uint8), scale, lo)
+    return Quantized((q - 32768).astype(np.int16), scale, lo + 32768 * scale)
 
 
 def write_compact(
