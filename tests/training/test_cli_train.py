@@ -73,6 +73,10 @@ def test_cli_train_output_is_one_progress_line_and_where_to_look(tmp_path, monke
     header = next(run.glob("logs/version_*/metrics.csv")).read_text().splitlines()[0].split(",")
     for col in ("train/lr_g", "train/lr_d", "train/grad_norm_g", "train/grad_norm_d"):
         assert col in header, col
+    # the dashboard command printed above works on what the run wrote
+    assert main(["runs", str(run), "-o", str(tmp_path / "runs.html")]) == 0
+    page = (tmp_path / "runs.html").read_text()
+    assert 'alt="train/grad_norm_g"' in page and 'alt="val/mae_brain"' in page
 
 
 def test_cli_bad_tracker_fails_before_preparing(tmp_path, monkeypatch, capsys):
