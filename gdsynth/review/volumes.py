@@ -1,4 +1,4 @@
-"""Volumes for the browser: header-free copies, window presets, lesion outlines, base64 bundles.
+"""Volumes for the browser: header-free compact copies, window presets, lesion outlines, scripts.
 
 Every image shown in a review page or a reader study is re-written through :mod:`gdsynth.io`
 (``read_image`` then ``write_image``), so no header text (description, patient tags) of the
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gdsynth.io import Geometry, atomic_write_text, read_image, write_image, write_labels
+from gdsynth.io import Geometry, atomic_write_text, read_image, write_image
 
 #: Window presets as intensity percentiles (low, high) of the head's voxels (see
 #: :func:`window_presets`); ``default`` starts at 0 for non-negative images.
@@ -157,14 +157,6 @@ def copy_image(src: Path, dst: Path) -> tuple[np.ndarray, Geometry]:
     return array, geometry
 
 
-def copy_labels(src: Path, dst: Path) -> tuple[np.ndarray, Geometry]:
-    """Re-write an integer label map at ``dst``."""
-    array, geometry = read_image(src, allow_constant=True)
-    labels = np.rint(np.clip(array, 0, None)).astype(np.int64)
-    write_labels(dst, labels, geometry)
-    return labels, geometry
-
-
 def axial_axes(geometry: Geometry) -> tuple[int, int]:
     """The two array axes closest to world left-right and anterior-posterior (an axial plane)."""
     ras = np.abs(geometry.direction_matrix)
@@ -204,13 +196,6 @@ def resample_to(
         slab = map_coordinates(array, ijk.T, order=order, mode="constant", cval=0.0)
         out[:, :, ks] = slab.reshape(nx, ny, len(ks))
     return out
-
-
-def write_volume_bundle(path: Path, files: dict[str, Path], variable: str) -> Path:
-    """Write ``window[variable] = {key: base64 NIfTI bytes}`` as a JS file (file:// viewing)."""
-    payload = {k: base64.b64encode(Path(p).read_bytes()).decode("ascii") for k, p in files.items()}
-    text = f"window.{variable} = {json.dumps(payload)};\n"
-    return atomic_write_text(path, text)
 
 
 def write_volume_script(path: Path, variable: str, key: str, nifti: Path) -> Path:
