@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
+
 
 def train(
     bids: Path = typer.Argument(..., help="BIDS dataset (or cohort table) with post-Gd T1w."),
@@ -25,7 +27,7 @@ def train(
         "tensorboard') | none."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN exactly from last.ckpt."),
     participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Only these subjects (repeatable)."),
+        None, "--participant-label", help=LABELS_HELP),
     prep_dir: Path | None = typer.Option(
         None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
     settings: list[str] | None = typer.Option(
