@@ -20,6 +20,7 @@ from gdsynth.cli import (
     prepare,
     reader_study,
     review,
+    runs,
     train,
 )
 from gdsynth.cli._common import Command, configure_logging, expand_multi_value, report_error
@@ -67,6 +68,7 @@ app.command("predict", cls=Command)(predict.predict)
 app.command("evaluate", cls=Command)(evaluate.evaluate)
 app.command("explain", cls=Command)(explain.explain)
 app.command("review", cls=Command)(review.review)
+app.command("runs", cls=Command)(runs.runs)
 app.add_typer(reader_study.app, name="reader-study")
 app.command("demo", cls=Command)(demo.demo)
 

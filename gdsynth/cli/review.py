@@ -21,11 +21,15 @@ def review(
     threshold: float | None = typer.Option(
         None, help="Initial enhancement-map threshold of the viewer slider (default: automatic)."
     ),
+    serve: bool = typer.Option(
+        False, "--serve", help="After building, serve OUT on 127.0.0.1 and print its URL "
+        "(opens nothing; Ctrl-C stops)."),
+    port: int = typer.Option(0, min=0, max=65535, help="Port for --serve (0: a free one)."),
 ) -> None:
     """Build a self-contained static review site: cohort table, linked NiiVue viewers, mosaics.
 
-    Open OUT/index.html directly, or serve the folder with 'python -m http.server' when the
-    volumes are too large to embed.
+    Open OUT/index.html directly from disk (volumes are embedded), or use --serve to view it
+    over http://127.0.0.1 (needed when an exam is larger than --embed-limit-mb).
     """
     from gdsynth.cli._common import sweep_output
     from gdsynth.review.site import SiteOptions, build_site
@@ -36,3 +40,7 @@ def review(
         options=SiteOptions(embed_limit_mb=embed_limit_mb, threshold=threshold),
     )
     typer.echo(str(index))
+    if serve:
+        from gdsynth.review.serve import serve_forever
+
+        serve_forever(out, port, echo=lambda text: typer.echo(text, err=True))

@@ -22,7 +22,9 @@ def train(
     strategy: str | None = typer.Option(None, help="auto | ddp."),
     precision: str | None = typer.Option(None, help="Lightning precision, e.g. 32-true, 16-mixed."),
     seed: int | None = typer.Option(None, help="Random seed (split, sampling, init)."),
-    tracker: str | None = typer.Option(None, help="wandb (offline) | csv | tensorboard | none."),
+    tracker: str | None = typer.Option(
+        None, help="wandb (offline, no account) | csv | tensorboard (needs 'pip install "
+        "tensorboard') | none."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN exactly from last.ckpt."),
     participant_label: list[str] | None = typer.Option(
         None, "--participant-label", help=LABELS_HELP),
@@ -33,13 +35,20 @@ def train(
         help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
              "--set 'generator.heads=[enhancing]'."),
 ) -> None:
-    """Train the pix2pix generator on prepared exams."""
+    """Train the pix2pix generator on prepared exams.
+
+    One progress line shows steps, ETA and losses (third-party messages: --verbose). At the end
+    it prints where the run is and how to look at it ('gdsynth runs RUN', 'wandb sync ...').
+    """
+    import logging
+
     from gdsynth.cli._common import CaseResult, finish_batch, log, sweep_output
     from gdsynth.errors import ConfigError, TrainingError
     from gdsynth.io.bids import discover
     from gdsynth.progress import is_quiet
     from gdsynth.training.cohort import prepare_cohort
     from gdsynth.training.config import apply_overrides, apply_settings, load_config
+    from gdsynth.training.loggers import validate_tracker
     from gdsynth.training.run import last_checkpoint, train_run
 
     if resume and not last_checkpoint(output).is_file():
@@ -52,10 +61,7 @@ def train(
                             "trainer.devices": devices, "trainer.accelerator": accelerator,
                             "trainer.strategy": strategy, "trainer.precision": precision,
                             "trainer.seed": seed, "trainer.tracker": tracker})
-    from gdsynth.models.unet import parse_choice
-    from gdsynth.training.loggers import Tracker
-
-    parse_choice(Tracker, cfg.trainer.tracker, "tracker")  # a bad choice fails before any exam
+    validate_tracker(cfg.trainer.tracker)  # before any exam is prepared or folder written
     exams = discover(bids, participant_label or None)
     sweep_output(output, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None))
     usable = [e for e in exams if e.t1w_gd is not None]
@@ -67,12 +73,35 @@ def train(
     training, outcomes = prepare_cohort(bids, usable, prep_root=prep_dir, prep_config=cfg.prep,
                                         inputs=cfg.data.inputs,
                                         progress=not is_quiet())
+    prepared = [CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes]
     if not training:
-        finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")
+        finish_batch(prepared, "prepare")
         raise ConfigError(bids, "no exam could be prepared")
+    if any(r.status == "failed" for r in prepared):
+        typer.echo(f"prepare: {sum(r.status == 'failed' for r in prepared)} exam(s) failed and "
+                   "are not used: " + ", ".join(r.case for r in prepared if r.status == "failed"),
+                   err=True)
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # --verbose
     result = train_run(training, output, cfg, resume=resume, progress=not is_quiet(),
                        data_summary={"source": str(bids), "n_exams": len(training),
-                                     "exams": [e.id for e in training]})
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
-    typer.echo(f"trained {result.steps} steps; model: {result.model_dir}; {metrics}", err=True)
-    finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")
+                                     "exams": [e.id for e in training]}, verbose=verbose)
+    typer.echo(where_to_look(result), err=True)
+
+
+def where_to_look(result) -> str:  # result: gdsynth.training.run.TrainResult
+    """The closing lines of 'gdsynth train': steps, metrics, and where the run is."""
+    from gdsynth.training.loggers import wandb_run
+
+    run = result.run_dir
+    lines = [f"trained {result.steps} steps in {run}"]
+    if result.metrics:
+        lines.append("  validation: " + ", ".join(
+            f"{k.removeprefix('val/')}={v:.4g}" for k, v in sorted(result.metrics.items())))
+    if result.model_dir is not None:
+        lines.append(f"  model: {result.model_dir}")
+    lines.append(f"  dashboard (offline, no account): gdsynth runs {run} -o {run / 'runs.html'}"
+                 " [--serve]")
+    offline = wandb_run(run)
+    if offline is not None:
+        lines.append(f"  W&B (offline run): wandb sync {offline}   # uploads it to your account")
+    return "\n".join(lines)

@@ -5,13 +5,15 @@ Layout of ``REVIEW/``::
     index.html                 cohort table (sortable)
     exam-<pid>.html            linked viewer, overlays, lesion table, mosaic
     static/                    NiiVue UMD build + license, viewer JS/CSS
-    data/<pid>/*.nii.gz        header-free copies of the volumes
-    data/<pid>/exam.js         viewer configuration (JSON)
-    data/<pid>/volumes.js      the same volumes as base64 (file:// viewing), when small enough
+    data/<pid>/<key>.js        each volume once, as base64 NIfTI in a script (file:// viewing)
+      or <key>.nii.gz          the same NIfTI file when the exam is too large to embed
+    data/<pid>/exam.js         viewer configuration (JSON): files, scaling, windows, overlays
     data/<pid>/mosaic.png      axial mosaic
 
-``<pid>`` is a pseudonymous folder name (``e001``...). Everything is plain files: the site opens
-from disk or behind ``python -m http.server``; nothing is fetched from the network.
+Volumes are header-free, cropped to the head and quantized (int16 images, uint8 overlays; the
+scaling is in ``exam.js``). ``<pid>`` is a pseudonymous folder name (``e001``...). Everything is
+plain files: the site opens from disk or behind ``gdsynth review --serve``; nothing is fetched
+from the network.
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from gdsynth.errors import OutputError
-from gdsynth.io import atomic_write_text, write_labels
+from gdsynth.io import atomic_write_text, read_image, write_labels
 from gdsynth.review.exams import SEQUENCE_LABELS, ReviewExam, collect, metric_columns
 from gdsynth.review.mosaic import write_mosaic
 from gdsynth.review.render import copy_static, render
 from gdsynth.review.volumes import (
     axial_axes,
-    copy_image,
-    copy_labels,
+    crop_to_box,
+    head_box,
     outline,
     resample_to,
     window_presets,
+    write_compact,
     write_js_config,
-    write_volume_bundle,
+    write_volume_script,
 )
 
 log = logging.getLogger(__name__)
@@ -141,37 +144,76 @@ def _threshold(enh: np.ndarray, chosen: float | None) -> dict:
     return {"min": 0.0, "max": round(top, 4), "step": round(top / 200, 6), "value": round(value, 4)}
 
 
+def _store(data: Path, pid: str, key: str, array: np.ndarray, geometry,
+           *, top: float | None = None, labels: bool = False) -> dict:
+    """Write one compact volume (labels as they are, else :func:`write_compact`); return its
+    viewer entry with the file and the scaling (``value = stored * scale + offset``)."""
+    dst = data / f"{key}.nii.gz"
+    if labels:
+        write_labels(dst, array, geometry)
+        scale, offset = 1.0, 0.0
+    else:
+        q = write_compact(dst, array, geometry, top=top)
+        scale, offset = q.scale, q.offset
+    return {"key": key, "file": f"data/{pid}/{dst.name}", "name": dst.name,
+            "scale": scale, "offset": offset}
+
+
+def _embed(data: Path, pid: str, items: list[dict]) -> None:
+    """Replace each item's NIfTI file by a ``<key>.js`` script holding it in base64, so the page
+    opens from file:// and loads a volume only when it is shown (each file stored once)."""
+    for item in items:
+        nifti = data / item["name"]
+        write_volume_script(data / f"{item['key']}.js", BUNDLE, item["key"], nifti)
+        nifti.unlink()
+        item["script"] = f"data/{pid}/{item['key']}.js"
+        del item["file"]
+
+
+#: JS global holding embedded volumes (base64 NIfTI by key).
+BUNDLE = "GDSYNTH_VOLUMES"
+
+
 def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
-    """Write one exam's data folder, mosaic and page; return its cohort-table row."""
+    """Write one exam's data folder, mosaic and page; return its cohort-table row.
+
+    Every volume is stored once, cropped to the T1w's head box and quantized (int16 images,
+    uint8 overlays); overlays switched off are only loaded by the page when switched on.
+    """
     data = out / "data" / pid
+    if data.exists():
+        shutil.rmtree(data)
     data.mkdir(parents=True, exist_ok=True)
-    volumes, written, display = [], {}, {}
-    ref_geometry = None
+    volumes, display = [], {}
+    box, ref_geometry = None, None  # head box and cropped grid of the first sequence (T1w)
     for role, label in SEQUENCE_LABELS.items():
         if role not in rx.files:
             continue
-        dst = data / f"{role}.nii.gz"
-        array, geometry = copy_image(rx.files[role], dst)
-        ref_geometry = ref_geometry or geometry  # the T1w grid (first role) when present
-        written[role] = dst
-        volumes.append({"key": role, "label": label, "file": f"data/{pid}/{dst.name}",
-                        "name": dst.name, "presets": window_presets(array)})
+        array, geometry = read_image(rx.files[role], allow_constant=True)
+        if box is None:
+            box = head_box(array, geometry)
+        array, geometry = crop_to_box(array, geometry, box)
+        ref_geometry = ref_geometry or geometry
+        item = _store(data, pid, role, array, geometry)
+        volumes.append({**item, "label": label, "presets": window_presets(array)})
         display[label] = to_ras_view(resample_to(array, geometry, ref_geometry), ref_geometry)
     overlays, threshold, enh_view, lesion_view = [], None, None, None
     for role in ("enhancement", "uncertainty", "lesions"):
         if role not in rx.files:
             continue
+        array, geometry = read_image(rx.files[role], allow_constant=True)
         if role == "lesions":
-            labels, geometry = copy_labels(rx.files[role], data / "lesions.nii.gz")
+            labels = np.rint(np.clip(np.nan_to_num(array), 0, None)).astype(np.int64)
+            edge = outline(labels, axial_axes(geometry))
+            labels, _ = crop_to_box(labels, geometry, box)
+            edge, geometry = crop_to_box(edge, geometry, box)
             lesion_view = to_ras_view(
                 resample_to(labels.astype(np.float32), geometry, ref_geometry, order=0), ref_geometry
             )
-            write_labels(data / "outline.nii.gz", outline(labels, axial_axes(geometry)), geometry)
-            role = "outline"
-            vmax = 1.0
-            thr = 0.5
+            role, vmax, thr = "outline", 1.0, 0.5
+            item = _store(data, pid, role, edge, geometry, labels=True)
         else:
-            array, geometry = copy_image(rx.files[role], data / f"{role}.nii.gz")
+            array, geometry = crop_to_box(array, geometry, box)
             pos = array[array > 0]
             vmax = float(np.percentile(pos, 99.9)) if pos.size else 1.0
             thr = float(np.percentile(pos, 75)) if pos.size else 0.0  # the most uncertain quarter
@@ -180,21 +222,19 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
                                        else _detector_threshold(rx.summary))
                 thr, vmax = threshold["value"], threshold["max"]
                 enh_view = to_ras_view(resample_to(array, geometry, ref_geometry), ref_geometry)
-        name = f"{role}.nii.gz"
-        written[role] = data / name
+            item = _store(data, pid, role, array, geometry, top=max(vmax, 1e-6))
         label, cmap, opacity, panels, visible = OVERLAYS[role]
-        overlays.append({"key": role, "label": label, "file": f"data/{pid}/{name}", "name": name,
-                         "colormap": cmap, "opacity": opacity, "panels": panels,
-                         "visible": visible, "threshold": thr, "max": max(vmax, thr + 1e-6)})
-    size_mb = sum(p.stat().st_size for p in written.values()) / 2**20
+        overlays.append({**item, "label": label, "colormap": cmap, "opacity": opacity,
+                         "panels": panels, "visible": visible, "threshold": thr,
+                         "max": max(vmax, thr + 1e-6)})
+    size_mb = sum((data / i["name"]).stat().st_size for i in volumes + overlays) / 2**20
     embedded = size_mb <= opts.embed_limit_mb
     if embedded:
-        write_volume_bundle(data / "volumes.js", written, "GDSYNTH_VOLUMES")
+        _embed(data, pid, volumes + overlays)
     else:
-        (data / "volumes.js").unlink(missing_ok=True)
-        log.info("%s: %.0f MB of images, not embedded (serve the site over http)", rx.id, size_mb)
+        log.info("%s: %.0f MB of images, not embedded (use 'gdsynth review --serve')", rx.id, size_mb)
     config = {"volumes": volumes, "overlays": overlays, "sliceType": "axial",
-              "bundle": "GDSYNTH_VOLUMES" if embedded else None}
+              "bundle": BUNDLE if embedded else None}
     write_js_config(data / "exam.js", "GDSYNTH_EXAM", config)
     mosaic = write_mosaic(data / "mosaic.png", display, enhancement=enh_view,
                           threshold=threshold["value"] if threshold else 0.0,

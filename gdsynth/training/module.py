@@ -85,8 +85,22 @@ class Pix2PixModule(pl.LightningModule):
     # -- helpers ---------------------------------------------------------------------------
     @property
     def batches_seen(self) -> int:
-        """Training batches so far (Lightning's global_step counts each optimizer step)."""
-        return self.global_step // (2 if self.discriminator is not None else 1)
+        """Training batches so far: Lightning's global_step, counted once per batch."""
+        return self.global_step
+
+    def _uncounted(self, opt) -> None:
+        """Make ``opt.step()`` leave Lightning's step counter alone. With manual optimization
+        Lightning counts every optimizer step, so D + G made ``global_step`` (and
+        ``trainer.max_steps``) twice the number of batches, and a skipped (non-finite) step none:
+        :meth:`_count_batch` counts each batch once instead."""
+        profiler = self.trainer.profiler
+        opt._on_before_step = lambda: profiler.start("optimizer_step")
+        opt._on_after_step = lambda: profiler.stop("optimizer_step")
+
+    def _count_batch(self) -> None:
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
 
     def goal(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """What channel 0 must predict: post − pre (residual) or post."""
@@ -131,6 +145,9 @@ class Pix2PixModule(pl.LightningModule):
         lc, oc = self.cfg.loss, self.cfg.optim
         opts = self.optimizers()
         opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
+        for opt in (opt_g, opt_d):
+            if opt is not None:
+                self._uncounted(opt)
         x = batch["input"]
         out = self.generator(x)
         synth = out[:, :1]
@@ -165,6 +182,7 @@ class Pix2PixModule(pl.LightningModule):
             opt_g.step()
         opt_g.zero_grad(set_to_none=True)
         self.untoggle_optimizer(opt_g)
+        self._count_batch()
         logs["train/loss_g"] = g_loss.detach()
         logs.update({f"train/{k}": v.detach() for k, v in terms.items()})
         self.log_dict(logs, prog_bar=True, batch_size=x.shape[0])

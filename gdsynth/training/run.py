@@ -5,7 +5,8 @@ Run folder layout::
     RUN/config.yaml            exact configuration used
     RUN/checkpoints/last.ckpt  latest state (atomic), best.ckpt best validation
     RUN/panels/*.png           validation image panels
-    RUN/wandb/ | RUN/logs/     tracker files
+    RUN/wandb/ | RUN/logs/     tracker files (RUN/logs/version_*/metrics.csv for every tracker
+                               but none: losses, learning rates, gradient norms, validation)
     RUN/model/                 exported generator (generator.safetensors + model_card.json)
     RUN/metrics.json           final validation metrics and step count
 """
@@ -70,11 +71,30 @@ def train_run(
     exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig, *,
     resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
     fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
-    data_summary: dict[str, Any] | None = None,
+    data_summary: dict[str, Any] | None = None, verbose: bool = False,
 ) -> TrainResult:
     """Train on prepared ``exams`` into ``run_dir``; ``resume`` continues from last.ckpt exactly.
 
-    ``trainer.max_steps`` counts training batches (each updates D then G). Raises
+    ``trainer.max_steps`` counts training batches (each updates D then G). ``progress`` shows
+    one progress line (steps, ETA, losses); third-party tips, banners and warnings are hidden
+    unless ``verbose``. Raises :class:`TrainingError` when asked to resume with nothing to
+    resume, and :class:`OutputError` when ``run_dir`` already holds a run and ``resume`` is false.
+    """
+    from gdsynth.training.loggers import quiet_libraries
+
+    with quiet_libraries(not verbose):
+        return _train_run(exams, run_dir, config, resume=resume, val_exams=val_exams,
+                          fast_dev_run=fast_dev_run, export=export, progress=progress,
+                          data_summary=data_summary, verbose=verbose)
+
+
+def _train_run(
+    exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig, *,
+    resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
+    fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
+    data_summary: dict[str, Any] | None = None, verbose: bool = False,
+) -> TrainResult:
+    """:func:`train_run` without the noise filter. Raises
     :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
     when ``run_dir`` already holds a run and ``resume`` is false.
     """
@@ -86,8 +106,14 @@ def train_run(
     from gdsynth.io import write_json
     from gdsynth.training.checkpoint import AtomicCheckpointIO
     from gdsynth.training.export import build_card, export_model
-    from gdsynth.training.loggers import finish_logger, make_logger
+    from gdsynth.training.loggers import (
+        finish_logger,
+        make_logger,
+        swallow_stderr,
+        training_signals,
+    )
     from gdsynth.training.module import Pix2PixModule
+    from gdsynth.training.progress import step_progress
 
     run_dir = Path(run_dir)
     last = last_checkpoint(run_dir)
@@ -104,8 +130,11 @@ def train_run(
 
     dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed, val_exams=val_exams)
     module = Pix2PixModule(config.to_dict())
-    n_opt = 2 if module.discriminator is not None else 1
-    logger = make_logger(t.tracker, run_dir, name=config.name, config=config.to_dict())
+    with swallow_stderr(not verbose):  # W&B prints warnings on stderr when it starts
+        logger = make_logger(t.tracker, run_dir, name=config.name, config=config.to_dict())
+        for one in logger or []:
+            if type(one).__name__ == "WandbLogger":
+                _ = one.experiment
     has_val = bool(dm.val_exams)
     ckpt = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"), filename="best",
@@ -114,13 +143,14 @@ def train_run(
         enable_version_counter=False,
     )
     trainer = pl.Trainer(
-        # Lightning counts one step per optimizer.step(): n_opt per batch here.
-        max_steps=t.max_steps * n_opt, max_epochs=-1, max_time=parse_max_time(t.max_time),
+        # one Lightning step per batch: the D step is not counted (Pix2PixModule._uncounted)
+        max_steps=t.max_steps, max_epochs=-1, max_time=parse_max_time(t.max_time),
         devices=t.devices, accelerator=t.accelerator, strategy=make_strategy(t.strategy),
-        precision=t.precision, logger=logger, callbacks=[ckpt],
+        precision=t.precision, logger=logger,
+        callbacks=[ckpt, training_signals(), *([step_progress()] if progress else [])],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=config.validation.every_n_epochs,
-        num_sanity_val_steps=0, use_distributed_sampler=False, enable_progress_bar=progress,
+        num_sanity_val_steps=0, use_distributed_sampler=False, enable_progress_bar=False,
         enable_model_summary=False, fast_dev_run=fast_dev_run,
         limit_val_batches=None if has_val else 0,
     )
@@ -129,7 +159,7 @@ def train_run(
         trainer.validate(module, datamodule=dm, verbose=False)  # short run: no epoch ended yet
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and v.numel() == 1}
-    steps = trainer.global_step // n_opt
+    steps = trainer.global_step
     result = TrainResult(run_dir=run_dir, model_dir=None, steps=steps, metrics=metrics)
     if trainer.is_global_zero:
         training = {"data": data_summary or {}, "split": dm.summary(), "steps": steps,
@@ -141,5 +171,6 @@ def train_run(
             card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
                               training=training)
             result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
-        finish_logger(logger)
+        with swallow_stderr(not verbose):
+            finish_logger(logger)
     return result

@@ -41,8 +41,7 @@ def _kill_at_batch(k: int) -> None:
         return original(self, batch, batch_idx)
 
     def on_train_start(self) -> None:  # noqa: ANN001
-        n_opt = 2 if self.discriminator is not None else 1
-        self._resume_offset = self.trainer.global_step // n_opt
+        self._resume_offset = self.trainer.global_step  # training batches (one count each)
 
     Pix2PixModule.training_step = step  # type: ignore[method-assign]
     Pix2PixModule.on_train_start = on_train_start  # type: ignore[method-assign]

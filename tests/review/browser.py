@@ -26,8 +26,9 @@ def require_chromium() -> None:
         pytest.skip("Debian chromium/chromium-driver not installed (run 'make browser-deps' as root)")
 
 
-def start_driver():
-    """A headless chromium driven by Selenium, logging the browser console."""
+def start_driver(page_load_strategy: str = "normal"):
+    """A headless chromium driven by Selenium, logging the browser console (``"none"``: ``get``
+    returns at once instead of waiting for the load event)."""
     require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -39,6 +40,7 @@ def start_driver():
         options.add_argument(arg)
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.page_load_strategy = page_load_strategy
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.gdsynth_profile = profile
     return driver

@@ -42,3 +42,36 @@ def test_reader_study_commands(cohort, tmp_path, capsys):
     assert "4 answers; pooled accuracy 0.500" in capsys.readouterr().out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["kappa"][0]["n"] == 2 and summary["lesions"]["pooled"]["real"]["found"] == 0
+
+
+def test_review_serve_prints_the_url_and_serves_on_loopback(cohort, tmp_path, capsys, monkeypatch):
+    """--serve binds 127.0.0.1 only, prints the URL, opens nothing; the page is served."""
+    import urllib.request
+
+    import gdsynth.review.serve as serve
+
+    seen = {}
+
+    def serve_forever(self):  # answer one request from the test, then stop like Ctrl-C
+        seen["host"] = self.server_address[0]
+        url = f"http://127.0.0.1:{self.server_address[1]}/exam-e001.html"
+        import threading
+
+        def fetch():
+            with urllib.request.urlopen(url, timeout=30) as reply:
+                seen["page"] = reply.read().decode()
+            self.shutdown()
+
+        threading.Thread(target=fetch).start()
+        type(self).serve_forever.__wrapped__(self)
+
+    original = serve.http.server.ThreadingHTTPServer.serve_forever
+    serve_forever.__wrapped__ = original
+    monkeypatch.setattr(serve.http.server.ThreadingHTTPServer, "serve_forever", serve_forever)
+    monkeypatch.setattr("webbrowser.open", lambda *a, **k: seen.setdefault("browser", True))
+    bids, pred = cohort
+    assert main(["review", str(pred), "--bids", str(bids), "-o", str(tmp_path / "s"), "--serve"]) == 0
+    err = capsys.readouterr().err
+    assert seen["host"] == "127.0.0.1" and "browser" not in seen
+    assert "http://127.0.0.1:" in err and "index.html" in err
+    assert "GDSYNTH_EXAM" not in seen["page"] and "exam.js" in seen["page"]

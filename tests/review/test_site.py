@@ -26,30 +26,78 @@ def test_site_layout_and_contents(cohort, tmp_path):
     assert html.count('href="exam-e00') == 2
     assert "sub-01" in html and "sub-02" in html and "ssim" in html and "0.0123" in html
     data = tmp_path / "site" / "data" / "e001"
-    for name in ("T1w", "T2w", "FLAIR", "synthetic", "real", "enhancement", "outline"):
-        assert (data / f"{name}.nii.gz").exists(), name
-    assert not (tmp_path / "site" / "data" / "e002" / "real.nii.gz").exists()
+    names = ("T1w", "T2w", "FLAIR", "synthetic", "real", "enhancement", "uncertainty", "outline")
+    # each volume stored once, as a script (file:// viewing), no NIfTI copy beside it
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        [f"{n}.js" for n in names] + ["exam.js", "mosaic.png"])
+    assert not (tmp_path / "site" / "data" / "e002" / "real.js").exists()
     config = json.loads((data / "exam.js").read_text().split("=", 1)[1].rstrip(";\n"))
     assert [v["key"] for v in config["volumes"]] == ["T1w", "T2w", "FLAIR", "synthetic", "real"]
-    t2, t2_geometry = read_image(data / "T2w.nii.gz")
-    assert t2.shape == (40, 48, 22) and t2_geometry.spacing == (2.0, 2.0, 3.0)
+    assert config["volumes"][0]["script"] == "data/e001/T1w.js" and config["bundle"]
     lo, hi = config["volumes"][0]["presets"]["default"]
-    assert 0 < lo < hi
+    assert lo == 0 < hi  # non-negative image: the default window starts at black
     assert (tmp_path / "site" / "static" / "niivue.umd.js").stat().st_size > 1_000_000
     assert (tmp_path / "site" / "static" / "niivue.LICENSE").exists()
     mosaic = mpimg.imread(data / "mosaic.png")
     assert mosaic.shape[0] > 300 and np.std(mosaic[..., :3]) > 0.05
     page = (tmp_path / "site" / "exam-e001.html").read_text()
-    assert page.count('class="lesion"') == 2 and "volumes.js" in page
+    assert page.count('class="lesion"') == 2
     assert 'id="threshold" min="0.0" max="0.8" step="0.004" value="0.3"' in page  # detector's
 
 
 def test_large_volumes_are_not_embedded(cohort, tmp_path):
     bids, pred = cohort
     build_site(pred, bids, tmp_path / "site", options=SiteOptions(embed_limit_mb=0.0))
-    assert not (tmp_path / "site" / "data" / "e001" / "volumes.js").exists()
-    assert "volumes.js" not in (tmp_path / "site" / "exam-e001.html").read_text()
-    assert "http.server" in (tmp_path / "site" / "index.html").read_text()
+    data = tmp_path / "site" / "data" / "e001"
+    assert not (data / "T1w.js").exists() and (data / "T1w.nii.gz").exists()
+    assert "--serve" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_volumes_are_cropped_quantized_and_scaled(cohort, tmp_path):
+    """Stored compactly: cropped to the head box (world position kept), uint8 images and
+    overlays whose scaling in exam.js gives back the values (within a quantization step)."""
+    bids, pred = cohort
+    build_site(pred, bids, tmp_path / "site", options=SiteOptions(embed_limit_mb=0.0))
+    data = tmp_path / "site" / "data" / "e001"
+    config = json.loads((data / "exam.js").read_text().split("=", 1)[1].rstrip(";\n"))
+    items = {v["key"]: v for v in config["volumes"] + config["overlays"]}
+    source, src_geometry = read_image(pred / "sub-01" / "anat" /
+                                      "sub-01_ce-gadolinium_desc-synthetic_T1w.nii.gz")
+    stored, geometry = read_image(data / "synthetic.nii.gz")
+    assert _dtype(data / "synthetic.nii.gz") == np.uint8 and stored.size < source.size  # head box
+    ijk = np.rint(src_geometry.world_to_index(geometry.index_to_world(np.zeros(3)))).astype(int)
+    window = source[ijk[0]:ijk[0] + stored.shape[0], ijk[1]:ijk[1] + stored.shape[1],
+                    ijk[2]:ijk[2] + stored.shape[2]]
+    value = stored * items["synthetic"]["scale"] + items["synthetic"]["offset"]
+    top = value.max()  # the brightest 0.01 % saturate
+    assert top >= np.percentile(window, 99.9)
+    np.testing.assert_allclose(value, np.minimum(window, top), atol=items["synthetic"]["scale"])
+    enh, _ = read_image(data / "enhancement.nii.gz")
+    assert _dtype(data / "enhancement.nii.gz") == np.uint8 and enh.max() == 255
+    assert enh.max() * items["enhancement"]["scale"] == pytest.approx(0.8, rel=0.01)
+    t2, t2_geometry = read_image(data / "T2w.nii.gz")
+    assert t2_geometry.spacing == (2.0, 2.0, 3.0) and t2.shape[2] <= 22
+
+
+def test_quantize_round_trips_within_a_step():
+    from gdsynth.review.volumes import quantize
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(300, 100, (20, 20, 20))
+    for bits in (8, 16):
+        q = quantize(image, bits=bits)
+        inside = (image >= np.percentile(image, 0.01)) & (image <= np.percentile(image, 99.99))
+        back = q.stored.astype(float) * q.scale + q.offset
+        assert np.abs(back - image)[inside].max() <= q.scale / 2 + 1e-9
+        assert q.stored.dtype == (np.uint8 if bits == 8 else np.int16)
+    overlay = quantize(np.array([-1.0, 0.0, 0.5, 1.0, 3.0]), top=1.0)
+    assert overlay.stored.tolist() == [0, 0, 128, 255, 255] and overlay.offset == 0
+
+
+def _dtype(path):
+    import nibabel
+
+    return nibabel.load(path).get_data_dtype()
 
 
 def test_text_is_escaped(tmp_path):

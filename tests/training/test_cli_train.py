@@ -53,6 +53,51 @@ def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
     assert card.training["steps"] == 4 and card.training["seed"] == 3
 
 
+def test_cli_train_output_is_one_progress_line_and_where_to_look(tmp_path, monkeypatch, capsys):
+    """No third-party noise (tips, W&B warnings, deprecations, "Epoch 2/-2"), exactly the
+    asked steps, no "prepare: N done" after training, and the way to look at the run."""
+    monkeypatch.setattr(cohort_mod, "prepare_cohort", _already_prepared)
+    bids = _bids(tmp_path / "bids")
+    run = tmp_path / "run"
+    code = main(["train", str(bids), "-o", str(run), "--config", str(TINY), "--max-steps", "3",
+                 "--tracker", "wandb"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    for noise in ("Epoch", "/-", "wandb: ", "deprecated", "Tip", "GPU available", "max_steps=6",
+                  "prepare: 3 done"):
+        assert noise not in err, noise
+    assert "train" in err and "3/3" in err and "loss_g" in err  # the progress line
+    assert f"trained 3 steps in {run}" in err and f"gdsynth runs {run}" in err
+    assert f"wandb sync {run / 'wandb'}" in err
+    assert yaml.safe_load((run / "metrics.json").read_text())["steps"] == 3
+    header = next(run.glob("logs/version_*/metrics.csv")).read_text().splitlines()[0].split(",")
+    for col in ("train/lr_g", "train/lr_d", "train/grad_norm_g", "train/grad_norm_d"):
+        assert col in header, col
+    # the dashboard command printed above works on what the run wrote
+    assert main(["runs", str(run), "-o", str(tmp_path / "runs.html")]) == 0
+    page = (tmp_path / "runs.html").read_text()
+    assert 'alt="train/grad_norm_g"' in page and 'alt="val/mae_brain"' in page
+
+
+def test_cli_bad_tracker_fails_before_preparing(tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("an exam was prepared before the tracker was checked")
+
+    monkeypatch.setattr(cohort_mod, "prepare_cohort", never)
+    bids = _bids(tmp_path / "bids")
+    code = main(["train", str(bids), "-o", str(tmp_path / "run"), "--config", str(TINY),
+                 "--tracker", "mlflow"])
+    assert code == 2 and "wandb, csv, tensorboard, none" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        code = main(["train", str(bids), "-o", str(tmp_path / "run"), "--config", str(TINY),
+                     "--tracker", "tensorboard"])
+        assert code == 2 and "pip install tensorboard" in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()
+
+
 def test_cli_resume_without_run_fails_clearly(tmp_path, capsys):
     code = main(["train", str(tmp_path), "-o", str(tmp_path / "nothing"), "--resume"])
     assert code == 2

@@ -28,7 +28,7 @@ exams = [TrainingExam(id=e["id"], paths={k: Path(v) for k, v in e["paths"].items
 cfg = load_config(spec["config"])
 cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.accelerator = "ddp", 2, "cpu"
 cfg.trainer.max_steps = 2
-result = train_run(exams, Path(spec["run"]), cfg)
+result = train_run(exams, Path(spec["run"]), cfg, verbose=True)  # Lightning banners shown
 print("RESULT", result.steps, result.model_dir)
 """
 

@@ -15,8 +15,7 @@ from gdsynth.training.run import train_run
 
 def _fit(module, cohort, cfg, steps: int) -> pl.Trainer:
     dm = GdsynthDataModule(exams=cohort, config=cfg.data, seed=0)
-    n_opt = 2 if module.discriminator is not None else 1
-    trainer = pl.Trainer(max_steps=steps * n_opt, accelerator="cpu", logger=False,
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
@@ -35,7 +34,7 @@ def test_one_step_changes_both_networks(cohort, tiny):
     module = Pix2PixModule(tiny.to_dict())
     g0, d0 = _params(module.generator), _params(module.discriminator)
     trainer = _fit(module, cohort, tiny, steps=1)
-    assert trainer.global_step == 2  # one D step + one G step
+    assert trainer.global_step == 1  # one batch: one D step + one G step, counted once
     assert _changed(g0, module.generator) and _changed(d0, module.discriminator)
     assert module.hparams["config"]["generator"]["features"] == 8  # save_hyperparameters
 
@@ -132,3 +131,21 @@ def test_set_key_value_settings(tiny):
                        ("trainer.max_steps=many", "max_steps")]:
         with pytest.raises(ConfigError, match=match):
             apply_settings(tiny, [bad])
+
+
+def test_max_steps_counts_training_batches_exactly(cohort, tiny):
+    """With two optimizers Lightning used to count each optimizer step (max_steps=20 stopped
+    after 10 batches unless doubled); now one batch is one step, D and G both updated."""
+    module = Pix2PixModule(tiny.to_dict())
+    calls = {"n": 0}
+    original = module.training_step
+
+    def counting(batch, batch_idx):
+        calls["n"] += 1
+        return original(batch, batch_idx)
+
+    module.training_step = counting
+    trainer = _fit(module, cohort, tiny, steps=3)
+    assert calls["n"] == 3 and trainer.global_step == 3 and module.batches_seen == 3
+    state = trainer.optimizers[1].state_dict()["state"]  # D's Adam: one update per batch
+    assert int(next(iter(state.values()))["step"]) == 3

@@ -17,8 +17,8 @@
     try {
       viewer = await window.GdViewer.create(document.getElementById('viewer'), cfg);
     } catch (err) {
-      var hint = location.protocol === 'file:'
-        ? ' Images are not embedded in this site: serve the folder with "python -m http.server" and open it over http.'
+      var hint = location.protocol === 'file:' && !cfg.bundle
+        ? ' Images are not embedded in this site: open it with "gdsynth review PRED --bids BIDS -o OUT --serve" (or serve the folder over http).'
         : '';
       status('could not load the images: ' + err + '.' + hint, true);
       window.gdViewerError = String(err);
@@ -35,7 +35,10 @@
     });
     document.querySelectorAll('input.overlay-toggle').forEach(function (box) {
       box.addEventListener('change', function () {
-        viewer.setOverlayVisible(box.dataset.overlay, box.checked);
+        status('loading ' + box.dataset.overlay + '…');
+        viewer.setOverlayVisible(box.dataset.overlay, box.checked).then(function () {
+          status('ready');
+        }).catch(function (err) { status('could not load the overlay: ' + err, true); });
       });
     });
     var slider = document.getElementById('threshold');
@@ -53,6 +56,7 @@
       });
     });
     status('ready');
+    window.gdViewerReadyMs = performance.now();  // since navigation start (browser test)
     window.gdViewerReady = true;
   }
 

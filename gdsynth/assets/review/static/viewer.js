@@ -1,6 +1,9 @@
 /* gdsynth review viewer: several NiiVue canvases with linked crosshairs (world RAS mm),
- * radiological convention, window presets per sequence and overlays. No network: volumes come
- * from a base64 bundle (window[config.bundle]) when present, else from URLs next to the page. */
+ * radiological convention, window presets per sequence and overlays. No network: a volume comes
+ * from a script next to the page (item.script: base64 NIfTI, works from file://), from an
+ * already loaded bundle (window[config.bundle]) or from a URL (item.file). Each file is read
+ * once; overlays switched off are read only when first switched on. Stored values are scaled:
+ * value = stored * item.scale + item.offset (windows and thresholds in the config are values). */
 (function () {
   'use strict';
   var SLICE = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3 };
@@ -12,37 +15,92 @@
     return e;
   }
 
-  function loadImage(item, bundle, extra) {
-    var opts = Object.assign({ name: item.name }, extra);
-    if (bundle && bundle[item.key]) {
-      return niivue.NVImage.loadFromBase64(Object.assign({ base64: bundle[item.key] }, opts));
-    }
-    return niivue.NVImage.loadFromUrl(Object.assign({ url: item.file }, opts));
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      var s = document.createElement('script');
+      s.src = src;
+      s.onload = function () { resolve(); };
+      s.onerror = function () { reject(new Error('could not load ' + src)); };
+      document.head.appendChild(s);
+    });
+  }
+
+  function base64ToBuffer(text) {
+    var bin = window.atob(text);
+    var bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
+    return bytes.buffer;
+  }
+
+  function toStored(item, value) {
+    return (value - (item.offset || 0)) / (item.scale || 1);
   }
 
   function LinkedViewer(root, config) {
     this.root = root;
     this.config = config;
-    this.bundle = config.bundle ? window[config.bundle] : null;
-    this.instances = [];
-    this.overlays = [];   // {key, nv, index, opacity}
+    this.bundleName = config.bundle || null;
+    this.bytes = {};       // key -> Promise<ArrayBuffer> (compressed NIfTI, read once)
+    this.instances = [];   // one Niivue per volume, in config order
+    this.panels = [];      // {vol, nv}
+    this.overlays = [];    // {key, nv, index, opacity, item}
+    this.pending = {};     // overlay key -> Promise while it loads
+    this.thresholds = {};  // overlay key -> current threshold (value units)
     this.onLocation = null;
   }
 
-  LinkedViewer.prototype.init = async function () {
-    var cfg = this.config;
-    for (var v = 0; v < cfg.volumes.length; v++) {
-      await this.addPanel(cfg.volumes[v]);
+  /* The compressed NIfTI bytes of an item, read once whatever the number of panels. */
+  LinkedViewer.prototype.read = function (item) {
+    var self = this;
+    if (!this.bytes[item.key]) {
+      var bundle = function () { return self.bundleName ? window[self.bundleName] : null; };
+      var p;
+      if (bundle() && bundle()[item.key]) {
+        p = Promise.resolve();
+      } else if (item.script) {
+        p = loadScript(item.script);
+      } else {
+        p = fetch(item.file).then(function (r) {
+          if (!r.ok) { throw new Error(item.file + ': ' + r.status + ' ' + r.statusText); }
+          return r.arrayBuffer();
+        });
+      }
+      this.bytes[item.key] = p.then(function (buffer) {
+        if (buffer) { return buffer; }
+        var b = bundle();
+        if (!b || !b[item.key]) { throw new Error('volume ' + item.key + ' missing from ' + item.script); }
+        var out = base64ToBuffer(b[item.key]);
+        delete b[item.key];  // keep only the decoded bytes
+        return out;
+      });
     }
+    return this.bytes[item.key];
+  };
+
+  LinkedViewer.prototype.image = async function (item, opts) {
+    var buffer = await this.read(item);
+    return niivue.NVImage.new(buffer.slice(0), item.name, opts.colormap, opts.opacity, null,
+      opts.cal_min, opts.cal_max, true);
+  };
+
+  LinkedViewer.prototype.init = async function () {
+    var self = this;
+    var cfg = this.config;
+    var made = cfg.volumes.map(function (vol) { return self.makePanel(vol); });
+    await Promise.all(cfg.volumes.map(function (vol, i) { return self.loadBase(vol, made[i]); }));
+    this.instances = made.map(function (p) { return p.nv; });
+    this.panels = made;
     var all = this.instances;
     all.forEach(function (nv) {
       nv.broadcastTo(all.filter(function (o) { return o !== nv; }), { '2d': true, '3d': true });
     });
     this.setSliceType(cfg.sliceType || 'axial');
+    var visible = (cfg.overlays || []).filter(function (ov) { return ov.visible; });
+    await Promise.all(visible.map(function (ov) { return self.loadOverlay(ov, true); }));
     return this;
   };
 
-  LinkedViewer.prototype.addPanel = async function (vol) {
+  LinkedViewer.prototype.makePanel = function (vol) {
     var self = this;
     var panel = el('div', { 'class': 'panel', 'data-key': vol.key });
     var head = el('div', { 'class': 'panel-head' });
@@ -58,7 +116,6 @@
     holder.appendChild(canvas);
     panel.appendChild(holder);
     this.root.appendChild(panel);
-
     var nv = new niivue.Niivue({
       isRadiologicalConvention: true,
       backColor: [0, 0, 0, 1],
@@ -68,31 +125,47 @@
       logLevel: 'error',
       loadingText: 'loading ' + vol.label,
     });
-    await nv.attachToCanvas(canvas);
-    var win = vol.presets['default'];
-    var base = await loadImage(vol, this.bundle, { colormap: 'gray', cal_min: win[0], cal_max: win[1] });
-    nv.addVolume(base);
-    var overlays = this.config.overlays || [];
-    for (var i = 0; i < overlays.length; i++) {
-      var ov = overlays[i];
-      if (ov.panels.indexOf(vol.key) < 0 && ov.panels.indexOf('all') < 0) { continue; }
-      var img = await loadImage(ov, this.bundle, {
-        colormap: ov.colormap, cal_min: ov.threshold, cal_max: ov.max,
-        opacity: ov.visible ? ov.opacity : 0,
-      });
-      nv.addVolume(img);
-      this.overlays.push({ key: ov.key, nv: nv, index: nv.volumes.length - 1, opacity: ov.opacity });
-    }
-    select.addEventListener('change', function () { self.setWindow(nv, vol.presets[select.value]); });
+    select.addEventListener('change', function () { self.setWindow(nv, vol, vol.presets[select.value]); });
     nv.onLocationChange = function (data) {
       if (self.onLocation) { self.onLocation(data, vol.key); }
     };
-    this.instances.push(nv);
+    return { vol: vol, nv: nv, canvas: canvas };
   };
 
-  LinkedViewer.prototype.setWindow = function (nv, range) {
-    nv.volumes[0].cal_min = range[0];
-    nv.volumes[0].cal_max = range[1];
+  LinkedViewer.prototype.loadBase = async function (vol, panel) {
+    await panel.nv.attachToCanvas(panel.canvas);
+    var win = vol.presets['default'];
+    var base = await this.image(vol, {
+      colormap: 'gray', opacity: 1, cal_min: toStored(vol, win[0]), cal_max: toStored(vol, win[1]),
+    });
+    panel.nv.addVolume(base);
+  };
+
+  /* Load an overlay into every panel it belongs to (once; later calls wait for the first). */
+  LinkedViewer.prototype.loadOverlay = function (ov, visible) {
+    var self = this;
+    if (!this.pending[ov.key]) {
+      this.pending[ov.key] = (async function () {
+        var thr = self.thresholds[ov.key] !== undefined ? self.thresholds[ov.key] : ov.threshold;
+        for (var i = 0; i < self.panels.length; i++) {
+          var p = self.panels[i];
+          if (ov.panels.indexOf(p.vol.key) < 0 && ov.panels.indexOf('all') < 0) { continue; }
+          var img = await self.image(ov, {
+            colormap: ov.colormap, opacity: visible ? ov.opacity : 0,
+            cal_min: toStored(ov, thr), cal_max: toStored(ov, ov.max),
+          });
+          p.nv.addVolume(img);
+          self.overlays.push({ key: ov.key, nv: p.nv, index: p.nv.volumes.length - 1,
+                               opacity: ov.opacity, item: ov });
+        }
+      })();
+    }
+    return this.pending[ov.key];
+  };
+
+  LinkedViewer.prototype.setWindow = function (nv, vol, range) {
+    nv.volumes[0].cal_min = toStored(vol, range[0]);
+    nv.volumes[0].cal_max = toStored(vol, range[1]);
     nv.updateGLVolume();
   };
 
@@ -101,15 +174,26 @@
     this.instances.forEach(function (nv) { nv.setSliceType(t); });
   };
 
+  /* Threshold of an overlay in value units (the slider's). */
   LinkedViewer.prototype.setThreshold = function (key, value) {
+    this.thresholds[key] = value;
     this.overlays.forEach(function (o) {
       if (o.key !== key) { return; }
-      o.nv.volumes[o.index].cal_min = value;
+      o.nv.volumes[o.index].cal_min = toStored(o.item, value);
       o.nv.updateGLVolume();
     });
   };
 
-  LinkedViewer.prototype.setOverlayVisible = function (key, visible) {
+  /* The threshold an overlay is drawn at, in value units (null when not loaded). */
+  LinkedViewer.prototype.threshold = function (key) {
+    var o = this.overlays.find(function (x) { return x.key === key; });
+    return o ? o.nv.volumes[o.index].cal_min * (o.item.scale || 1) + (o.item.offset || 0) : null;
+  };
+
+  LinkedViewer.prototype.setOverlayVisible = async function (key, visible) {
+    var ov = (this.config.overlays || []).find(function (x) { return x.key === key; });
+    if (ov && visible && !this.pending[key]) { await this.loadOverlay(ov, true); return; }
+    if (this.pending[key]) { await this.pending[key]; }
     this.overlays.forEach(function (o) {
       if (o.key === key) { o.nv.setOpacity(o.index, visible ? o.opacity : 0); }
     });

@@ -1,0 +1,73 @@
+"""Review site: page-ready time of an exam page in headless chromium and the site's size per exam.
+
+    python benchmarks/review_page_ready.py SITE [SITE ...] [--page exam-e001.html] [--repeat 2]
+
+Each SITE (a folder written by ``gdsynth review``) is served over http on 127.0.0.1 (the way
+``gdsynth review --serve`` does) and, when its volumes are embedded, also opened from file://.
+Page-ready time = ``performance.now()`` (ms since navigation start) when the viewer reports
+ready (``window.gdViewerReady``), polled every 50 ms. Needs /usr/bin/chromium + chromedriver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gdsynth.review.serve import serve_folder  # noqa: E402
+from tests.review.browser import start_driver, stop_driver  # noqa: E402
+
+
+def page_ready_s(driver, url: str, timeout: float = 300.0) -> float:
+    driver.get("about:blank")
+    time.sleep(0.5)
+    driver.get(url)  # returns at once (page load strategy "none"); the poll below waits
+    while driver.execute_script("return location.href") != url:
+        time.sleep(0.05)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = driver.execute_script(
+            "return [window.gdViewerReady === true, window.gdViewerError || null, performance.now()]")
+        if state[1]:
+            raise RuntimeError(f"{url}: {state[1]}")
+        if state[0]:
+            return state[2] / 1000
+        time.sleep(0.05)
+    raise TimeoutError(url)
+
+
+def site_size_mb(site: Path) -> dict[str, float]:
+    return {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) / 2**20
+            for d in sorted((site / "data").iterdir()) if d.is_dir()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sites", nargs="+", type=Path)
+    ap.add_argument("--page", default="exam-e001.html")
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    driver = start_driver("none")
+    driver.set_script_timeout(600)  # a busy page blocks the poll: that time counts, not fails
+    try:
+        for site in args.sites:
+            sizes = site_size_mb(site)
+            print(f"{site}: data per exam (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in sizes.items()))
+            embedded = (site / "data" / "e001" / "T1w.js").exists() or (
+                site / "data" / "e001" / "volumes.js").exists()
+            with serve_folder(site) as url:
+                for n in range(args.repeat):
+                    print(f"  http    run {n + 1}: ready in {page_ready_s(driver, url + args.page):.2f} s")
+            if embedded:
+                for n in range(args.repeat):
+                    t = page_ready_s(driver, (site / args.page).resolve().as_uri())
+                    print(f"  file:// run {n + 1}: ready in {t:.2f} s")
+    finally:
+        stop_driver(driver)
+
+
+if __name__ == "__main__":
+    main()
