@@ -207,6 +207,7 @@ def measure_precision(name: str, params: dict[str, Any]) -> dict[str, Any]:
 
     if name == "precision-inference":
         return bp.inference_precision(tuple(params["shape"]), mc_slices=params.get("mc_slices"),
+                                      one_slices=params.get("one_slices"),
                                       compile=params.get("compile", True))
     if name == "precision-agreement":
         return bp.agreement(WORK, resolution=params["resolution"], exams=params["exams"])

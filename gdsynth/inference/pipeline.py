@@ -48,7 +48,7 @@ class SynthesisSettings:
     :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it).
     ``precision``: ``auto``, ``bf16`` or ``fp32`` (:class:`gdsynth.runtime.Precision`; ``auto`` is
     bf16 on hardware with bf16 units); ``channels_last``: the memory format of the forward
-    (None: channels-last when it runs in bf16 on CPU). Neither is part of :meth:`key`: compiled
+    (None: channels-last for 2D/2.5D networks on CPU). Neither is part of :meth:`key`: compiled
     and eager outputs agree to float rounding, bf16 and fp32 maps to SSIM >= 0.999 in the brain
     (docs/benchmarks.md)."""
 

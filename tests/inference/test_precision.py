@@ -61,12 +61,36 @@ def test_bf16_predictor_runs_channels_last_and_returns_float32():
     assert stem_out.dtype == torch.bfloat16  # autocast was active
 
 
-def test_fp32_predictor_keeps_layout_and_dtype():
+def test_fp32_predictor_dtype_and_layout_choice():
     model = _unet()
     seen = []
-    model.stem.register_forward_hook(lambda m, a, y: seen.append(y.dtype))
-    predictor = make_predictor(model, precision="fp32")
+    model.stem.register_forward_hook(lambda m, a, y: seen.append((a[0], y)))
+    predictor = make_predictor(model, precision="fp32", channels_last=False)
     assert predictor.precision is Precision.fp32
     predictor(torch.randn(2, 9, 16, 16))
-    assert seen == [torch.float32]
-    assert model.stem[0].weight.is_contiguous()  # default: no channels-last in fp32
+    assert seen[-1][1].dtype == torch.float32 and seen[-1][0].is_contiguous()
+    assert model.stem[0].weight.is_contiguous()
+    make_predictor(model, precision="fp32")(torch.randn(2, 9, 16, 16))  # CPU default: channels-last
+    x_in, stem_out = seen[-1]
+    assert x_in.is_contiguous(memory_format=torch.channels_last)
+    assert stem_out.is_contiguous(memory_format=torch.channels_last)  # the norm kept the layout
+    model3d = UNetGenerator(in_channels=3, spatial_dims=3, features=4, depth=1, max_features=8)
+    make_predictor(model3d, precision="fp32")(torch.randn(1, 3, 4, 4, 4))  # 3D: left as is
+    assert model3d.stem[0].weight.is_contiguous()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_instance_norm_keeps_channels_last_and_matches(dims):
+    from gdsynth.models.unet import layers_for
+
+    norm = layers_for(dims)[2]["instance"](6, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = 3 + 2 * torch.randn(2, 6, *([8] * dims))
+    fmt = torch.channels_last if dims == 2 else torch.channels_last_3d
+    y = norm(x.contiguous(memory_format=fmt))
+    assert y.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(y, torch.nn.functional.instance_norm(
+        x, weight=norm.weight, bias=norm.bias), rtol=1e-5, atol=1e-5)
+    assert set(norm.state_dict()) == {"weight", "bias"}  # the shipped weights' keys
