@@ -19,7 +19,11 @@ reports wall and process CPU time; the table compares numbers measured in the sa
   and warm cache in a new process), and recompilations for another exam's slice size;
 * cohort ``predict`` at 2 mm: t(8 exams) / (8 t(1 exam)) (linear = 1.0), and with ``--workers``
   prefetch threads;
-* resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only).
+* resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only);
+* precision (``benchmarks/bench_precision.py``): bf16 autocast + channels-last versus fp32 for
+  the training step (bare, and a short run with its validation SSIM/MAE), synthesis (1 and 10
+  MC samples, eager and compiled, versus fp32 eager; GFLOP/s versus the bf16 matmul peak), and
+  the agreement of bf16 and fp32 maps and detections with the shipped model.
 
     python benchmarks/run.py [--device auto|cpu|cuda] [--quick] [--out FILE] [--steps ...]
                               [--no-compile]
