@@ -260,5 +260,6 @@ def precision_rows(step: str, r: dict[str, Any], res: str, row) -> list[dict[str
             for e in r["exams"])
         return [row(f"bf16 vs fp32 maps, shipped model, phantom exams {res}", None, None, "SSIM",
                     ratio=r["ssim_min"], ratio_of="min SSIM in the brain", target=">= 0.999",
-                    rss=rss, note=f"detection identical: {r['detection_identical']}; {notes}")]
+                    rss=rss, note=f"min SSIM {r['ssim_min']:.5f}; detection identical: "
+                                  f"{r['detection_identical']}; {notes}")]
     raise ValueError(f"unknown step {step!r}")
