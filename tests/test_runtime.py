@@ -33,3 +33,17 @@ def test_lightning_precision():
     assert lightning_precision(Precision.fp32) == "32-true"
     with pytest.raises(ValueError, match="resolve"):
         lightning_precision(Precision.auto)
+
+
+@pytest.mark.parametrize("command", ["train", "synthesize", "predict"])
+def test_precision_option_on_the_commands(command):
+    from typer.testing import CliRunner
+
+    from gdsynth.cli.main import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--precision" in result.output
+    if command != "train":
+        bad = CliRunner().invoke(app, [command, "--precision", "fp8", "--model", "phantom",
+                                       "-o", "x", "--t1w", "a"])
+        assert bad.exit_code != 0 and "fp8" in bad.output
