@@ -188,8 +188,13 @@ class Pix2PixModule(pl.LightningModule):
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def on_fit_start(self) -> None:
-        if self.channels_last:  # once: the parameters keep it (and so do Adam's states)
+    def setup(self, stage: str) -> None:
+        """Channels-last parameters on CPU, once, before the optimizers and any DDP wrapper are
+        built (the parameters keep the layout, and so do Adam's states)."""
+        from pytorch_lightning.accelerators import CPUAccelerator
+
+        if self.cfg.trainer.channels_last and self.spatial_dims == 2 \
+                and isinstance(self.trainer.accelerator, CPUAccelerator):
             self.to(memory_format=torch.channels_last)
 
     def configure_optimizers(self):
