@@ -66,15 +66,16 @@ def flops_per_slice(model, card, shape) -> float:
     return float(counter.get_total_flops())
 
 
-def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool,
-              compile: str = "off") -> Timer:
+def time_ours(model, card, volume, *, mc: int, batch: int, channels_last: bool | None,
+              compile: str = "off", precision: str = "fp32") -> Timer:
     """Whole-volume prediction with gdsynth's slice predictor (and MC dropout when ``mc`` > 1);
-    ``compile="on"``: through torch.compile (the first call of a process includes compiling)."""
+    ``compile="on"``: through torch.compile (the first call of a process includes compiling);
+    ``precision`` ``fp32`` or ``bf16`` (``channels_last=None``: the predictor's default)."""
     from gdsynth.inference.pipeline import SynthesisSettings, build_predictor
     from gdsynth.inference.volume import predict_volume
 
     settings = SynthesisSettings(mc_samples=mc, batch_size=batch, channels_last=channels_last,
-                                 compile=compile)
+                                 compile=compile, precision=precision)
     predictor = build_predictor(model, settings)
     with Timer() as t:
         predict_volume(predictor, volume, card, size_multiple=model.size_multiple, batch_size=batch)

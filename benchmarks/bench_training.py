@@ -51,29 +51,41 @@ def write_volumes(folder: Path, n: int, shape: tuple[int, int, int], spacing: fl
     return exams
 
 
-def bare_throughput(module, batches: list[dict], steps: int) -> tuple[float, float]:
+def bare_throughput(module, batches: list[dict], steps: int, precision: str = "fp32",
+                    ) -> tuple[float, float]:
     """Samples/s (by wall time, by CPU time) of the D+G step alone on in-memory batches (no
-    Lightning, no data loading)."""
+    Lightning, no data loading), in the module's memory format (channels-last on CPU, as the
+    training step) and ``precision`` (``fp32``, or ``bf16`` autocast as Lightning's
+    ``bf16-mixed`` runs it, losses in float32)."""
     import torch
 
     oc, lc = module.cfg.optim, module.cfg.loss
+    if module.channels_last:
+        module.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(module.generator.parameters(), lr=oc.lr_g, betas=(oc.beta1, oc.beta2))
     opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=oc.lr_d, betas=(oc.beta1, oc.beta2))
     module.train()
+    kind = batches[0]["input"].device.type
+
+    def autocast():
+        return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(batch):
-        x = batch["input"]
-        out = module.generator(x)
-        synth = out[:, :1]
-        real = module.discriminator(torch.cat([x, module.goal(batch)], 1))
-        fake = module.discriminator(torch.cat([x, synth.detach()], 1))
-        d_loss = 0.5 * (module.adversarial(real, True, True) + module.adversarial(fake, False, True))
+        x = module._layout(batch["input"])
+        with autocast():
+            out = module.generator(x)
+            synth = out[:, :1]
+            real = module.discriminator(module._layout(torch.cat([x, module.goal(batch)], 1))).float()
+            fake = module.discriminator(module._layout(torch.cat([x, synth.detach()], 1))).float()
+            d_loss = 0.5 * (module.adversarial(real, True, True) + module.adversarial(fake, False, True))
         opt_d.zero_grad()
         d_loss.backward()
         torch.nn.utils.clip_grad_norm_(module.discriminator.parameters(), oc.grad_clip_d)
         opt_d.step()
-        g_loss = lc.l1_weight * module.generator_loss(out, batch)["l1"] + lc.adversarial_weight * \
-            module.adversarial(module.discriminator(torch.cat([x, synth], 1)), True, False)
+        with autocast():
+            fake = module.discriminator(module._layout(torch.cat([x, synth], 1))).float()
+            g_loss = lc.l1_weight * module.generator_loss(out, batch)["l1"] + \
+                lc.adversarial_weight * module.adversarial(fake, True, False)
         opt_g.zero_grad()
         g_loss.backward()
         torch.nn.utils.clip_grad_norm_(module.generator.parameters(), oc.grad_clip_g)

@@ -19,7 +19,11 @@ reports wall and process CPU time; the table compares numbers measured in the sa
   and warm cache in a new process), and recompilations for another exam's slice size;
 * cohort ``predict`` at 2 mm: t(8 exams) / (8 t(1 exam)) (linear = 1.0), and with ``--workers``
   prefetch threads;
-* resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only).
+* resolution: time ratio 1 mm / 2 mm versus voxel ratio (full run only);
+* precision (``benchmarks/bench_precision.py``): bf16 autocast + channels-last versus fp32 for
+  the training step (bare, and a short run with its validation SSIM/MAE), synthesis (1 and 10
+  MC samples, eager and compiled, versus fp32 eager; GFLOP/s versus the bf16 matmul peak), and
+  the agreement of bf16 and fp32 maps and detections with the shipped model.
 
     python benchmarks/run.py [--device auto|cpu|cuda] [--quick] [--out FILE] [--steps ...]
                               [--no-compile]
@@ -54,7 +58,7 @@ from _common import (  # noqa: E402
     sync,
 )
 
-STEPS = ("phantom", "prepare", "training", "inference", "cohort")
+STEPS = ("phantom", "prepare", "training", "inference", "cohort", "precision")
 WORK = Path(tempfile.gettempdir()) / "gdsynth-bench"
 
 
@@ -201,6 +205,19 @@ def measure_compile(shape: tuple[int, int, int], *, mc: int, batch: int, device:
             "compile_mc": {"wall": cmc.wall, "cpu": cmc.cpu}}
 
 
+def measure_precision(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One part of the bf16-vs-fp32 comparison (``benchmarks/bench_precision.py``)."""
+    import bench_precision as bp
+
+    if name == "precision-inference":
+        return bp.inference_precision(tuple(params["shape"]), mc_slices=params.get("mc_slices"),
+                                      one_slices=params.get("one_slices"),
+                                      compile=params.get("compile", True))
+    if name == "precision-agreement":
+        return bp.agreement(WORK, resolution=params["resolution"], exams=params["exams"])
+    return bp.training_precision(WORK, batches=params["batches"], threads=params.get("threads"))
+
+
 def measure_cohort(resolution: float = 2.0, n: int = 8, workers: int = 1, device: str = "cpu",
                    work: Path = WORK) -> dict[str, Any]:
     """Cohort ``predict`` (prepare + synthesize + detect + write) of 1 and ``n`` exams, and of ``n``
@@ -259,6 +276,8 @@ def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
     elif name == "compile":
         out = measure_compile(tuple(params["shape"]), mc=params["mc"], batch=params["batch"],
                               device=device)
+    elif name.startswith("precision-"):
+        out = measure_precision(name, params)
     elif name == "cohort":
         out = measure_cohort(params.get("resolution", 2.0), params.get("n", 8),
                              params.get("workers", 1), device)
@@ -295,6 +314,10 @@ def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[
         if not _ok(r):
             rows.append(_row(key, None, None, "", note=str(r.get("error", "?"))[:200]))
             continue
+        if step.startswith("precision-"):
+            from bench_precision import precision_rows
+
+            rows.extend(precision_rows(step, r, res, _row))
         if step == "phantom":
             rows.append(_row(f"phantom {res}", r["wall"], r["cpu"], "s/subject", rss=rss,
                              target="<= 15 s (1 mm)"))
@@ -460,6 +483,13 @@ def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None,
         jobs.append(("training@" + ("2mm" if quick else "1mm"), {**common, "quick": quick}))
     if "cohort" in steps:
         jobs.append(("cohort@2mm", {**common, "resolution": 2.0, "n": 8, "workers": 1}))
+    if "precision" in steps:  # bf16 vs fp32 (docs/benchmarks.md, "bf16")
+        res = "2mm" if quick else "1mm"
+        jobs += [("precision-inference@" + res, {**common, "shape": SHAPE_2MM if quick else SHAPE_1MM,
+                                                 "mc_slices": mc_slices_1mm, "compile": compile}),
+                 ("precision-agreement@" + res, {**common, "resolution": 2.0 if quick else 1.0,
+                                                 "exams": 1 if quick else 2}),
+                 ("precision-training@2mm", {**common, "batches": 30 if quick else 100})]
     return jobs
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from gdsynth.cli._common import LABELS_HELP
-from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice
+from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice, Precision
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
 _T1W = typer.Option(None, "--t1w", help="One exam: pre-contrast T1w file.")
@@ -42,6 +42,10 @@ _COMPILE = typer.Option(
          f"{COMPILE_AUTO_MIN_SAMPLES} exams x MC samples (1 mm exams; compiling takes 10-60 s "
          "once per run, synthesis is then about 1.3-1.4x faster on CPU); falls back to eager "
          "with a warning when compilation fails.")
+_PRECISION = typer.Option(
+    Precision.auto, "--precision",
+    help="Generator arithmetic: bf16 (autocast, channels-last on CPU), fp32, or auto = bf16 where "
+         "the CPU (AVX-512 BF16 / AMX) or GPU has bf16 units, else fp32. Outputs are float32.")
 _WORKERS = typer.Option(0, "--workers", min=0, help="Threads preparing upcoming exams.")
 _SHARD = typer.Option(None, "--shard", help="I/N: process only exams k with k mod N == I.")
 _OVERWRITE = typer.Option(
@@ -105,7 +109,8 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
          device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
          overwrite: bool, seed: int, detector: str | None = None, explain: bool = False,
          prep: Path | None = None, compile_choice: CompileChoice = CompileChoice.auto,
-         allow_foreign_output: bool = False) -> None:
+         allow_foreign_output: bool = False,
+         precision: Precision = Precision.auto) -> None:
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.detection.params import parse_detector
     from gdsynth.errors import ConfigError
@@ -135,7 +140,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
     config = RunConfig(
         out=out, model=model, step=Step(step),
         settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size,
-                                   compile=compile_choice.value),
+                                   compile=compile_choice.value, precision=precision.value),
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
         detector=None if detector is None else parse_detector(detector).value, explain=explain,
         prep_cache=cache, allow_foreign_output=allow_foreign_output,
@@ -155,11 +160,12 @@ def synthesize(
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     prep: Path = _PREP, compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
+    precision: Precision = _PRECISION,
 ) -> None:
     """Synthesize virtual post-gadolinium T1w (and MC-dropout uncertainty) for a cohort."""
     _run("synthesize", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
          device, batch_size, workers, shard, overwrite, seed, prep=prep, compile_choice=compile,
-         allow_foreign_output=allow_foreign_output)
+         allow_foreign_output=allow_foreign_output, precision=precision)
 
 
 def detect(
@@ -183,8 +189,10 @@ def predict(
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
     compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
+    precision: Precision = _PRECISION,
 ) -> None:
     """Synthesize then detect, for a cohort or one exam."""
     _run("predict", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
          device, batch_size, workers, shard, overwrite, seed, detector, explain, prep,
-         compile_choice=compile, allow_foreign_output=allow_foreign_output)
+         compile_choice=compile, allow_foreign_output=allow_foreign_output,
+         precision=precision)

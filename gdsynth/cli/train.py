@@ -20,7 +20,9 @@ def train(
     devices: int | None = typer.Option(None, help="Number of devices (processes with ddp)."),
     accelerator: str | None = typer.Option(None, help="auto | cpu | gpu."),
     strategy: str | None = typer.Option(None, help="auto | ddp."),
-    precision: str | None = typer.Option(None, help="Lightning precision, e.g. 32-true, 16-mixed."),
+    precision: str | None = typer.Option(
+        None, help="auto (bf16 where the CPU/GPU has bf16 units, else fp32) | bf16 | fp32 "
+                   "[default: the recipe's trainer.precision, auto]."),
     seed: int | None = typer.Option(None, help="Random seed (split, sampling, init)."),
     tracker: str | None = typer.Option(
         None, help="wandb (offline, no account) | csv | tensorboard (needs 'pip install "

@@ -197,7 +197,10 @@ def unet_decode(m: nn.Module, skips: list[Tensor], y: Tensor, masks: list[Tensor
             if isinstance(mod, _DropoutNd):
                 mask = masks[k]
                 k += 1
-                h = (h.reshape(n, -1, *h.shape[1:]) * mask[:, None].to(h.dtype)).reshape(h.shape)
+                if n == 1:
+                    h = h * mask[0].to(h.dtype)
+                else:
+                    h = (h.reshape(n, -1, *h.shape[1:]) * mask[:, None].to(h.dtype)).reshape(h.shape)
             else:
                 h = mod(h)
         y = h

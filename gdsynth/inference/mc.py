@@ -100,6 +100,8 @@ class _SeededMasks:
             n = s1 - s0
             per = x.shape[0] // n
             shape = tuple(x.shape[1:])
+            if n == 1:  # broadcast: keeps x's memory format (channels-last) and dtype
+                return x * self.mask(index, module, s0, shape, x.device).to(x.dtype)
             masks = torch.stack([self.mask(index, module, s, shape, x.device) for s in range(s0, s1)])
             y = x.reshape(n, per, *shape) * masks[:, None].to(x.dtype)
             return y.reshape(x.shape)

@@ -45,16 +45,21 @@ class SynthesisSettings:
     ``compile``: ``auto``, ``on`` or ``off`` (or a bool), run the generator through
     ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on CPU for runs of
     least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
-    :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it). Not part of :meth:`key`: compiled and eager
-    outputs agree to float rounding."""
+    :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it).
+    ``precision``: ``auto``, ``bf16`` or ``fp32`` (:class:`gdsynth.runtime.Precision`; ``auto`` is
+    bf16 on hardware with bf16 units); ``channels_last``: the memory format of the forward
+    (None: channels-last for 2D/2.5D networks on CPU). Neither is part of :meth:`key`: compiled
+    and eager outputs agree to float rounding, bf16 and fp32 maps to SSIM >= 0.999 in the brain
+    (docs/benchmarks.md)."""
 
     mc_samples: int = 1
     seed: int = 0
     batch_size: int = 8
     overlap: float = 0.5
     max_items: int | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None
     compile: str | bool = "auto"
+    precision: str = "auto"
 
     def key(self) -> dict[str, Any]:
         """The settings that change the outputs (part of the resume key)."""
@@ -100,7 +105,7 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
     compiled = use_compile(generator, settings)
     if settings.mc_samples <= 1:
         predictor: Predictor = make_predictor(generator, channels_last=settings.channels_last,
-                                              compile=compiled)
+                                              compile=compiled, precision=settings.precision)
     else:
         # the encoder (before the dropout modules) runs once per batch of slices, not per sample
         shared = SharedEncoder.wrap(generator, compile=compiled)
@@ -109,7 +114,8 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
                       "needs a U-Net with dropout only at the end of decoder blocks)",
                       level=logging.INFO)
             compiled = False
-        plain = make_predictor(shared or generator, channels_last=settings.channels_last)
+        plain = make_predictor(shared or generator, channels_last=settings.channels_last,
+                               precision=settings.precision)
         max_items = settings.max_items
         if max_items is None and module_device(generator).type == "cpu":
             max_items = settings.batch_size

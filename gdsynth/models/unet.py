@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gdsynth.errors import ConfigError
@@ -47,12 +48,40 @@ def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
         raise ConfigError(None, f"{what} {value!r} invalid; choose one of {valid}") from None
 
 
+class _KeepsLayout:
+    """Instance norm that keeps a channels-last input channels-last.
+
+    ``aten::instance_norm`` returns a channels-first tensor whatever its input, so in a
+    channels-last network (bf16 on CPU, the training step) every norm costs a layout conversion
+    before the next convolution. Instance norm with affine parameters is group norm with one
+    group per channel (per-item, per-channel statistics, biased variance, same eps), and the CPU
+    group-norm kernel has a channels-last path: about 2x faster forward on 16 x 208 x 240 maps
+    (docs/benchmarks.md). Statistics are accumulated in float32 in both kernels. Same
+    parameters and state-dict keys as ``nn.InstanceNorm2d/3d`` (shipped weights load as before).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+        if (self.affine and not self.track_running_stats and x.dim() in (4, 5)  # type: ignore[attr-defined]
+                and not x.is_contiguous() and x.is_contiguous(memory_format=fmt)):
+            return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)  # type: ignore[attr-defined]
+        return super().forward(x)  # type: ignore[misc]
+
+
+class InstanceNorm2d(_KeepsLayout, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` keeping channels-last inputs channels-last (:class:`_KeepsLayout`)."""
+
+
+class InstanceNorm3d(_KeepsLayout, nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` keeping channels-last inputs channels-last (:class:`_KeepsLayout`)."""
+
+
 def layers_for(spatial_dims: int) -> tuple[type[nn.Module], type[nn.Module], dict[str, type]]:
     """(Conv, ConvTranspose, norms) classes for 2 or 3 spatial dimensions."""
     if spatial_dims == 2:
-        return nn.Conv2d, nn.ConvTranspose2d, {"instance": nn.InstanceNorm2d, "batch": nn.BatchNorm2d}
+        return nn.Conv2d, nn.ConvTranspose2d, {"instance": InstanceNorm2d, "batch": nn.BatchNorm2d}
     if spatial_dims == 3:
-        return nn.Conv3d, nn.ConvTranspose3d, {"instance": nn.InstanceNorm3d, "batch": nn.BatchNorm3d}
+        return nn.Conv3d, nn.ConvTranspose3d, {"instance": InstanceNorm3d, "batch": nn.BatchNorm3d}
     raise ConfigError(None, f"spatial_dims must be 2 or 3, got {spatial_dims}")
 
 

@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 from gdsynth.data.augment import AugmentConfig
 from gdsynth.data.module import DataConfig
 from gdsynth.errors import ConfigError
+from gdsynth.runtime import Precision
 
 
 @dataclass
@@ -83,7 +84,8 @@ class TrainerConfig:
     devices: int = 1
     accelerator: str = "auto"
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"  # auto | bf16 | fp32 (gdsynth.runtime.Precision)
+    channels_last: bool = True  # CPU, 2D/2.5D: networks and batches in channels-last layout
     seed: int = 0
     tracker: str = "wandb"  # wandb | csv | tensorboard | none
     log_every_n_steps: int = 10
@@ -115,6 +117,10 @@ class TrainConfig:
         if unknown:
             raise ConfigError(path, f"loss.head_weights names {sorted(unknown)}, not among "
                               f"generator.heads {cfg.generator.heads}")
+        try:
+            Precision.parse(cfg.trainer.precision)
+        except ConfigError as exc:
+            raise ConfigError(path, f"trainer.{exc.problem}") from None
         if "lesions" in cfg.generator.heads:
             cfg.data.all_lesion_labels = True  # the lesions head needs its target map
         return cfg

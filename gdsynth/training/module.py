@@ -5,6 +5,13 @@ One training step, per batch of ``input (B, C_in, ...)``, ``pre``/``target``/``b
 ``(B, 1, ...)``: the discriminator sees ``concat(input, y)`` where ``y`` is the generator's target
 space (post − pre when residual, else post), real vs generated; then the generator minimises
 ``adversarial_weight * GAN + l1_weight * L1 (+ ssim_weight * (1 − SSIM))``.
+
+Precision (``trainer.precision``, :class:`gdsynth.runtime.Precision`): with ``bf16`` the
+Trainer runs each training step in bf16 autocast (Lightning ``bf16-mixed``; the manual
+optimization here runs inside it too). Weights, Adam states, instance-norm statistics (computed
+in float32 by the norm kernels), the losses and their reductions stay float32: network outputs
+are cast to float32 before any loss. On CPU the networks and the input batch use the
+channels-last memory format (``trainer.channels_last``), which oneDNN's convolutions prefer.
 """
 
 from __future__ import annotations
@@ -125,6 +132,7 @@ class Pix2PixModule(pl.LightningModule):
     def generator_loss(self, out: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Loss terms of the generator except the adversarial one (``l1``, ``ssim``, heads)."""
         lc = self.cfg.loss
+        out = out.float()  # bf16 autocast: losses and their reductions in float32
         synth = out[:, :1]
         mask = batch["brain"] if lc.brain_mask else None
         terms = {"l1": weighted_l1(synth, self.goal(batch), mask=mask, lesion=batch.get("lesion"),
@@ -148,14 +156,14 @@ class Pix2PixModule(pl.LightningModule):
         for opt in (opt_g, opt_d):
             if opt is not None:
                 self._uncounted(opt)
-        x = batch["input"]
+        x = self._layout(batch["input"])
         out = self.generator(x)
         synth = out[:, :1]
         logs: dict[str, torch.Tensor] = {}
         if self.discriminator is not None and opt_d is not None:
             self.toggle_optimizer(opt_d)
-            real = self.discriminator(torch.cat([x, self.goal(batch)], 1))
-            fake = self.discriminator(torch.cat([x, synth.detach()], 1))
+            real = self.discriminator(self._layout(torch.cat([x, self.goal(batch)], 1))).float()
+            fake = self.discriminator(self._layout(torch.cat([x, synth.detach()], 1))).float()
             d_loss = 0.5 * (self.adversarial(real, True, True) + self.adversarial(fake, False, True))
             if self._finite(d_loss, "discriminator"):
                 self.manual_backward(d_loss)
@@ -172,7 +180,8 @@ class Pix2PixModule(pl.LightningModule):
         g_loss = g_loss + sum(lc.head_weights.get(k[5:], 1.0) * v
                               for k, v in terms.items() if k.startswith("head_"))
         if self.discriminator is not None:
-            terms["adv"] = self.adversarial(self.discriminator(torch.cat([x, synth], 1)), True, False)
+            fake = self.discriminator(self._layout(torch.cat([x, synth], 1))).float()
+            terms["adv"] = self.adversarial(fake, True, False)
             g_loss = g_loss + lc.adversarial_weight * terms["adv"]
         if self._finite(g_loss, "generator"):
             self.manual_backward(g_loss)
@@ -186,6 +195,25 @@ class Pix2PixModule(pl.LightningModule):
         logs["train/loss_g"] = g_loss.detach()
         logs.update({f"train/{k}": v.detach() for k, v in terms.items()})
         self.log_dict(logs, prog_bar=True, batch_size=x.shape[0])
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the step runs channels-last: ``trainer.channels_last`` on a CPU device, for 2D
+        (and 2.5D) networks."""
+        return bool(self.cfg.trainer.channels_last) and self.spatial_dims == 2 \
+            and self.device.type == "cpu"
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def setup(self, stage: str) -> None:
+        """Channels-last parameters on CPU, once, before the optimizers and any DDP wrapper are
+        built (the parameters keep the layout, and so do Adam's states)."""
+        from pytorch_lightning.accelerators import CPUAccelerator
+
+        if self.cfg.trainer.channels_last and self.spatial_dims == 2 \
+                and isinstance(self.trainer.accelerator, CPUAccelerator):
+            self.to(memory_format=torch.channels_last)
 
     def configure_optimizers(self):
         oc = self.cfg.optim
@@ -212,7 +240,10 @@ class Pix2PixModule(pl.LightningModule):
         card = ModelCard(architecture={"name": "unet"}, inputs=list(dc.inputs), mode=dc.mode,
                          context_slices=dc.context_slices,
                          patch_size=[dc.patch_size] * 3 if dc.mode == "3d" else None)
-        return predict_volume(make_predictor(self.generator, amp=False), volume, card,
+        # float32 whatever the training precision: validation metrics stay comparable
+        predictor = make_predictor(self.generator, precision="fp32",
+                                   channels_last=self.channels_last)
+        return predict_volume(predictor, volume, card,
                               size_multiple=int(getattr(self.generator, "size_multiple", 1)),
                               batch_size=self.cfg.validation.slice_batch)
 

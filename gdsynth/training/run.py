@@ -55,6 +55,17 @@ def make_strategy(name: str):  # -> str | pytorch_lightning.strategies.Strategy
     raise ConfigError(None, f"trainer.strategy {name!r} invalid; choose one of auto, ddp")
 
 
+def trainer_precision(precision: str, accelerator: str) -> str:
+    """Lightning's ``precision`` for ``trainer.precision`` (``auto|bf16|fp32``) on the device
+    that ``accelerator`` (``auto|cpu|gpu|cuda``) trains on: ``bf16-mixed`` or ``32-true``."""
+    import torch
+
+    from gdsynth.runtime import lightning_precision, resolve_precision
+
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return lightning_precision(resolve_precision(precision, "cuda" if gpu else "cpu"))
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
@@ -146,7 +157,7 @@ def _train_run(
         # one Lightning step per batch: the D step is not counted (Pix2PixModule._uncounted)
         max_steps=t.max_steps, max_epochs=-1, max_time=parse_max_time(t.max_time),
         devices=t.devices, accelerator=t.accelerator, strategy=make_strategy(t.strategy),
-        precision=t.precision, logger=logger,
+        precision=trainer_precision(t.precision, t.accelerator), logger=logger,
         callbacks=[ckpt, training_signals(), *([step_progress()] if progress else [])],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=config.validation.every_n_epochs,
