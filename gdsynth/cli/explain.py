@@ -18,7 +18,8 @@ _PRED = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'
 _BIDS = typer.Option(..., "--bids", help="The BIDS dataset (or cohort table) that was predicted.")
 _MODEL = typer.Option(..., "--model", "-m", help="The model folder used for the prediction.")
 _OUT = typer.Option(None, "--out", "-o", metavar="OUT", help="Output folder (default: PRED).")
-_METHOD = typer.Option(["ablation", "ig"], "--method", help="ablation and/or ig (repeatable).")
+_METHOD = typer.Option(["ablation", "ig"], "--method",
+                       help="ablation, ig and/or lrp (repeatable).")
 _STEPS = typer.Option(16, "--ig-steps", min=2, help="Integrated-gradients steps.")
 _LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
 _DEVICE = typer.Option(DeviceChoice.auto, "--device", help="auto, cpu or cuda.")

@@ -101,7 +101,8 @@ def attribution_columns(lesions: list[dict]) -> list[str]:
     """``attr_<method>_<Seq>`` columns (``gdsynth explain`` / ``predict --explain``) present in
     any lesion row, ablation first, sequences in T1w, T2w, FLAIR order."""
     order = {"T1w": 0, "T2w": 1, "FLAIR": 2}
-    cols = {k for r in lesions for k in r if k.startswith(("attr_ablation_", "attr_ig_"))}
+    cols = {k for r in lesions for k in r
+            if k.startswith(("attr_ablation_", "attr_ig_", "attr_lrp_"))}
     return sorted(cols, key=lambda c: (not c.startswith("attr_ablation_"),
                                        order.get(c.rsplit("_", 1)[-1], 9), c))
 
