@@ -234,8 +234,11 @@ def build_site(
     cols = metric_columns({r["exam"]: r["metrics"] for r in rows})
     for r in rows:
         r["metrics"] = {c: _fmt(_to_float(r["metrics"].get(c))) for c in cols}
+    from gdsynth.review.patterns import copy_pattern_page
+
     html = render("index.html", static="static/", rows=rows, metric_columns=cols,
-                  embedded=all(r["embedded"] for r in rows))
+                  embedded=all(r["embedded"] for r in rows),
+                  patterns=copy_pattern_page(pred, out))
     index = atomic_write_text(out / "index.html", html)
     for f in out.rglob("*"):  # atomic writes create 0600 files; a site is meant to be read
         f.chmod(0o755 if f.is_dir() else 0o644)
