@@ -87,18 +87,20 @@ def sample_patch(plane: np.ndarray, centre: Sequence[float], half_width_mm: floa
 
 def band_sums(relevance: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
               sequences: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Signed relevance per sequence and band, plus ``abs``: absolute relevance per band (all
-    sequences); ``relevance`` ``(S, x, y, z)`` and ``mask`` ``(x, y, z)`` on the same crop."""
+    """Signed relevance per sequence and band, ``abs_<seq>``: absolute relevance per band of each
+    sequence, and ``abs``: absolute relevance per band (all sequences); ``relevance``
+    ``(S, x, y, z)`` and ``mask`` ``(x, y, z)`` on the same crop."""
     from scipy.ndimage import distance_transform_edt
 
     dist = distance_transform_edt(~mask, sampling=spacing)
-    out: dict[str, dict[str, float]] = {s: {} for s in sequences}
+    out: dict[str, dict[str, float]] = {k: {} for s in sequences for k in (s, f"abs_{s}")}
     out["abs"] = {}
     total_abs = np.abs(relevance).sum(0)
     for band, (lo, hi) in BANDS.items():
         sel = mask if band == "lesion" else (dist > lo) & (dist <= hi)
         for i, s in enumerate(sequences):
             out[s][band] = float(relevance[i][sel].sum())
+            out[f"abs_{s}"][band] = float(np.abs(relevance[i][sel]).sum())
         out["abs"][band] = float(total_abs[sel].sum())
     return out
 

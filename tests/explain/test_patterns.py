@@ -49,6 +49,8 @@ def test_band_sums_put_relevance_where_it_is():
     assert bands["FLAIR"]["shell_0_3mm"] == -1.0
     assert bands["T2w"]["elsewhere"] == 0.5
     assert bands["abs"] == {"lesion": 2.0, "shell_0_3mm": 1.0, "shell_3_6mm": 0.0, "elsewhere": 0.5}
+    assert bands["abs_FLAIR"] == {"lesion": 0.0, "shell_0_3mm": 1.0, "shell_3_6mm": 0.0,
+                                  "elsewhere": 0.0}
 
 
 def _pattern(kind: int, seed: int) -> LesionPattern:
