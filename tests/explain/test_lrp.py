@@ -107,3 +107,20 @@ def test_unknown_layers_and_rules_are_refused():
     with pytest.raises(ConfigError, match="centred, fixed"):
         lrp(lambda t: conv(t).sum().reshape(1), torch.ones(1, 1, 4, 4), norm_rule="mean",
             network=conv)
+
+
+def test_conservation_on_a_bias_free_3d_unet():
+    torch.manual_seed(1)
+    net = UNetGenerator(in_channels=2, features=2, depth=2, max_features=4, spatial_dims=3,
+                        upsample="interpolate").eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.InstanceNorm3d | nn.Conv3d) and m.bias is not None:
+                m.bias.zero_()
+    x = torch.rand(1, 2, 8, 8, 8) + 0.5
+
+    def f(t):
+        return net(t)[:, 0, 2:6, 2:6, 3:5].sum().reshape(1)
+
+    rel = lrp(f, x, epsilon=1e-9, network=net)
+    assert rel.total == pytest.approx(rel.output, rel=1e-4)
