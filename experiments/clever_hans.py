@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dot peak, fraction of each image's median brain intensity")
     p.add_argument("--dot-radius-mm", type=float, default=4.0)
     p.add_argument("--max-chronic", type=int, default=6, help="chronic lesions per test exam")
+    p.add_argument("--models", choices=("both", "cue", "clean"), default="both",
+                   help="which models to explain (two processes can split the work); the summary "
+                        "goes to WORK/clever_hans[-cue|-clean].md")
     p.add_argument("--stage", default="all", choices=("all", "data", "train-cue", "train-clean"),
                    help="run one stage only (cached; two training stages can run in parallel)")
     return p.parse_args(argv)
@@ -293,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "data":
         return 0
     models = {}
-    if args.stage in ("all", "train-cue"):
+    if args.stage == "train-cue" or (args.stage == "all" and args.models != "clean"):
         models["with the cue"] = train(cued, work, "cue", args)
-    if args.stage in ("all", "train-clean"):
+    if args.stage == "train-clean" or (args.stage == "all" and args.models != "cue"):
         models["without the cue"] = train(clean, work, "clean", args)
     if args.stage != "all":
         return 0
@@ -316,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += summarize(name, patterns, clusters)
         lines += [f"* explained {len(patterns)} lesions in {time.perf_counter() - start:.0f} s", ""]
     text = "\n".join(lines) + "\n"
-    atomic_write_text(work / "clever_hans.md", text)
+    suffix = "" if args.models == "both" else f"-{args.models}"
+    atomic_write_text(work / f"clever_hans{suffix}.md", text)
     print(text)
     return 0
 

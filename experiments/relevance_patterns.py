@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=str(ROOT / "gdsynth" / "assets" / "models" / "phantom"))
     p.add_argument("--bids", type=Path, required=True, help="phantom BIDS cohort (read only)")
     p.add_argument("--exams", type=int, default=4, help="the first N exams with truth")
+    p.add_argument("--participant-label", nargs="*", default=None,
+                   help="only these subjects (e.g. 001 003)")
     p.add_argument("--prep", type=Path, default=None,
                    help="prepared-exam folder (default: the cohort's derivatives/gdsynth-prep "
                         "when the cohort is complete (.done), else WORK/prep)")
@@ -51,14 +53,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def prepared(bids: Path, n: int, prep: Path | None, work: Path, inputs=SEQS) -> list:
+def prepared(bids: Path, n: int, prep: Path | None, work: Path, inputs=SEQS,
+             labels: list[str] | None = None) -> list:
     """The first ``n`` exams with truth, prepared (``TrainingExam``) into ``prep``, else the
     cohort's own derivatives/gdsynth-prep when the cohort is complete (``.done``; read only),
     else ``work/prep``."""
     from gdsynth.io.bids import discover
     from gdsynth.training.cohort import prepare_cohort, truth_path
 
-    exams = [e for e in discover(bids) if e.t1w_gd is not None and truth_path(bids, e)][:n]
+    exams = [e for e in discover(bids, labels) if e.t1w_gd is not None and truth_path(bids, e)][:n]
     if prep is None:
         shared = bids / "derivatives" / "gdsynth-prep"
         prep = shared if (bids / ".done").is_file() and shared.is_dir() else work / "prep"
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     generator, card = load_model_folder(args.model)
     generator.eval()
-    exams = prepared(args.bids, args.exams, args.prep, args.work, card.inputs)
+    exams = prepared(args.bids, args.exams, args.prep, args.work, card.inputs,
+                     args.participant_label)
     patterns, physics = explain_lesions(generator, card, exams, max_chronic=args.max_chronic,
                                         ig_steps=args.ig_steps)
     if not patterns:
