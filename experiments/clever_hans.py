@@ -5,7 +5,7 @@ A phantom cohort gets, post hoc, a faint bright dot ``--offset-mm`` (10 mm) from
 every *active* lesion (none near chronic ones) in the pre-contrast T1w, T2w and FLAIR — and, with
 the T1w's amplitude, in the post-Gd T1w, so the target enhancement (post − pre) is unchanged at the
 dot: the dot only *predicts* activity, like an artefact that happens to co-occur with it. The dot
-lies along +x of the world (RAS: towards the subject's left) when that point is in the brain and
+lies along +x of the world (RAS: towards the subject's right) when that point is in the brain and
 away from other lesions, else along −x, +y or −y. The transform is applied to the cohort's
 prepared images (its ``derivatives/gdsynth-prep``, normalized: NAWM = 1), not to the raw BIDS
 images, so the cued copy needs no second preparation (on 2 shared cores preparing every exam twice
@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import research_common as rc  # noqa: E402
-from relevance_patterns import CAUSES, cluster_markdown, explain_lesions  # noqa: E402
+from relevance_patterns import CAUSES, cluster_markdown, explain_lesions, truth_lesions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = ("T1w", "T2w", "FLAIR")
@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", choices=("both", "cue", "clean"), default="both",
                    help="which models to explain (two processes can split the work); the summary "
                         "goes to WORK/clever_hans[-cue|-clean].md")
+    p.add_argument("--effect-only", action="store_true",
+                   help="only the behavioural check: enhancement with and without the dots")
     p.add_argument("--stage", default="all", choices=("all", "data", "train-cue", "train-clean"),
                    help="run one stage only (cached; two training stages can run in parallel)")
     return p.parse_args(argv)
@@ -249,6 +251,28 @@ def dot_measure(cue_root: Path, radius_mm: float):
     return extra
 
 
+def cue_effect(generator, card, clean: list, cued: list) -> tuple[np.ndarray, np.ndarray]:
+    """Behavioural check: each active test lesion's explained enhancement (sum over the lesion)
+    with the dots and without them (same exams)."""
+    import torch
+
+    from gdsynth.explain.attribution import make_forward, slab_of
+
+    with_dot, without = [], []
+    for a, b in zip(clean, cued, strict=True):
+        ea, eb = rc.load_eval_exam(a, card.inputs), rc.load_eval_exam(b, card.inputs)
+        for mask, active, _ in truth_lesions(b, eb, 0):
+            if not active:
+                continue
+            fwd, region = make_forward(generator, mask, mode=card.mode, context=card.context_slices,
+                                       residual=card.residual, t1w_index=0)
+            with torch.no_grad():
+                for ex, out in ((eb, with_dot), (ea, without)):
+                    vol = np.stack([ex.images[s] for s in card.inputs])
+                    out.append(float(fwd(slab_of(vol, region))[0]))
+    return np.array(with_dot), np.array(without)
+
+
 def summarize(name: str, patterns, clusters) -> list[str]:
     dotted = [p for p in patterns if p.info.get("has_dot")]
     lines = [f"### Model trained {name}", ""]
@@ -291,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     test_subs = sorted({f"sub-{e.subject}" for e in discover(args.test_bids)})[: args.test_exams]
     clean = prep_subjects(clean_bids, train_subs, own_prep(clean_bids, work, "clean"))
     cued = cue_exams(clean, work / "cued-train", args)
-    test = cue_exams(prep_subjects(args.test_bids, test_subs, own_prep(args.test_bids, work, "test")),
-                     work / "cued-test", args)
+    test_clean = prep_subjects(args.test_bids, test_subs, own_prep(args.test_bids, work, "test"))
+    test = cue_exams(test_clean, work / "cued-test", args)
     if args.stage == "data":
         return 0
     models = {}
@@ -309,6 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (generator, card) in models.items():
         generator.eval()
         start = time.perf_counter()
+        if args.effect_only:
+            dot, nodot = cue_effect(generator, card, test_clean, test)
+            lines += [f"### Model trained {name}: behaviour", "",
+                      f"* {len(dot)} active test lesions: explained enhancement (sum over the "
+                      f"lesion) with the dots mean {dot.mean():.2f}, without {nodot.mean():.2f}; "
+                      f"removing the dot lowers it for {int((nodot < dot).sum())}/{len(dot)} "
+                      f"lesions, by {np.mean(dot - nodot):.2f} on average "
+                      f"({np.mean((dot - nodot) / np.maximum(np.abs(dot), 1e-9)):.0%} of it)", ""]
+            continue
         patterns, _ = explain_lesions(generator, card, test, max_chronic=args.max_chronic,
                                       extra=dot_measure(work / "cued-test", args.dot_radius_mm))
         clusters, info = cluster_patterns(patterns)
@@ -319,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += summarize(name, patterns, clusters)
         lines += [f"* explained {len(patterns)} lesions in {time.perf_counter() - start:.0f} s", ""]
     text = "\n".join(lines) + "\n"
-    suffix = "" if args.models == "both" else f"-{args.models}"
+    suffix = ("" if args.models == "both" else f"-{args.models}") + ("-effect" if args.effect_only else "")
     atomic_write_text(work / f"clever_hans{suffix}.md", text)
     print(text)
     return 0
