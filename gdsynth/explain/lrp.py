@@ -20,7 +20,8 @@ Processing 2018; Montavon et al. 2019, "Layer-wise relevance propagation: an ove
   ``fixed`` both mean and standard deviation are detached — the usual practice for batch norm
   (a per-channel affine map, i.e. merging the norm into the preceding convolution for this input),
   but then ``−γ·mean/σ`` acts as a large bias and on the shipped model the relevance summed to
-  −0.7 to −1.7 × the output (measured, docs/explain.md), so it is not the default. Either way the
+  −0.35 to −1.71 × the output (``experiments/lrp_conservation.py``, docs/explain.md), so it is
+  not the default. Either way the
   ε-rule is applied to the normalization's output, the pre-activation of the conv+norm layer.
   Batch norm (eval mode, running statistics) is an affine map with its own bias;
 * **(leaky) ReLU, dropout (eval mode = identity), nearest upsampling, zero padding, skip
