@@ -13,7 +13,9 @@ the size multiple. :class:`LesionForward` is differentiable in its input, so it 
   change of the lesion's mean enhancement (normalized units): ``delta_s = E(x) − E(x with s ablated)``;
 * **integrated gradients** (:func:`integrated_gradients`, captum): the scalar is the lesion's summed
   enhancement in its mask; the baseline is the same ablation baseline for every sequence; voxel
-  attributions summed per sequence (all its context slices).
+  attributions summed per sequence (all its context slices);
+* **LRP** (:func:`gdsynth.explain.lrp.lrp`): the same scalar, redistributed layer by layer onto the
+  input voxels (LRP-ε, no baseline), summed per sequence.
 
 The baseline of a sequence (:func:`baseline_volume`) is 1.0 (NAWM) inside the brain and the
 sequence's mean outside the brain elsewhere: an image that says "normal white matter everywhere".
@@ -40,6 +42,7 @@ class Method(str, Enum):
 
     ablation = "ablation"
     ig = "ig"
+    lrp = "lrp"  # layer-wise relevance propagation, gdsynth.explain.lrp
 
 
 def baseline_volume(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:

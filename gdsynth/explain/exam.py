@@ -30,14 +30,18 @@ from gdsynth.explain.attribution import (
 
 @dataclass
 class Explanation:
-    """``columns``: label → lesion-table columns (``attr_ablation_<Seq>``, ``attr_ig_<Seq>``
-    shares, ``ablation_delta_<Seq>`` change of mean enhancement in normalized units);
-    ``maps``: sequence → (X, Y, Z) float32 IG attribution map on the prepared grid."""
+    """``columns``: label → lesion-table columns (``attr_ablation_<Seq>``, ``attr_ig_<Seq>``,
+    ``attr_lrp_<Seq>`` shares, ``ablation_delta_<Seq>`` change of mean enhancement in normalized
+    units); ``maps``: sequence → (X, Y, Z) float32 IG attribution map on the prepared grid;
+    ``relevance``: the same for LRP (signed: > 0 evidence for enhancement, < 0 against);
+    ``conservation``: label → Σ LRP relevance / explained enhancement."""
 
     sequences: list[str]
     columns: dict[int, dict[str, float]] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     ig_delta: dict[int, float] = field(default_factory=dict)
+    relevance: dict[str, np.ndarray] = field(default_factory=dict)
+    conservation: dict[int, float] = field(default_factory=dict)
 
     def annotate(self, lesions: Sequence[dict[str, Any]]) -> None:
         """Add the columns to lesion dicts (matched by ``label``), in place."""
@@ -56,7 +60,7 @@ def explain_volume(
     generator: nn.Module, volume: np.ndarray, brain: np.ndarray, labels: np.ndarray,
     label_ids: Sequence[int], *, sequences: Sequence[str], mode: str, context: int = 0,
     residual: bool = True, methods: Sequence[Method | str] = (Method.ablation, Method.ig),
-    n_steps: int = 16, margin: int = 8, max_items: int = 32,
+    n_steps: int = 16, margin: int = 8, max_items: int = 32, lrp_epsilon: float | None = None,
 ) -> Explanation:
     """Explain each lesion ``labels == id`` (X, Y, Z) of a prepared ``volume`` (S, X, Y, Z).
 
@@ -72,6 +76,7 @@ def explain_volume(
     generator.eval()
     result = Explanation(seqs)
     maps = np.zeros(volume.shape, np.float32) if Method.ig in methods else None
+    rel_maps = np.zeros(volume.shape, np.float32) if Method.lrp in methods else None
     try:
         for label in label_ids:
             mask = labels == label
@@ -92,16 +97,30 @@ def explain_volume(
                     fwd, slab, base, n_steps=n_steps, internal_batch_size=max(1, max_items // per))
                 cols.update(lesion_columns(seqs, Method.ig, sums))
                 result.ig_delta[int(label)] = delta
-                part = attr.cpu().numpy()
-                target = maps[:, region.x, region.y]  # a view: z_in may repeat (edge clamping)
-                for j, z in enumerate(region.z_in):
-                    target[..., z] += part[..., j]
+                add_slab(maps, region, attr.cpu().numpy())
+            if Method.lrp in methods:
+                from gdsynth.explain.lrp import DEFAULT_EPSILON, lrp
+
+                rel = lrp(fwd, slab, epsilon=DEFAULT_EPSILON if lrp_epsilon is None else lrp_epsilon)
+                cols.update(lesion_columns(seqs, Method.lrp, rel.relevance.flatten(1).sum(1).tolist()))
+                result.conservation[int(label)] = rel.conservation
+                add_slab(rel_maps, region, rel.relevance.cpu().numpy())
             result.columns[int(label)] = cols
     finally:
         generator.train(was_training)
     if maps is not None:
         result.maps = {s: maps[i] for i, s in enumerate(seqs)}
+    if rel_maps is not None:
+        result.relevance = {s: rel_maps[i] for i, s in enumerate(seqs)}
     return result
+
+
+def add_slab(volume_maps: np.ndarray, region, part: np.ndarray) -> None:
+    """Add a slab's voxel values ``(S, x, y, Zin)`` into ``volume_maps`` (S, X, Y, Z), in place
+    (context slices clamped at the volume edges add up)."""
+    target = volume_maps[:, region.x, region.y]  # a view: z_in may repeat (edge clamping)
+    for j, z in enumerate(region.z_in):
+        target[..., z] += part[..., j]
 
 
 def explain_detection(prep, generator: nn.Module, card, labels: np.ndarray,
@@ -114,17 +133,27 @@ def explain_detection(prep, generator: nn.Module, card, labels: np.ndarray,
         residual=card.residual, **kwargs)
 
 
+def relevance_output(sequence: str):
+    """LRP relevance map of one input sequence, e.g. ``_desc-relevanceFLAIR_T1w`` (on the T1w
+    grid, named like the attribution maps)."""
+    from gdsynth.inference.outputs import Output
+
+    return Output("T1w", desc=f"relevance{sequence}")
+
+
 def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> list[Path]:
-    """Write ``_desc-attribution<Seq>_T1w.nii.gz`` (+ sidecar) per sequence on the input T1w
-    grid."""
+    """Write ``_desc-attribution<Seq>_T1w.nii.gz`` (IG or ablation) and
+    ``_desc-relevance<Seq>_T1w.nii.gz`` (LRP), each with its sidecar, per sequence on the input
+    T1w grid."""
     from gdsynth.inference import outputs as O
     from gdsynth.inference.prep import to_native
     from gdsynth.io import write_image
 
     written = []
-    for s, m in explanation.maps.items():
-        path = write_image(O.attribution_output(s).path(out, exam), to_native(prep, m),
-                           prep.native_geometry)
-        written += [path, O.write_sidecar(out, exam, path, f"Attribution of the synthetic "
-                                          f"enhancement to the input {s}")]
+    for kind, maps, what in ((O.attribution_output, explanation.maps, "Attribution"),
+                             (relevance_output, explanation.relevance, "LRP relevance")):
+        for s, m in maps.items():
+            path = write_image(kind(s).path(out, exam), to_native(prep, m), prep.native_geometry)
+            written += [path, O.write_sidecar(out, exam, path, f"{what} of the synthetic "
+                                              f"enhancement to the input {s}")]
     return written

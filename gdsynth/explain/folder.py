@@ -90,3 +90,63 @@ def explain_folder(
     importance = sequence_importance(lesions, card.inputs, methods)
     write_tsv(out / IMPORTANCE_FILE, importance, IMPORTANCE_COLUMNS)
     return results, importance
+
+
+def collect_patterns(
+    pred: Path, exams: Sequence[Exam], model: str | Path, *, bids: Path | None = None,
+    device: str = "cpu", ig_steps: int = 0, epsilon: float | None = None,
+) -> tuple[list, list[CaseResult], list[str]]:
+    """LRP and aligned relevance patches (:func:`gdsynth.explain.patterns.lesion_pattern`) of
+    every predicted lesion of every exam; a lesion is *truly active* when it overlaps the
+    phantom's enhancing truth (``bids/derivatives/phantom``; unknown without it).
+
+    Returns ``(patterns, per-exam results, sequences)``."""
+    from gdsynth.errors import OutputError
+    from gdsynth.explain.attribution import baseline_volume
+    from gdsynth.explain.patterns import lesion_pattern
+    from gdsynth.inference.cohort import error_line
+    from gdsynth.models.folder import load_model_folder
+    from gdsynth.runtime import resolve_device
+    from gdsynth.training.cohort import truth_path
+
+    generator, card = load_model_folder(model, resolve_device(device))
+    generator.eval()
+    patterns: list = []
+    results: list[CaseResult] = []
+    for exam in sorted(exams, key=lambda e: e.id):
+        start = time.perf_counter()
+        try:
+            table = O.LESION_TABLE.path(pred, exam)
+            labels_path = O.LESION_LABELS.path(pred, exam)
+            if not table.is_file() or not labels_path.is_file():
+                raise OutputError(table, "no lesion table/labels: run 'gdsynth predict' first")
+            prep = prepare_exam(exam, card)
+            native, _ = read_image(labels_path, allow_constant=True)
+            labels = np.rint(to_prepared(prep, native, nearest=True)).astype(np.int32)
+            truth = truth_path(bids, exam) if bids is not None else None
+            active_mask = None
+            if truth is not None:
+                tnative, _ = read_image(truth, allow_constant=True)
+                active_mask = to_prepared(prep, tnative, nearest=True) > 0.5
+            volume = prep.stack(card.inputs)
+            base = baseline_volume(volume, prep.brain_mask) if ig_steps else None
+            spacing = prep.geometry.spacing
+            for row in read_tsv(table):
+                label = int(float(row["label"]))
+                mask = labels == label
+                if not mask.any():
+                    continue
+                active = None if active_mask is None else bool((mask & active_mask).any())
+                info = {k: row[k] for k in ("score", "volume_mm3", "mean_enhancement") if k in row}
+                pattern, _ = lesion_pattern(
+                    generator, volume, mask, spacing, sequences=card.inputs, mode=card.mode,
+                    context=card.context_slices, residual=card.residual, exam=exam.id,
+                    label=label, active=active, epsilon=epsilon, ig_steps=ig_steps,
+                    baseline=base, info=info)
+                patterns.append(pattern)
+            results.append(CaseResult(exam.id, "done", time.perf_counter() - start))
+        except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
+            log.debug("exam %s failed", exam.id, exc_info=True)
+            results.append(CaseResult(exam.id, "failed", time.perf_counter() - start,
+                                      error_line(exc)))
+    return patterns, results, list(card.inputs)

@@ -105,7 +105,8 @@ def attribution_columns(lesions: list[dict]) -> list[str]:
     """``attr_<method>_<Seq>`` columns (``gdsynth explain`` / ``predict --explain``) present in
     any lesion row, ablation first, sequences in T1w, T2w, FLAIR order."""
     order = {"T1w": 0, "T2w": 1, "FLAIR": 2}
-    cols = {k for r in lesions for k in r if k.startswith(("attr_ablation_", "attr_ig_"))}
+    cols = {k for r in lesions for k in r
+            if k.startswith(("attr_ablation_", "attr_ig_", "attr_lrp_"))}
     return sorted(cols, key=lambda c: (not c.startswith("attr_ablation_"),
                                        order.get(c.rsplit("_", 1)[-1], 9), c))
 
@@ -278,8 +279,11 @@ def build_site(
     cols = metric_columns({r["exam"]: r["metrics"] for r in rows})
     for r in rows:
         r["metrics"] = {c: _fmt(_to_float(r["metrics"].get(c))) for c in cols}
+    from gdsynth.review.patterns import copy_pattern_page
+
     html = render("index.html", static="static/", rows=rows, metric_columns=cols,
-                  embedded=all(r["embedded"] for r in rows))
+                  embedded=all(r["embedded"] for r in rows),
+                  patterns=copy_pattern_page(pred, out))
     index = atomic_write_text(out / "index.html", html)
     readable_site(out)
     return index
