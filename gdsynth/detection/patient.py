@@ -70,6 +70,16 @@ def quality_flags(
     return flags
 
 
+def add_quality_flags(summary: dict[str, Any], lesions: Sequence[dict[str, Any]],
+                      params: DetectionParams, flags: Sequence[str]) -> dict[str, Any]:
+    """``summary`` decided again with extra quality ``flags`` (e.g. the out-of-domain flag of
+    :func:`gdsynth.preprocess.domain.domain_flags`): any flag forces a referral."""
+    if not flags:
+        return summary
+    quality = [*summary.get("quality_flags", []), *flags]
+    return {**summary, **summarize_patient(lesions, params, quality=quality)}
+
+
 def probability_any(scores: Sequence[float]) -> float:
     """1 − Π(1 − s_i): probability that at least one lesion is real (independent scores)."""
     s = np.clip(np.asarray(list(scores), dtype=float), 0.0, 1.0)

@@ -196,7 +196,8 @@ class _Runner:
             synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
             write_synthesis(out, exam, prep, synth, record)
         if step is not Step.synthesize:
-            result = detect_synthesis(prep, synth, self.params)
+            result = detect_synthesis(prep, synth, self.params,
+                                      self.card.normalization.get("domain"))
             if self.config.explain:
                 from gdsynth.explain.exam import explain_detection, write_attribution_maps
 

@@ -140,6 +140,10 @@ def train_run(
         if export:
             card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
                               training=training)
+            from gdsynth.preprocess.domain import reference_from_files
+
+            card.normalization["domain"] = reference_from_files(
+                (e.paths for e in dm.train_exams), list(config.data.inputs))
             result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
         finish_logger(logger)
     return result
