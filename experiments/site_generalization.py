@@ -135,14 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     PR = load_results_module()  # noqa: N806 - a module
     work = args.work.resolve()
-    subjects = {1.0: 3, 2.0: 4}
-    subjects.update({float(k): int(v) for k, v in (s.split("=") for s in args.subjects)})
+    given = {float(k): int(v) for k, v in (s.split("=") for s in args.subjects)}
+    subjects = {1.0: 3, 2.0: 4, **given}
     models = dict(m.split("=", 1) for m in args.model)
     specs = {}
     for name, folder in models.items():
         src = resolve_model_dir(folder)
         specs[name] = (src, float(ModelCard.load(src / CARD_NAME).spacing_mm or 1.0))
-    resolutions = sorted({r for _, r in specs.values()}) or sorted(subjects)
+    resolutions = sorted({r for _, r in specs.values()} or given or subjects)
     timings = PR.Timings.load(work / "state" / "timings.json")
     kinds = [s for s in args.sites.split(",") if s]
     cohorts: dict[tuple[str, float], tuple[Path, list]] = {}
