@@ -18,7 +18,16 @@ model, at the model card's resolution:
 3. ``evaluate_folder`` of both: SSIM / PSNR in the brain (normalized units, NAWM = 1), lesion F1,
    FP per scan, exam AUC; plus the normalization check: median prepared post − pre in the phantom's
    true normal-appearing white matter and in its true enhancing lesions, and how many exams the
-   out-of-domain quality flag referred (``quality: out of domain``).
+   out-of-domain quality flag referred (``quality: out of domain``);
+4. deliberately foreign exams made from the first site-C exam (:data:`FOREIGN`: every sequence's
+   contrast inverted inside the head; a CT-like image, 30/40/8 "HU" + 100 in WM/GM/CSF from the
+   phantom's tissue maps, given as every sequence), predicted like the others: the OOD flag must
+   refer them.
+
+``--domain-from NAME=BIDS`` first stores a domain reference (``gdsynth.preprocess.domain``) in model
+NAME's card from the prepared exams of BIDS (``derivatives/gdsynth-prep`` or ``prep`` next to it),
+for models trained before training recorded it (the card is updated in place: use it on your own
+model folders only).
 
 Everything is cached under ``--work`` (one folder per cohort); a rerun redoes only what is missing.
 The functions of ``experiments/phantom_results.py`` (cohorts, cached preparation, prediction,
@@ -46,9 +55,11 @@ HELD_OUT = {
     "MPRAGE-like T1w": "siteMPRAGE",
     "thick-slice 5 mm FLAIR/T2w": "siteThick",
     "alternative lesion model": "siteAltLesion",
-    "all of these at once": "siteX",
+    "all of these at once": "siteAll",
 }
 SEED = 1600
+#: Foreign exams (row label -> kind).
+FOREIGN = {"foreign: inverted contrast": "inverted", "foreign: CT-like": "ct"}
 #: Table columns: header -> (path in evaluate_folder's summary.json, digits).
 COLUMNS = {
     "exams": ("n_evaluated", 0),
@@ -79,6 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sites", default=",".join(HELD_OUT.values()),
                    help="comma-separated held-out site kinds to run")
     p.add_argument("--stage", choices=("cohorts", "all"), default="all")
+    p.add_argument("--domain-from", action="append", default=[], help="NAME=BIDS (see above)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out-table", type=Path, default=None)
     p.add_argument("--out-json", type=Path, default=None)
@@ -110,6 +122,49 @@ def normalization_check(exams: list, bids: Path) -> dict[str, float]:
     les = np.concatenate(les_vals) if les_vals else np.zeros(0)
     return {"nawm_enhancement": float(np.median(np.concatenate(nawm_vals))),
             "lesion_enhancement": float(np.median(les)) if les.size else float("nan")}
+
+
+def store_domain_reference(model_dir: Path, bids: Path, prep_root: Path) -> None:
+    """Write a domain reference from the prepared exams of ``bids`` into ``model_dir``'s card."""
+    from gdsynth.io.bids import discover
+    from gdsynth.models.card import CARD_NAME, ModelCard
+    from gdsynth.preprocess import open_prepared
+    from gdsynth.preprocess.domain import reference_from_files
+
+    card = ModelCard.load(model_dir / CARD_NAME)
+    exams = [open_prepared(e, prep_root).paths for e in discover(bids)]
+    card.normalization["domain"] = reference_from_files(exams, card.inputs)
+    card.save(model_dir / CARD_NAME)
+
+
+def make_foreign(src_bids: Path, exam, out: Path, kind: str) -> list:
+    """A one-exam BIDS dataset: ``exam`` of ``src_bids`` made foreign (``inverted`` or ``ct``)."""
+    from gdsynth.io import read_image, write_image, write_json
+    from gdsynth.io.bids import discover
+    from gdsynth.phantom import truth_path
+    from gdsynth.phantom.dataset import raw_paths
+    from gdsynth.phantom.metadata import raw_description
+
+    if (out / "dataset_description.json").is_file():
+        return discover(out)
+    target = raw_paths(out, exam)
+    t1w, geo = read_image(exam.t1w)
+    rng = np.random.default_rng(0)
+    if kind == "ct":
+        tissue = {k: read_image(truth_path(src_bids, exam, "probseg", label=k))[0]
+                  for k in ("WM", "GM", "CSF")}
+        ct = 100 + 30 * tissue["WM"] + 40 * tissue["GM"] + 8 * tissue["CSF"]
+        ct = np.where(sum(tissue.values()) > 0.5, ct + 3 * rng.standard_normal(ct.shape), 0)
+    for seq in ("T1w", "T2w", "FLAIR", "T1w_gd"):
+        if kind == "ct":
+            arr, g = ct, geo
+        else:
+            arr, g = read_image(exam.path(seq))
+            head = arr > 0.05 * np.percentile(arr[arr > 0], 50)
+            arr = np.where(head, np.percentile(arr[head], 99.9) - arr, 0).clip(0)
+        write_image(target.path(seq), np.rint(arr).astype(np.int16), g, dtype=np.int16)
+    write_json(out / "dataset_description.json", raw_description(0))
+    return discover(out)
 
 
 def ood_referrals(pred: Path, exams: list) -> int:
@@ -144,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs[name] = (src, float(ModelCard.load(src / CARD_NAME).spacing_mm or 1.0))
     resolutions = sorted({r for _, r in specs.values()} or given or subjects)
     timings = PR.Timings.load(work / "state" / "timings.json")
+    for item in args.domain_from:
+        name, src_bids = item.split("=", 1)
+        root = Path(src_bids)
+        prep = root / "derivatives" / "gdsynth-prep"
+        store_domain_reference(specs[name][0], root, prep if prep.is_dir() else root.parent / "prep")
     kinds = [s for s in args.sites.split(",") if s]
     cohorts: dict[tuple[str, float], tuple[Path, list]] = {}
     for res in resolutions:
@@ -178,6 +238,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(row)
             log_row = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
             logging.info("%s", log_row)
+    for name, (src, res) in specs.items():
+        if ("siteC", res) not in cohorts:
+            continue
+        c_bids, c_exams = cohorts[("siteC", res)]
+        for label, kind in FOREIGN.items():
+            bids = work / f"foreign-{kind}-r{res:g}"
+            exams = make_foreign(c_bids, c_exams[0], bids, kind)
+            pred = bids / "derivatives" / f"pred-{PR.slug(name)}"
+            cfg = PR.run_config(pred, src, "predict", 1, args.workers)
+            fails = PR.run(exams, cfg, bids, res, timings, f"predict {name} {kind}")
+            # a foreign exam may fail preparation outright: that is a refusal too, and reported
+            rows.append({"model": name, "site": label, "kind": kind, "resolution_mm": res,
+                         "exams": len(exams), "OOD referred": ood_referrals(pred, exams),
+                         "failed": fails})
+            logging.info("%s: %s", label, rows[-1])
     header = ["model", "held-out site", "mm", "exams", "SSIM", "post=pre SSIM", "PSNR (dB)",
               "post=pre PSNR (dB)", "lesion F1", "FP/scan", "exam AUC", "OOD referred",
               "NAWM enh.", "lesion enh."]
@@ -189,8 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "lesion_enhancement": 3, "resolution_mm": 0, "exams": 0, "OOD referred": 0}
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for r in rows:
-        lines.append("| " + " | ".join(PR.fmt(r[k], digits[k]) if k in digits else str(r[k])
-                                       for k in keys) + " |")
+        lines.append("| " + " | ".join(PR.fmt(r.get(k), digits[k]) if k in digits
+                                       else str(r.get(k, "")) for k in keys) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
     for f in failures:

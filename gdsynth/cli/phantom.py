@@ -10,7 +10,7 @@ import typer
 # The site kinds of gdsynth.phantom.config.SITES (spelled out so --help imports no numpy/scipy;
 # tests/phantom/test_sites.py checks the list).
 SITE_NAMES = ("siteA", "siteB", "siteC", "site15T", "siteMPRAGE", "siteThick", "site3D",
-              "siteAltLesion", "siteX", "random", "randomAll")
+              "siteAltLesion", "siteAll", "random", "randomAll")
 
 
 class Resolution(str, Enum):

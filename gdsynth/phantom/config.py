@@ -126,7 +126,7 @@ SITES: dict[str, Site] = {
                    1.0, 26.0, 0.15, t2_acquisition="3D", t1w_acquired_mm=1.2),
     "siteAltLesion": Site("siteAltLesion", "PhantomScan A", 9.0, 4.0, 15.0, 4500.0, 95.0, 9000.0,
                           120.0, 3.0, 32.0, 0.12, lesion_model="perivenular"),
-    "siteX": Site("siteX", "PhantomScan X", 2000.0, 3.5, 8.0, 3800.0, 90.0, 8000.0, 105.0,
+    "siteAll": Site("siteAll", "PhantomScan X", 2000.0, 3.5, 8.0, 3800.0, 90.0, 8000.0, 105.0,
                   5.0, 18.0, 0.30, field_strength_t=1.5, t1w_family="mprage", t1w_ti_ms=800.0,
                   slice_profile="boxcar", slice_gap_mm=1.0, t1w_acquired_mm=1.3,
                   storage_wm=(1200.0, 2600.0), storage_gamma=0.8, storage_max=4095,
