@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="RES=N: subjects per site kind at RES mm (default 1=3, 2=4)")
     p.add_argument("--sites", default=",".join(HELD_OUT.values()),
                    help="comma-separated held-out site kinds to run")
-    p.add_argument("--stage", choices=("cohorts", "all"), default="all")
+    p.add_argument("--stage", choices=("cohorts", "ood", "all"), default="all")
     p.add_argument("--domain-from", action="append", default=[], help="NAME=BIDS (see above)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out-table", type=Path, default=None)
@@ -135,6 +135,22 @@ def store_domain_reference(model_dir: Path, bids: Path, prep_root: Path) -> None
     exams = [open_prepared(e, prep_root).paths for e in discover(bids)]
     card.normalization["domain"] = reference_from_files(exams, card.inputs)
     card.save(model_dir / CARD_NAME)
+
+
+def ood_check(model_dir: Path, bids: Path, exams: list) -> list[list[str]]:
+    """The out-of-domain flags of each prepared exam against the model card's reference (what
+    ``predict`` adds to the summary), without predicting again."""
+    from gdsynth.models.card import CARD_NAME, ModelCard
+    from gdsynth.preprocess import load_prepared, open_prepared
+    from gdsynth.preprocess.domain import domain_flags
+
+    card = ModelCard.load(model_dir / CARD_NAME)
+    out = []
+    for exam in exams:
+        vols = load_prepared(open_prepared(exam, bids / "derivatives" / "gdsynth-prep"))
+        inputs = {k: v for k, v in vols.images.items() if k in card.inputs}
+        out.append(domain_flags(inputs, vols.mask, card.normalization.get("domain")))
+    return out
 
 
 def make_foreign(src_bids: Path, exam, out: Path, kind: str) -> list:
@@ -214,6 +230,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             PR.prepare(exams, bids, res, args.workers, timings, f"{kind} {res:g} mm")
             cohorts[(kind, res)] = (bids, exams)
     if args.stage == "cohorts":
+        return 0
+    if args.stage == "ood":
+        result = {}
+        for name, (src, res) in specs.items():
+            for kind in kinds:
+                bids, exams = cohorts[(kind, res)]
+                result[f"{name} {kind}"] = ood_check(src, bids, exams)
+            for kind in FOREIGN.values():
+                bids = work / f"foreign-{kind}-r{res:g}"
+                if bids.is_dir():
+                    from gdsynth.io.bids import discover
+
+                    result[f"{name} foreign-{kind}"] = ood_check(src, bids, discover(bids))
+        for key, flags in result.items():
+            print(f"{key}: {sum(bool(f) for f in flags)}/{len(flags)} flagged "
+                  f"{[f[:1] for f in flags]}")
+        if args.out_json:
+            write_json(args.out_json, result)
         return 0
     rows: list[dict[str, Any]] = []
     failures: list[str] = []

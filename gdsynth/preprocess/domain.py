@@ -1,7 +1,7 @@
 """Is an exam inside the intensity domain the model was trained on? (out-of-domain quality flag)
 
 Statistic: for each input sequence, quantiles (:data:`QUANTILES`) of the NAWM-normalized intensity
-inside the brain mask (:func:`intensity_signature`). At training time the per-exam signatures of the
+inside the brain mask and their spread p95 − p5 (the image's contrast) (:func:`intensity_signature`). At training time the per-exam signatures of the
 training exams are summarized into a *reference* (per sequence and quantile: the minimum and
 maximum over the training exams), stored in the model card (``normalization["domain"]``). At
 inference, :func:`domain_flags` measures how far each of the exam's quantiles lies outside the
@@ -10,8 +10,8 @@ than ``tolerance`` times beyond the range (default :data:`TOLERANCE`) flags the 
 "out of domain", which forces a referral — never a confident answer on inputs unlike training.
 A brain MRI of another scanner, field strength or sequence family keeps WM = 1 and the same order
 of tissues, so its quantiles move modestly; an inverted contrast or a CT-like image moves them by
-large factors (a dark "white matter" makes FLAIR/T2w several times brighter, a missing bright CSF
-collapses the upper quantiles of T2w).
+large factors (a dark "white matter" makes FLAIR/T2w several times brighter, a CT-like image of
+little soft-tissue contrast has a fraction of an MRI's spread).
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ import numpy as np
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 FLOOR = 0.05  # NAWM units: quantiles of (nearly) empty signal are compared at this level
 TOLERANCE = 2.0  # a quantile this factor beyond the training range is out of domain
-STATISTIC = "quantiles of NAWM-normalized intensity in the brain mask, per sequence"
+STATISTIC = ("p5, p25, p50, p75, p95 of NAWM-normalized intensity in the brain mask and the "
+             "spread p95 - p5, per sequence")
+#: Names of the signature's values (the quantiles, then the spread).
+NAMES = (*(f"p{round(100 * q)}" for q in QUANTILES), "spread p95-p5")
 
 
 def intensity_signature(volumes: Mapping[str, np.ndarray], mask: np.ndarray,
                         sequences: Sequence[str] | None = None) -> dict[str, list[float]]:
-    """Per sequence, the :data:`QUANTILES` of its values inside ``mask`` (bool, same grid)."""
+    """Per sequence, the :data:`QUANTILES` of its values inside ``mask`` (bool, same grid) and
+    their spread (last minus first)."""
     inside = np.asarray(mask, bool)
     out = {}
     for name in sequences or sorted(volumes):
@@ -38,7 +42,8 @@ def intensity_signature(volumes: Mapping[str, np.ndarray], mask: np.ndarray,
             values = np.asarray(volumes[name], np.float32)[inside]
             values = values[np.isfinite(values)]
             if values.size:
-                out[name] = [float(v) for v in np.quantile(values, QUANTILES)]
+                q = [float(v) for v in np.quantile(values, QUANTILES)]
+                out[name] = [*q, q[-1] - q[0]]
     return out
 
 
@@ -55,7 +60,7 @@ def domain_reference(signatures: Iterable[Mapping[str, Sequence[float]]],
                         "max": np.max(qs, axis=0).round(4).tolist(),
                         "median": np.median(qs, axis=0).round(4).tolist()}
                  for name, qs in sorted(per.items())}
-    return {"statistic": STATISTIC, "quantiles": list(QUANTILES), "floor": FLOOR,
+    return {"statistic": STATISTIC, "names": list(NAMES), "floor": FLOOR,
             "tolerance": float(tolerance), "n_exams": n, "sequences": sequences}
 
 
@@ -98,14 +103,14 @@ def domain_flags(volumes: Mapping[str, np.ndarray], mask: np.ndarray,
     if not reference or not reference.get("sequences"):
         return []
     tolerance = float(reference.get("tolerance", TOLERANCE))
-    quantiles = reference.get("quantiles", QUANTILES)
+    names = reference.get("names", NAMES)
     signature = intensity_signature(volumes, mask, list(reference["sequences"]))
     flags = []
     for name, (factor, i) in domain_distance(signature, reference).items():
         if factor > tolerance:
             ref = reference["sequences"][name]
             flags.append(
-                f"out of domain: {name} intensity p{round(100 * quantiles[i])} "
+                f"out of domain: {name} intensity {names[i]} "
                 f"{signature[name][i]:.2f} (NAWM units) is {factor:.1f}x outside the training "
                 f"range {ref['min'][i]:.2f}-{ref['max'][i]:.2f} (tolerance {tolerance:g}x)")
     return flags
