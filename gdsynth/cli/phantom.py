@@ -7,6 +7,11 @@ from pathlib import Path
 
 import typer
 
+# The site kinds of gdsynth.phantom.config.SITES (spelled out so --help imports no numpy/scipy;
+# tests/phantom/test_sites.py checks the list).
+SITE_NAMES = ("siteA", "siteB", "siteC", "site15T", "siteMPRAGE", "siteThick", "site3D",
+              "siteAltLesion", "siteAll", "random", "randomAll")
+
 
 class Resolution(str, Enum):
     """Isotropic T1w/anatomy resolution in mm."""
@@ -32,7 +37,9 @@ def phantom(
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
     sites: list[str] = typer.Option(
         None, "--sites",
-        help="Sites the cohort mixes (repeat, or comma-separated): siteA, siteB, siteC.",
+        help="Sites the cohort mixes, round-robin over subjects (repeat, or comma-separated): "
+        + ", ".join(SITE_NAMES) + ". Default siteA, siteB, siteC; 'random'/'randomAll' draw a scanner "
+        "(and lesion model) per subject; see docs/phantom-sites.md.",
     ),
 ) -> None:
     """Generate a digital MS phantom cohort as a BIDS dataset with ground truth."""

@@ -248,7 +248,7 @@ class _Runner:
             return
         from gdsynth.detection.patient import add_quality_flags
 
-        result = detect_synthesis(prep, synth, self.params)
+        result = detect_synthesis(prep, synth, self.params, self.card.normalization.get("domain"))
         add_quality_flags(result.summary, prep.provenance.get("quality_flags", []))
         if self.config.explain:
             from gdsynth.explain.exam import explain_detection, write_attribution_maps

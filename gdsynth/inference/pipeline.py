@@ -208,15 +208,23 @@ def read_synthesis(out: Path, exam: Exam, prep: PreparedExam, card: ModelCard) -
     )
 
 
-def detect_synthesis(prep: PreparedExam, synth: Synthesis, params):  # -> DetectionResult
-    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid."""
+def detect_synthesis(prep: PreparedExam, synth: Synthesis, params,
+                     domain: dict[str, Any] | None = None):  # -> DetectionResult
+    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid; ``domain`` (the card's
+    ``normalization["domain"]``) adds the out-of-domain quality flag when the inputs are unlike
+    the training exams."""
     from gdsynth.detection.detect import detect_lesions
+    from gdsynth.detection.patient import add_quality_flags
+    from gdsynth.preprocess.domain import domain_flags
 
-    return detect_lesions(
+    result = detect_lesions(
         synth.enhancement, brain_mask=prep.brain_mask, spacing=prep.geometry.spacing,
         params=params, flair=prep.volumes.get("FLAIR"), t1w=prep.volumes.get("T1w"),
         t2w=prep.volumes.get("T2w"), uncertainty=synth.uncertainty, heads=synth.heads,
     )
+    flags = domain_flags(prep.volumes, prep.brain_mask, domain)
+    add_quality_flags(result.summary, flags)
+    return result
 
 
 def lesion_rows(lesions: list[dict[str, Any]], prep: PreparedExam) -> list[dict[str, Any]]:

@@ -31,15 +31,42 @@ TISSUES: dict[str, Tissue] = {
     "choroid": Tissue(1250.0, 120.0, 0.85),
 }
 
+#: Mean tissue properties at 1.5 T: T1 shorter (WM ~ 700, GM ~ 1050 ms), CSF T1 and every T2
+#: about the same (slightly longer T2). Used through :func:`gdsynth.phantom.sites.at_field`.
+TISSUES_1P5T: dict[str, Tissue] = {
+    "WM": Tissue(700.0, 85.0, 0.70),
+    "GM": Tissue(1050.0, 115.0, 0.80),
+    "CSF": Tissue(4000.0, 2000.0, 1.00),
+    "blood": Tissue(1350.0, 130.0, 0.90),
+    "choroid": Tissue(1000.0, 125.0, 0.85),
+}
+
+#: T1w sequence families (``Site.t1w_family``).
+T1W_FAMILIES = ("spgr", "mprage")
+#: T2w/FLAIR acquisition kinds (``Site.t2_acquisition``).
+T2_ACQUISITIONS = ("2D", "3D")
+#: Through-plane slice profiles of 2D acquisitions (``Site.slice_profile``).
+SLICE_PROFILES = ("gaussian", "boxcar")
+#: Lesion appearance models (``Site.lesion_model``), see :mod:`gdsynth.phantom.lesions`.
+LESION_MODELS = ("standard", "perivenular")
+
 
 @dataclass(frozen=True)
 class Site:
     """Default acquisition of one (virtual) scanner site.
 
-    T1w (pre and post Gd) is a 3D spoiled gradient echo, T2w a 2D spin echo, FLAIR a 2D inversion
-    recovery whose inversion time is set per exam to null CSF. ``slice_mm`` is the T2w/FLAIR slice
-    thickness at 1 mm in-plane; ``snr`` the white-matter SNR (mean / noise sigma) of each image;
-    ``bias`` the standard deviation of the log bias field.
+    T1w (pre and post Gd) is a 3D spoiled gradient echo (``t1w_family="spgr"``) or an MPRAGE-like
+    inversion-prepared gradient echo (``"mprage"``, inversion time ``t1w_ti_ms``, ``t1w_tr_ms`` the
+    inversion repetition time); T2w a spin echo, FLAIR an inversion recovery whose inversion time is
+    set per exam to null CSF, both 2D (``t2_acquisition="2D"``: slices of ``slice_mm`` with a
+    ``slice_profile`` and a ``slice_gap_mm``) or 3D (isotropic ``slice_mm`` voxels). ``snr`` is the
+    white-matter SNR (mean / noise sigma) of each image; ``bias`` the standard deviation of the log
+    bias field; ``t1w_acquired_mm`` the T1w's acquired resolution (blurred onto the stored grid; 0:
+    the grid's own). Storage ("vendor"): white matter stored near a value drawn from
+    ``storage_wm``, intensities mapped by ``(x / WM) ** storage_gamma`` and clipped at
+    ``storage_max``. ``lesion_model`` picks the lesion appearance; ``randomized`` sites draw all of
+    this per subject (:func:`gdsynth.phantom.sites.draw_site`). The defaults are the original
+    siteA/B/C behaviour, which must not change.
     """
 
     name: str
@@ -55,6 +82,29 @@ class Site:
     snr: float
     bias: float
     field_strength_t: float = 3.0
+    t1w_family: str = "spgr"
+    t1w_ti_ms: float = 0.0
+    t2_acquisition: str = "2D"
+    slice_profile: str = "gaussian"
+    slice_gap_mm: float = 0.0
+    t1w_acquired_mm: float = 0.0
+    storage_wm: tuple[float, float] = (300.0, 1500.0)
+    storage_gamma: float = 1.0
+    storage_max: int = 32767
+    lesion_model: str = "standard"
+    randomized: bool = False
+    randomize_lesion_model: bool = False
+
+    def __post_init__(self) -> None:
+        for value, valid, what in ((self.t1w_family, T1W_FAMILIES, "T1w family"),
+                                   (self.t2_acquisition, T2_ACQUISITIONS, "T2w/FLAIR acquisition"),
+                                   (self.slice_profile, SLICE_PROFILES, "slice profile"),
+                                   (self.lesion_model, LESION_MODELS, "lesion model")):
+            if value not in valid:
+                raise ConfigError(None, f"site {self.name}: unknown {what} {value!r}; choose "
+                                  f"from {', '.join(valid)}")
+        if self.field_strength_t not in (1.5, 3.0):
+            raise ConfigError(None, f"site {self.name}: field strength must be 1.5 or 3 T")
 
 
 SITES: dict[str, Site] = {
@@ -64,6 +114,29 @@ SITES: dict[str, Site] = {
                   4.0, 22.0, 0.25),
     "siteC": Site("siteC", "PhantomScan C", 7.5, 3.2, 12.0, 5000.0, 105.0, 10000.0, 130.0,
                   3.0, 38.0, 0.18),
+    # Site kinds built to differ from the training sites (docs/phantom-sites.md).
+    "site15T": Site("site15T", "PhantomScan 1.5T", 10.0, 4.2, 20.0, 4000.0, 95.0, 8500.0, 110.0,
+                    4.0, 24.0, 0.20, field_strength_t=1.5, storage_wm=(800.0, 2500.0)),
+    "siteMPRAGE": Site("siteMPRAGE", "PhantomScan MP", 2300.0, 3.0, 9.0, 4500.0, 95.0, 9000.0,
+                       120.0, 3.0, 30.0, 0.15, t1w_family="mprage", t1w_ti_ms=1000.0),
+    "siteThick": Site("siteThick", "PhantomScan 2D", 9.5, 4.0, 15.0, 4000.0, 100.0, 9000.0, 125.0,
+                      5.0, 28.0, 0.15, slice_profile="boxcar", slice_gap_mm=1.0,
+                      storage_wm=(1500.0, 3000.0), storage_max=4095),
+    "site3D": Site("site3D", "PhantomScan 3D", 9.0, 4.0, 15.0, 3200.0, 110.0, 5000.0, 140.0,
+                   1.0, 26.0, 0.15, t2_acquisition="3D", t1w_acquired_mm=1.2),
+    "siteAltLesion": Site("siteAltLesion", "PhantomScan A", 9.0, 4.0, 15.0, 4500.0, 95.0, 9000.0,
+                          120.0, 3.0, 32.0, 0.12, lesion_model="perivenular"),
+    "siteAll": Site("siteAll", "PhantomScan X", 2000.0, 3.5, 8.0, 3800.0, 90.0, 8000.0, 105.0,
+                  5.0, 18.0, 0.30, field_strength_t=1.5, t1w_family="mprage", t1w_ti_ms=800.0,
+                  slice_profile="boxcar", slice_gap_mm=1.0, t1w_acquired_mm=1.3,
+                  storage_wm=(1200.0, 2600.0), storage_gamma=0.8, storage_max=4095,
+                  lesion_model="perivenular"),
+    # Domain randomization: every scanner property drawn per subject (lesions: standard model).
+    "random": Site("random", "PhantomScan random", 9.0, 4.0, 15.0, 4500.0, 95.0, 9000.0, 120.0,
+                   3.0, 30.0, 0.15, randomized=True),
+    # ... and the lesion model drawn too.
+    "randomAll": Site("randomAll", "PhantomScan random", 9.0, 4.0, 15.0, 4500.0, 95.0, 9000.0,
+                      120.0, 3.0, 30.0, 0.15, randomized=True, randomize_lesion_model=True),
 }
 
 #: Voxel orders the files are stored in (one chosen per subject).

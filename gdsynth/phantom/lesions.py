@@ -7,6 +7,11 @@ that activity cannot be read from the pre-contrast images alone. Active lesions 
 borders, a halo of varying strength and gadolinium enhancement (nodular when small, ring or
 open-ring when larger). Times in ms, lengths in mm, concentrations in mM, positions in scanner
 world LPS mm.
+
+An alternative appearance model, ``"perivenular"`` (:func:`restyle`), changes drawn lesions after
+placement: elongated ovoids (volume kept; Dawson's-finger-like), T1 changes smaller (chronic lesions
+about T1-isointense, black holes milder), T2 changes larger, active lesions without an oedema halo
+and with fainter, heterogeneous (patchy) enhancement and thinner peripheral rings.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class Lesion:
     lookalike: bool = False
     onset_session: int = 0  # first session where the lesion exists (chronic at baseline: 0)
     label: int = 0  # instance id in the enhancing dseg (active lesions), else 0
+    heterogeneity: float = 0.0  # 0..1: patchy modulation of the gadolinium (perivenular model)
+    texture_seed: int = 0  # seed of that modulation
 
     @property
     def radius_mm(self) -> float:
@@ -147,6 +154,36 @@ def heal(rng: np.random.Generator, lesion: Lesion) -> Lesion:
     return replace(lesion, kind=kind, radii=lesion.radii * rng.uniform(0.75, 0.95), dt1_ms=dt1,
                    dt2_ms=rng.uniform(40, 110), border_mm=rng.uniform(0.5, 0.9), smooth=False,
                    halo_strength=0.0, pattern=Pattern.none, gd_mm=0.0, label=0)
+
+
+def restyle(rng: np.random.Generator, lesion: Lesion) -> Lesion:
+    """``lesion`` as the ``"perivenular"`` appearance model draws it (see the module docstring)."""
+    long = rng.uniform(1.8, 2.8)
+    radii = lesion.radius_mm * np.array([long, long**-0.5, long**-0.5])
+    if lesion.kind is Kind.active:
+        return replace(
+            lesion, radii=radii, dt1_ms=rng.uniform(150, 350), dt2_ms=rng.uniform(90, 180),
+            border_mm=rng.uniform(0.6, 1.0), halo_strength=0.0,
+            gd_mm=rng.uniform(0.08, 0.3), ring_pos=rng.uniform(0.85, 0.95),
+            ring_width=rng.uniform(0.06, 0.1), heterogeneity=rng.uniform(0.3, 0.7),
+            texture_seed=int(rng.integers(2**31)),
+        )
+    black = lesion.kind is Kind.blackhole
+    return replace(lesion, radii=radii,
+                   dt1_ms=rng.uniform(300, 600) if black else rng.uniform(100, 300),
+                   dt2_ms=rng.uniform(70, 150))
+
+
+def patchy(seed: int, offsets: np.ndarray) -> np.ndarray:
+    """Smooth random modulation in [0, 1] at ``offsets`` (..., 3) mm from a lesion centre: the mean
+    of four plane waves of 3-6 mm wavelength, deterministic per ``seed`` (grid independent)."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(offsets.shape[:-1])
+    for _ in range(4):
+        k = rng.standard_normal(3)
+        k *= 2 * np.pi / rng.uniform(3.0, 6.0) / np.linalg.norm(k)
+        out += np.cos(offsets @ k + rng.uniform(0, 2 * np.pi))
+    return np.clip(0.5 + 0.5 * out / 2.0, 0.0, 1.0)
 
 
 def candidate_centres(

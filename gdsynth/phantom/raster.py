@@ -16,7 +16,7 @@ from scipy.special import erfc
 
 from gdsynth.io import Geometry
 from gdsynth.phantom.fields import grid_axes_world
-from gdsynth.phantom.lesions import Kind, Lesion, Pattern
+from gdsynth.phantom.lesions import Kind, Lesion, Pattern, patchy
 
 
 @dataclass
@@ -77,6 +77,9 @@ def _profiles(lesion: Lesion, coords: list[np.ndarray]):
         if lesion.pattern is Pattern.open_ring and lesion.opening is not None:
             cos = (grid @ lesion.opening) / np.maximum(dist, 1e-6)
             gd *= 1.0 / (1.0 + np.exp((cos - 0.5) * 12.0))  # gap of ~120 deg
+    if lesion.heterogeneity > 0:
+        h = lesion.heterogeneity
+        gd *= (1.0 - h) + h * patchy(lesion.texture_seed, grid)
     return frac, halo, gd
 
 

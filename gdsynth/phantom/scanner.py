@@ -67,9 +67,10 @@ def reorient(array: np.ndarray, geometry: Geometry, code: str) -> tuple[np.ndarr
 
 
 def thick_slice_grid(reference: Geometry, slice_mm: float) -> Geometry:
-    """Canonical axial grid with slices of ``slice_mm`` along world S-I, covering ``reference``.
+    """Canonical axial grid with slices every ``slice_mm`` along world S-I, covering ``reference``.
 
-    ``reference`` is a canonical grid (diagonal direction); in-plane spacing is kept.
+    ``reference`` is a canonical grid (diagonal direction); in-plane spacing is kept. (A slice
+    gap is a spacing larger than the slice thickness: pass thickness + gap.)
     """
     sp = np.asarray(reference.spacing, dtype=float)
     extent = sp[2] * reference.shape[2]
@@ -127,20 +128,46 @@ def random_motion(
     return Motion(float(rng.uniform(0, max_deg)), axis, shift, np.asarray(centre, dtype=float))
 
 
+def boxcar_profile(signal: np.ndarray, slice_mm: float, res: float, axis: int = 2) -> np.ndarray:
+    """Average over a ``slice_mm`` wide box along ``axis`` (voxels of ``res`` mm; fractional end
+    weights), the idealised rectangular slice profile of a 2D acquisition."""
+    half = 0.5 * slice_mm / res
+    n = int(np.ceil(half - 0.5))
+    offsets = np.arange(-n, n + 1, dtype=float)
+    weights = np.clip(half + 0.5 - np.abs(offsets), 0.0, 1.0)
+    return ndi.correlate1d(signal, (weights / weights.sum()).astype(np.float32), axis=axis,
+                           mode="constant")
+
+
+def blur_to_resolution(signal: np.ndarray, spacing: tuple[float, ...], acquired_mm: float
+                       ) -> np.ndarray:
+    """Gaussian point spread making an image on ``spacing`` look acquired at ``acquired_mm``
+    isotropic (FWHM ``sqrt(acquired^2 - spacing^2)`` per axis); unchanged when not coarser."""
+    sigma = [np.sqrt(max(acquired_mm**2 - s**2, 0.0)) / 2.355 / s for s in spacing]
+    if max(sigma) <= 0:
+        return signal
+    return ndi.gaussian_filter(signal, sigma, mode="constant").astype(np.float32)
+
+
 def acquire(
     signal: np.ndarray,
     source: Geometry,
     target: Geometry,
     motion: Motion | None = None,
     slice_mm: float | None = None,
+    profile: str = "gaussian",
 ) -> np.ndarray:
     """Resample a noise-free signal (on ``source``) onto an acquisition grid ``target``.
 
     The patient moved by ``motion`` (the image sees the anatomy at ``M^-1 q`` for a world point
-    ``q``). ``slice_mm`` blurs along world S-I first (Gaussian slice profile of that FWHM, minus the
-    source voxel's own width). Trilinear interpolation; float32 (X, Y, Z) on ``target``.
+    ``q``). ``slice_mm`` blurs along world S-I first: a Gaussian slice profile of that FWHM minus
+    the source voxel's own width (``profile="gaussian"``), or a rectangular one of that width
+    (``"boxcar"``). Trilinear interpolation; float32 (X, Y, Z) on ``target``.
     """
-    if slice_mm is not None:
+    if slice_mm is not None and profile == "boxcar":
+        if slice_mm > source.spacing[2]:
+            signal = boxcar_profile(signal, slice_mm, source.spacing[2])
+    elif slice_mm is not None:
         res = source.spacing[2]
         fwhm = np.sqrt(max(slice_mm**2 - res**2, 0.0))
         if fwhm > 0:
@@ -172,7 +199,16 @@ def add_rician_noise(rng: np.random.Generator, signal: np.ndarray, sigma: float)
     return np.sqrt(real, out=real)
 
 
-def to_storage(image: np.ndarray, wm_level: float, target_wm: float) -> np.ndarray:
-    """Scale so white matter sits near ``target_wm`` and round to int16 (clipped to 0..32767)."""
+def to_storage(image: np.ndarray, wm_level: float, target_wm: float, *, gamma: float = 1.0,
+               max_value: int = 32767) -> np.ndarray:
+    """Scale so white matter sits near ``target_wm`` and round to int16 (clipped to 0..max_value).
+
+    ``gamma`` != 1 first maps ``x -> wm (x / wm) ** gamma`` (a vendor-like non-linear intensity
+    scaling that keeps white matter in place); ``max_value`` < 32767 windows the bright end (e.g.
+    12-bit storage saturates vessels).
+    """
+    if gamma != 1.0:
+        wm = np.float32(max(wm_level, 1e-12))
+        image = (np.maximum(image, 0) / wm) ** np.float32(gamma) * wm
     scaled = image * np.float32(target_wm / max(wm_level, 1e-12))
-    return np.clip(np.rint(scaled), 0, 32767).astype(np.int16)
+    return np.clip(np.rint(scaled), 0, max_value).astype(np.int16)

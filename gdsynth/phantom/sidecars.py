@@ -33,6 +33,12 @@ def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) ->
             "FlipAngle": round(p.t1w_flip_deg, 3),
             "SliceThickness": resolution,
         }
+        if p.t1w_family == "mprage":
+            data.update(ScanningSequence=["GR", "IR"], SequenceVariant=["SP", "MP"],
+                        PulseSequenceType="inversion-prepared gradient echo (MPRAGE-like)",
+                        InversionTime=round(p.t1w_ti_ms / 1000, 6))
+        if site.t1w_acquired_mm > 0:
+            data["AcquisitionVoxelSize"] = [round(site.t1w_acquired_mm, 3)] * 3
         if sequence == "T1w_gd":
             data["ContrastBolusIngredient"] = "GADOLINIUM"
     elif sequence == "T2w":
@@ -60,4 +66,8 @@ def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) ->
         }
     else:
         raise ValueError(f"unknown sequence {sequence!r}")
+    if sequence in ("T2w", "FLAIR") and site.t2_acquisition == "3D":
+        data["MRAcquisitionType"] = "3D"
+    if sequence in ("T2w", "FLAIR") and site.slice_gap_mm > 0 and site.t2_acquisition == "2D":
+        data["SpacingBetweenSlices"] = round(p.slice_mm + site.slice_gap_mm, 3)
     return {**common, **data}

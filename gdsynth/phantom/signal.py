@@ -9,7 +9,7 @@ acquired before the injection). Times in ms, concentrations in mM.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class Protocol:
     slice_mm: float
     snr: float
     bias: float
+    t1w_family: str = "spgr"
+    t1w_ti_ms: float = 0.0  # MPRAGE-like inversion time (0 for spoiled GRE)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,16 +56,18 @@ def draw_tissues(rng: np.random.Generator, jitter: float) -> dict[str, Tissue]:
 def draw_protocol(
     rng: np.random.Generator, site: Site, config: PhantomConfig
 ) -> Protocol:
-    """Jitter the site defaults (TR/TE +/-3 %, flip +/-1 deg, SNR +/-15 %) for one exam.
+    """Jitter the site defaults (TR/TE/TI +/-3 %, flip +/-1 deg, SNR +/-15 %) for one exam.
 
     The FLAIR inversion time is set to null the *nominal* CSF T1 (the scanner does not know the
-    subject's), so nulling is imperfect as in real scans.
+    subject's), so nulling is imperfect as in real scans. A 2D slice is at least two in-plane
+    voxels thick; a 3D T2w/FLAIR voxel at least one. Draws for the original sites are unchanged
+    (the MPRAGE inversion time is drawn last, only for MPRAGE-like sites).
     """
     j = lambda v, s=0.03: float(v * (1.0 + s * rng.standard_normal()))  # noqa: E731
     flair_tr = j(site.flair_tr_ms)
     t1_csf = TISSUES["CSF"].t1_ms
     ti = t1_csf * np.log(2.0 / (1.0 + np.exp(-flair_tr / t1_csf)))
-    return Protocol(
+    protocol = Protocol(
         t1w_tr_ms=j(site.t1w_tr_ms),
         t1w_te_ms=j(site.t1w_te_ms),
         t1w_flip_deg=float(site.t1w_flip_deg + rng.normal(0, 1.0)),
@@ -72,10 +76,14 @@ def draw_protocol(
         flair_tr_ms=flair_tr,
         flair_te_ms=j(site.flair_te_ms),
         flair_ti_ms=j(ti, 0.02),
-        slice_mm=max(site.slice_mm, 2.0 * config.resolution),
+        slice_mm=max(site.slice_mm, (2.0 if site.t2_acquisition == "2D" else 1.0)
+                     * config.resolution),
         snr=float(site.snr * config.snr_scale * rng.uniform(0.85, 1.15)),
         bias=float(site.bias * config.bias_scale * rng.uniform(0.8, 1.2)),
     )
+    if site.t1w_family == "mprage":
+        protocol = replace(protocol, t1w_family="mprage", t1w_ti_ms=j(site.t1w_ti_ms))
+    return protocol
 
 
 def spoiled_gre(pd, t1, t2, tr, te, flip_deg):
@@ -83,6 +91,15 @@ def spoiled_gre(pd, t1, t2, tr, te, flip_deg):
     a = np.deg2rad(flip_deg)
     e1 = np.exp(-tr / t1)
     return pd * np.sin(a) * (1 - e1) / (1 - np.cos(a) * e1) * np.exp(-te / (_T2STAR_FACTOR * t2))
+
+
+def mprage(pd, t1, t2, tr, te, ti, flip_deg):
+    """MPRAGE-like inversion-prepared gradient echo (magnitude), the single-readout approximation:
+    PD sin(a) |1 - 2 exp(-TI / T1) + exp(-TR / T1)| exp(-TE / T2*), TR the inversion repetition
+    time. Grey/white contrast is stronger than spoiled GRE; CSF is near its null."""
+    a = np.deg2rad(flip_deg)
+    inv = np.abs(1 - 2 * np.exp(-ti / t1) + np.exp(-tr / t1))
+    return pd * np.sin(a) * inv * np.exp(-te / (_T2STAR_FACTOR * t2))
 
 
 def spin_echo(pd, t1, t2, tr, te):
@@ -98,11 +115,12 @@ def flair(pd, t1, t2, tr, te, ti):
 def signal(sequence: str, pd, t1, t2, protocol: Protocol, gd_mm=0.0, relaxivity: float = 4.5):
     """Noise-free signal of one of :data:`SEQUENCES`; ``gd_mm`` only acts on ``T1w_gd``."""
     p = protocol
-    if sequence == "T1w":
+    if sequence in ("T1w", "T1w_gd"):
+        if sequence == "T1w_gd":
+            t1 = 1.0 / (1.0 / t1 + relaxivity * 1e-3 * gd_mm)  # r1 in 1/(mM s), T1 in ms
+        if p.t1w_family == "mprage":
+            return mprage(pd, t1, t2, p.t1w_tr_ms, p.t1w_te_ms, p.t1w_ti_ms, p.t1w_flip_deg)
         return spoiled_gre(pd, t1, t2, p.t1w_tr_ms, p.t1w_te_ms, p.t1w_flip_deg)
-    if sequence == "T1w_gd":
-        t1_post = 1.0 / (1.0 / t1 + relaxivity * 1e-3 * gd_mm)  # r1 in 1/(mM s), T1 in ms
-        return spoiled_gre(pd, t1_post, t2, p.t1w_tr_ms, p.t1w_te_ms, p.t1w_flip_deg)
     if sequence == "T2w":
         return spin_echo(pd, t1, t2, p.t2w_tr_ms, p.t2w_te_ms)
     if sequence == "FLAIR":

@@ -26,12 +26,14 @@ from gdsynth.phantom.lesions import (
     heal,
     lesion_row,
     place,
+    restyle,
 )
 from gdsynth.phantom.raster import LesionMaps, rasterise
 from gdsynth.phantom.scanner import (
     acquire,
     add_rician_noise,
     bias_field,
+    blur_to_resolution,
     random_motion,
     reorient,
     thick_slice_grid,
@@ -46,10 +48,11 @@ from gdsynth.phantom.signal import (
     draw_tissues,
     render,
 )
+from gdsynth.phantom.sites import at_field, draw_site, lesion_t1_factor
 from gdsynth.phantom.vessels import VesselMaps, make_vessels
 
 _PARTS = {"subject": 0, "anatomy": 1, "tissue": 2, "vessels": 3, "chronic": 4, "candidates": 5,
-          "exam": 6, "active": 7, "heal": 8, "texture": 9}
+          "exam": 6, "active": 7, "heal": 8, "texture": 9, "site": 10, "lesion_style": 11}
 _GOLDEN = 0.6180339887498949
 TRUTH_KEYS = ("enhancing", "lesions", "brain", "WM", "GM", "CSF", "vessel")
 
@@ -159,14 +162,19 @@ def _acquire_all(
     config: PhantomConfig,
     orientation: str,
     texture: np.ndarray,
+    site: Site,
 ) -> tuple[dict, dict]:
     """Render, move, blur, bias, add noise and store the four images; return images and motion."""
     g = anatomy.geometry
     blood = rng.uniform(*config.gd_blood_mm)
     conc = {"blood": blood, "choroid": rng.uniform(*config.gd_choroid_mm),
             "WM": config.cbv_wm * blood, "GM": config.cbv_gm * blood}
-    mods = Modifiers(maps.dt1, maps.dt2, maps.dpd, maps.gd, vessels.vessel, vessels.choroid)
-    thick = thick_slice_grid(g, protocol.slice_mm)
+    dt1 = maps.dt1
+    if site.field_strength_t != 3.0:  # lesion T1 prolongation scales with the tissue's T1
+        dt1 = dt1 * np.float32(lesion_t1_factor(site.field_strength_t))
+    mods = Modifiers(dt1, maps.dt2, maps.dpd, maps.gd, vessels.vessel, vessels.choroid)
+    gap = site.slice_gap_mm if site.t2_acquisition == "2D" else 0.0
+    thick = thick_slice_grid(g, protocol.slice_mm + gap)
     motions = {s: random_motion(rng, anatomy.brain_centre, config.motion_max_deg,
                                 config.motion_max_mm) for s in ("T2w", "FLAIR", "T1w_gd")}
     # Pre and post T1w share the receive-coil bias (same scanner frame), up to a small change.
@@ -181,14 +189,18 @@ def _acquire_all(
         elif seq == "T1w_gd":
             grid, sig = g, acquire(sig, g, g, motions[seq])
         else:
-            grid, sig = thick, acquire(sig, g, thick, motions[seq], protocol.slice_mm)
+            grid, sig = thick, acquire(sig, g, thick, motions[seq], protocol.slice_mm,
+                                       site.slice_profile)
         if seq in ("T1w", "T1w_gd"):
+            if site.t1w_acquired_mm > 0:
+                sig = blur_to_resolution(sig, g.spacing, site.t1w_acquired_mm)
             sig *= t1w_bias
             sig *= bias_field(rng, grid, 0.02)
         else:
             sig *= bias_field(rng, grid, protocol.bias)
         noisy = add_rician_noise(rng, sig, wm_level / protocol.snr)
-        stored = to_storage(noisy, wm_level, rng.uniform(300.0, 1500.0))
+        stored = to_storage(noisy, wm_level, rng.uniform(*site.storage_wm),
+                            gamma=site.storage_gamma, max_value=site.storage_max)
         images[seq] = reorient(stored, grid, orientation)
     motion = {s: m.to_dict() for s, m in motions.items()}
     return images, motion
@@ -226,7 +238,7 @@ def _exam(
     maps = rasterise(lesions, g, parenchyma=((anatomy.wm + anatomy.gm) >= 0.5) & (vessel == 0))
     protocol = draw_protocol(rng, site, config)
     images, motion = _acquire_all(rng, anatomy, tissues, vessels, maps, protocol, config,
-                                  orientation, texture)
+                                  orientation, texture, site)
     canonical = {
         "enhancing": maps.enhancing, "lesions": maps.all_mask,
         "brain": anatomy.brain.astype(np.uint8), "WM": anatomy.wm, "GM": anatomy.gm,
@@ -243,18 +255,26 @@ def simulate_subject(index: int, seed: int, config: PhantomConfig | None = None)
     """Simulate subject ``index`` (0-based; BIDS label ``index + 1``, 3 digits) of cohort ``seed``.
 
     Returns every session's images and truth in memory (nothing is written). The site is
-    ``config.sites[index % len(config.sites)]``.
+    ``config.sites[index % len(config.sites)]``; a randomized site kind draws its scanner (and
+    possibly its lesion model) for this subject from a stream of its own, so the other draws are
+    those of any other site.
     """
     config = config or PhantomConfig()
-    site = get_site(config.sites[index % len(config.sites)])
+    site = draw_site(subject_rng(seed, index, "site"),
+                     get_site(config.sites[index % len(config.sites)]))
     orientation = config.orientations[
         int(subject_rng(seed, index, "subject").integers(len(config.orientations)))]
     anatomy = make_anatomy(subject_rng(seed, index, "anatomy"), config)
-    tissues = draw_tissues(subject_rng(seed, index, "tissue"), config.tissue_jitter)
+    tissues = at_field(draw_tissues(subject_rng(seed, index, "tissue"), config.tissue_jitter),
+                       site.field_strength_t)
     vessels = make_vessels(subject_rng(seed, index, "vessels"), anatomy, config)
     texture = texture_field(subject_rng(seed, index, "texture"), anatomy, config)
     candidates = candidate_centres(subject_rng(seed, index, "candidates"), anatomy)
     current = _chronic_lesions(subject_rng(seed, index, "chronic"), config, candidates)
+    styled = site.lesion_model != "standard"
+    if styled:
+        rng_style = subject_rng(seed, index, "lesion_style")
+        current = [restyle(rng_style, x) for x in current]
     label = f"{index + 1:03d}"
     exams = []
     for s in range(config.sessions):
@@ -265,6 +285,9 @@ def simulate_subject(index: int, seed: int, config: PhantomConfig | None = None)
         if exam_is_active(seed, index, s, config.active_fraction):
             new = _new_active(subject_rng(seed, index, "active", s), config, candidates,
                               current, s)
+            if styled:
+                rng_style = subject_rng(seed, index, "lesion_style", s + 1)
+                new = [restyle(rng_style, x) for x in new]
         current = current + new
         exam = Exam(subject=label, session=f"{s + 1:02d}" if config.sessions > 1 else None)
         exams.append(_exam(subject_rng(seed, index, "exam", s), anatomy, tissues, vessels,

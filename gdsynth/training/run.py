@@ -181,6 +181,10 @@ def _train_run(
         if export:
             card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
                               training=training)
+            from gdsynth.preprocess.domain import reference_from_files
+
+            card.normalization["domain"] = reference_from_files(
+                (e.paths for e in dm.train_exams), list(config.data.inputs))
             result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
         with swallow_stderr(not verbose):
             finish_logger(logger)

@@ -121,3 +121,47 @@ def test_noise_touches_inputs_only():
     torch.testing.assert_close(out["T1w_gd"].data, subject["T1w_gd"].data)
     assert not torch.allclose(out["T1w"].data, subject["T1w"].data)
     assert build_augmentation(AugmentConfig(enabled=False), ["T1w"]) is None
+
+
+def _randomizable_subject(seed: int = 0) -> tio.Subject:
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, 24, 20, 16)
+    t1 = 0.3 + 1.2 * torch.rand(shape, generator=g)
+    enh = torch.zeros(shape)
+    enh[:, 8:12, 8:12, 6:10] = 0.6
+    mask = torch.zeros(shape, dtype=torch.uint8)
+    mask[:, 2:-2, 2:-2, 2:-2] = 1
+    return tio.Subject(
+        T1w=tio.ScalarImage(tensor=t1), T1w_gd=tio.ScalarImage(tensor=t1 + enh),
+        FLAIR=tio.ScalarImage(tensor=0.5 + torch.rand(shape, generator=g)),
+        mask=tio.LabelMap(tensor=mask))
+
+
+def test_input_randomization_keeps_the_enhancement_target_intact():
+    cfg = AugmentConfig(affine_p=0, flip_p=0, bias_p=0, gamma_p=0, noise_p=0, motion_p=0,
+                        ghosting_p=0, randomize_p=1.0)
+    subject = _randomizable_subject()
+    before = {k: subject[k].data.clone() for k in ("T1w", "T1w_gd", "FLAIR", "mask")}
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out = build_augmentation(cfg, ["T1w", "FLAIR"])(subject)
+        torch.testing.assert_close(out["T1w_gd"].data - out["T1w"].data,
+                                   before["T1w_gd"] - before["T1w"], atol=1e-5, rtol=0)
+        assert (out["T1w"].data - before["T1w"]).abs().mean() > 0.01
+        assert (out["FLAIR"].data - before["FLAIR"]).abs().mean() > 0.01
+        assert torch.equal(out["mask"].data, before["mask"])
+    assert build_augmentation(AugmentConfig(), ["T1w"]) is not None  # off by default:
+    assert not any(type(t).__name__ == "RandomizeInputs"
+                   for t in build_augmentation(AugmentConfig(), ["T1w"]).transforms)
+
+
+def test_random_contrast_curve_is_monotonic_and_keeps_zero_and_nawm():
+    from gdsynth.data.augment import CURVE_KNOTS, random_contrast_curve
+
+    x = torch.linspace(0, 5, 501)
+    for seed in range(5):
+        log_slopes = torch.randn(len(CURVE_KNOTS) - 1, generator=torch.Generator().manual_seed(seed))
+        y = random_contrast_curve(x, log_slopes)
+        assert torch.all(torch.diff(y) > 0)
+        f = random_contrast_curve(torch.tensor([0.0, 1.0]), log_slopes)
+        torch.testing.assert_close(f, torch.tensor([0.0, 1.0]))
