@@ -69,7 +69,8 @@ def test_ood_flag_forces_a_referral_through_the_quality_path():
     params = DetectionParams()
     confident = summarize_patient([], params)
     assert confident["refer_for_gadolinium"] is False
-    flagged = add_quality_flags(confident, [], params, ["out of domain: T1w ..."])
+    assert add_quality_flags(dict(confident), []) == confident
+    flagged = add_quality_flags(confident, ["out of domain: T1w ..."])
     assert flagged["refer_for_gadolinium"] is True
     assert flagged["reason"].startswith("quality: out of domain")
-    assert add_quality_flags(confident, [], params, []) is confident
+    assert flagged["quality_flags"] == ["out of domain: T1w ..."]
