@@ -115,6 +115,26 @@ def remove_small(labels: np.ndarray, min_volume_mm3: float, spacing: Sequence[fl
     return lut[labels]
 
 
+def difference_candidates(
+    enhancement: np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    params,  # DetectionParams (not imported: params.py imports nothing from here, keep it so)
+    info: dict | None = None,
+) -> np.ndarray:
+    """int32 candidate components of an enhancement map (the ``difference`` detector): smoothing,
+    background removal, noise-scaled hysteresis, trimming to the peak (see module doc).
+    ``info`` (when given) receives ``noise_sd``, ``high_used`` and ``low_used``."""
+    smoothed = smooth_in_mask(enhancement, brain, params.sigma_mm, spacing)
+    residual, noise = remove_background(smoothed, brain, params.background_mm, spacing)
+    high = max(params.high, params.high_sigmas * noise)
+    low = min(max(params.low, params.low_sigmas * noise), high)
+    if info is not None:
+        info.update(noise_sd=noise, high_used=high, low_used=low)
+    labels = hysteresis_components(residual, high, low, brain)
+    return trim_to_peak(labels, residual, params.peak_fraction)
+
+
 def union_components(*masks: np.ndarray) -> np.ndarray:
     """int32 26-connected components (cc3d) of the union of boolean masks."""
     union = np.zeros(masks[0].shape, bool)

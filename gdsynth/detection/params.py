@@ -71,7 +71,8 @@ class DetectionParams:
     than ``max_volume_mm3`` suppressed as ``too-large`` (a threshold failure, not a lesion).
     Suppression (see :mod:`gdsynth.detection.suppression`): ``surface_margin_mm``,
     ``max_elongation`` (+ ``elongation_min_length_mm``), ``csf_fraction_max`` /
-    ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating).
+    ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating),
+    ``min_tissue_ratio`` (0 = off) over the ``tissue_percentile`` bright-tissue level.
     Score: ``score_coefficients`` (logistic, keys ``intercept`` + :data:`SCORE_FEATURES`).
     Patient: ``probability_active = sigmoid(platt_a * logit(1 − Π(1 − s_i)) + platt_b)``; refer
     when ≥ ``refer_threshold``; quality limits ``min_brain_ml``/``max_brain_ml``/``min_wm_fraction``/
@@ -100,6 +101,8 @@ class DetectionParams:
     csf_t2w_min: float = 1.6
     csf_flair_max: float = 0.6
     min_flair_ratio: float = 1.15
+    min_tissue_ratio: float = 0.0
+    tissue_percentile: float = 90.0
     nawm_shell_mm: tuple[float, float] = (3.0, 10.0)
     nawm_ref_tolerance: float = 0.10
     periventricular_mm: float = 3.0

@@ -14,6 +14,11 @@ skipped):
 4. ``not-flair-bright`` — gating by the pre-contrast appearance: active MS lesions are
    FLAIR/T2w-hyperintense, so ``flair_contrast`` (vs local NAWM) < ``min_flair_ratio`` is rejected.
    Needs FLAIR or T2w.
+5. ``not-brighter-than-tissue`` — ``tissue_contrast`` (mean FLAIR, else T2w, over the exam's
+   bright-tissue level: the 90th percentile of the non-CSF brain, i.e. grey matter) <
+   ``min_tissue_ratio`` (0 = off). Normal grey matter enhances (higher blood volume than white
+   matter) and is 0.9–1.2 × NAWM on FLAIR, so on a noisy real post − pre its noise peaks pass
+   rule 4; an active lesion is brighter than cortex. Choroid plexus fails it too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from gdsynth.detection.params import DetectionParams
 
-REASONS = ("too-large", "surface", "vessel", "csf", "not-flair-bright")
+REASONS = ("too-large", "surface", "vessel", "csf", "not-flair-bright", "not-brighter-than-tissue")
 
 
 def suppression_reason(feat: dict[str, Any], params: DetectionParams) -> str | None:
@@ -40,4 +45,10 @@ def suppression_reason(feat: dict[str, Any], params: DetectionParams) -> str | N
         return "csf"
     if feat["flair_contrast"] is not None and feat["flair_contrast"] < params.min_flair_ratio:
         return "not-flair-bright"
+    if (
+        params.min_tissue_ratio > 0
+        and feat.get("tissue_contrast") is not None
+        and feat["tissue_contrast"] < params.min_tissue_ratio
+    ):
+        return "not-brighter-than-tissue"
     return None

@@ -1,0 +1,48 @@
+"""The difference module on a real post-Gd: registered real post − pre → enhancing lesions.
+
+Used where no annotation exists: ``gdsynth label`` (annotate a Gd cohort) and ``gdsynth train``
+(enhancing labels derived from the real post-Gd). Inputs are the prepared, NAWM-normalized pre- and
+post-contrast T1w (same grid, registered), so the difference is in the units of the synthetic
+enhancement map and goes through the same :func:`gdsynth.detection.detect_lesions` (``difference``
+detector) with :func:`real_post_params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gdsynth.detection.detect import DetectionResult, detect_lesions
+from gdsynth.detection.params import DetectionParams, Detector
+
+#: Parameters of the difference module on a real post − pre that differ from the defaults.
+REAL_POST_DEFAULTS: dict[str, Any] = {}
+
+
+def real_post_params(**overrides: Any) -> DetectionParams:
+    """:class:`DetectionParams` of the difference module on a real post − pre (``difference``
+    detector, :data:`REAL_POST_DEFAULTS`), with ``overrides``."""
+    data = {**REAL_POST_DEFAULTS, **overrides, "detector": Detector.difference.value}
+    return DetectionParams().replace(**data)
+
+
+def detect_real_post(
+    pre: np.ndarray,
+    post: np.ndarray,
+    *,
+    brain_mask: np.ndarray,
+    spacing: Sequence[float],
+    params: DetectionParams | None = None,
+    flair: np.ndarray | None = None,
+    t2w: np.ndarray | None = None,
+) -> DetectionResult:
+    """Enhancing lesions of a registered real post-Gd: :func:`detect_lesions` on ``post − pre``
+    (normalized T1w, NAWM = 1) with ``params`` (default :func:`real_post_params`)."""
+    params = params or real_post_params()
+    if params.detector != Detector.difference.value:
+        params = params.replace(detector=Detector.difference.value)
+    enhancement = np.asarray(post, np.float32) - np.asarray(pre, np.float32)
+    return detect_lesions(enhancement, brain_mask=brain_mask, spacing=spacing, params=params,
+                          flair=flair, t1w=pre, t2w=t2w)
