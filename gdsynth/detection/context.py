@@ -118,6 +118,22 @@ def _capped_min(mask: np.ndarray, dist: np.ndarray) -> float:
     return float(min(dist[mask].min(), DIST_CAP_MM))
 
 
+def surface_fraction(
+    ctx: TissueContext, box: tuple[slice, ...], comp: np.ndarray, margin_mm: float
+) -> float:
+    """Fraction of component ``comp`` (bool array of ``box``'s shape) within ``margin_mm`` of the
+    brain surface (distance measured as in :func:`local_distances`)."""
+    sp = ctx.spacing
+    brain = ctx.brain[box]
+    pad = [(int(s.start == 0), int(s.stop == n)) for s, n in zip(box, ctx.brain.shape, strict=True)]
+    padded = np.pad(brain, pad)
+    if padded.all() or not comp.any():
+        return 0.0
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, brain.shape, strict=True))
+    edt = ndi.distance_transform_edt(padded, sampling=sp)[inner]
+    return float((np.maximum(edt - max(sp), 0.0)[comp] <= margin_mm).mean())
+
+
 def local_distances(
     ctx: TissueContext, box: tuple[slice, ...], comp: np.ndarray
 ) -> tuple[float, float | None]:

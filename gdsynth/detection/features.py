@@ -16,7 +16,8 @@ candidates, not the volume). For component c (voxels V, spacing in mm):
 * ``elongation`` = sqrt(λ1/λ2) of the covariance of the voxel positions in mm (each axis regularized
   by one voxel's variance, spacing²/12), ``length_mm`` = sqrt(12 λ1) (extent of a uniform rod);
 * ``dist_surface_mm`` / ``dist_csf_mm``: min distance of V to the brain surface / to CSF, capped at
-  10 mm (:func:`gdsynth.detection.context.local_distances`);
+  10 mm (:func:`gdsynth.detection.context.local_distances`); ``surface_fraction``: share of V
+  within ``surface_margin_mm`` of the surface;
   ``csf_fraction`` = max(fraction of V in CSF, fraction of the ``csf_shell_mm`` shell around V in CSF);
 * ``location``: see :func:`location_class`.
 """
@@ -28,7 +29,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from gdsynth.detection.context import DIST_CAP_MM, TissueContext, local_distances
+from gdsynth.detection.context import (
+    DIST_CAP_MM,
+    TissueContext,
+    local_distances,
+    surface_fraction,
+)
 from gdsynth.detection.params import DetectionParams
 
 LOCATIONS = ("periventricular", "juxtacortical", "deep-white-matter", "infratentorial-unknown")
@@ -114,6 +120,8 @@ def component_features(
             "length_mm": length,
             "dist_surface_mm": dist_surface,
             "dist_csf_mm": dist_csf,
+            "surface_fraction": surface_fraction(ctx, box, comp, params.surface_margin_mm)
+            if dist_surface <= params.surface_margin_mm else 0.0,
             "csf_fraction": 0.0,
             "flair_contrast": None,
             "tissue_contrast": None,

@@ -17,8 +17,22 @@ import numpy as np
 from gdsynth.detection.detect import DetectionResult, detect_lesions
 from gdsynth.detection.params import DetectionParams, Detector
 
-#: Parameters of the difference module on a real post − pre that differ from the defaults.
-REAL_POST_DEFAULTS: dict[str, Any] = {}
+#: Parameters of the difference module on a real post − pre that differ from the defaults (set on
+#: phantom sites A+B, 16 exams at 2 mm; see docs/detection.md). A real post − pre is noisy (voxel
+#: SD ≈ 0.07 NAWM units) and weakly active lesions enhance by 0.1–0.3, as much as normal grey
+#: matter (≈ 0.1): seeds at 3 noise SD (not 4) and regions grown to 2 SD find them, and the grey
+#: matter's noise peaks that this lets through are removed by the ``not-brighter-than-tissue``
+#: rule (FLAIR vs the exam's brightest normal tissue), waived for strong enhancement away from
+#: the ventricles; ``surface`` only removes candidates lying along the surface.
+REAL_POST_DEFAULTS: dict[str, Any] = {
+    "high": 0.12,
+    "low": 0.06,
+    "high_sigmas": 3.0,
+    "low_sigmas": 2.0,
+    "min_tissue_ratio": 1.07,
+    "tissue_waiver_enhancement": 0.45,
+    "surface_fraction_min": 0.3,
+}
 
 
 def real_post_params(**overrides: Any) -> DetectionParams:
