@@ -20,6 +20,7 @@ _PREP = typer.Option(
          "without writing to it].")
 _SPACING = typer.Option(None, "--spacing", min=0.1,
                         help="Isotropic voxel size in mm of the preparation (default: keep T1w).")
+_WORKERS = typer.Option(0, "--workers", min=0, help="Threads preparing upcoming exams.")
 _SHARD = typer.Option(None, "--shard", help="I/N: process only exams k with k mod N == I.")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Redo exams that are already complete.")
 _SET = typer.Option(None, "--set", metavar="KEY=VALUE",
@@ -29,7 +30,7 @@ _SET = typer.Option(None, "--set", metavar="KEY=VALUE",
 
 def label(
     bids: Path = _BIDS, out: Path = _OUT, participant_label: list[str] = _LABELS,
-    prep: Path = _PREP, spacing: float = _SPACING, shard: str = _SHARD,
+    prep: Path = _PREP, spacing: float = _SPACING, workers: int = _WORKERS, shard: str = _SHARD,
     overwrite: bool = _OVERWRITE, set_: list[str] = _SET,
 ) -> None:
     """Label enhancing lesions from the real post-Gd T1w (registered post - pre) of each exam."""
@@ -58,7 +59,8 @@ def label(
         default = (bids if bids.is_dir() else bids.parent) / "derivatives" / "gdsynth-prep"
         prep = default if default.is_dir() else None
     config = LabelConfig(out=out, params=params, prep_root=prep, write_prep=write_prep,
-                         spacing=spacing, overwrite=overwrite, shard=parse_shard(shard))
+                         spacing=spacing, overwrite=overwrite, shard=parse_shard(shard),
+                         workers=workers)
     sweep_output(out, prep if write_prep else None)
     results = label_cohort(exams, config, bids_root=bids)
     for r in results:

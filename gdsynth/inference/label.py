@@ -13,6 +13,8 @@ enhancing lesion is labelled and 0.0 otherwise, ``refer_for_gadolinium`` is fals
 injection), ``source`` says where the labels come from. Quality flags (an unusable brain mask or
 image) make the exam fail rather than write a label map nobody should train on.
 
+``workers`` > 0 prepares upcoming exams in background threads while one is labelled.
+
 Resume: an exam whose summary records the same input SHA-256 (T1w, T2w, FLAIR, post-Gd) and
 detection parameters is skipped; ``overwrite`` redoes it. Exams without a post-Gd are skipped
 with a reason; one that fails (missing or corrupt file) is reported and the others go on.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,7 @@ class LabelConfig:
     spacing: float | None = None
     overwrite: bool = False
     shard: tuple[int, int] | None = None
+    workers: int = 0  # threads preparing upcoming exams while one is labelled
 
 
 def _prep_config(exam: Exam, spacing: float | None):  # -> PrepConfig
@@ -111,13 +115,15 @@ def prepare_with_post(exam: Exam, config: LabelConfig):  # -> PreparedVolumes
     return vols
 
 
-def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any]) -> list[Path]:
-    """Prepare, detect and write one exam (summary last); returns the written paths."""
+def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) -> list[Path]:
+    """Prepare (unless ``vols``, from :func:`prepare_with_post`, is given), detect and write one
+    exam (summary last); returns the written paths."""
     from gdsynth.inference.pipeline import lesion_rows
     from gdsynth.inference.prep import from_volumes
     from gdsynth.preprocess import to_native
 
-    vols = prepare_with_post(exam, config)
+    if vols is None:
+        vols = prepare_with_post(exam, config)
     if "T1w_gd" not in vols.images:
         raise MissingSequenceError(exam.t1w_gd, "the post-Gd T1w was not prepared")
     img = vols.images
@@ -167,24 +173,48 @@ def label_cohort(exams: Sequence[Exam], config: LabelConfig, *,
                               description="enhancing lesions annotated from the real post-Gd T1w")
     results: list[CaseResult] = []
     table = summary_path(config.out, config.shard)
-    for exam in track(shard_exams(exams, config.shard), "gdsynth label"):
-        start = time.perf_counter()
+    mine = shard_exams(exams, config.shard)
+    todo: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, CaseResult] = {}
+    for exam in mine:
         if exam.t1w_gd is None:
-            result = CaseResult(exam.id, "skipped", 0.0, "no post-Gd T1w")
+            skipped[exam.id] = CaseResult(exam.id, "skipped", 0.0, "no post-Gd T1w")
+            continue
+        try:
+            key = run_key(exam, config)
+        except Exception as exc:  # noqa: BLE001 - a missing/unreadable input fails this exam only
+            skipped[exam.id] = CaseResult(exam.id, "failed", 0.0, error_line(exc))
+            continue
+        if not config.overwrite and O.is_complete(O.SUMMARY.path(config.out, exam), key):
+            skipped[exam.id] = CaseResult(exam.id, "skipped")
         else:
-            try:
-                key = run_key(exam, config)
-                if not config.overwrite and O.is_complete(O.SUMMARY.path(config.out, exam), key):
-                    result = CaseResult(exam.id, "skipped")
-                else:
-                    label_exam(exam, config, key)
+            todo[exam.id] = key
+    pool = ThreadPoolExecutor(max_workers=config.workers) if config.workers > 0 else None
+    ahead: dict[str, Future] = {}
+    pending = [e for e in mine if e.id in todo]
+    try:
+        for exam in track(mine, "gdsynth label"):
+            start = time.perf_counter()
+            if exam.id in skipped:
+                result = skipped[exam.id]
+            else:
+                while pool is not None and pending and len(ahead) < config.workers + 1:
+                    nxt = pending.pop(0)
+                    ahead[nxt.id] = pool.submit(prepare_with_post, nxt, config)
+                try:
+                    future = ahead.pop(exam.id, None)
+                    vols = future.result() if future is not None else None
+                    label_exam(exam, config, todo[exam.id], vols)
                     result = CaseResult(exam.id, "done", time.perf_counter() - start)
-            except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
-                log.debug("exam %s failed", exam.id, exc_info=True)
-                result = CaseResult(exam.id, "failed", time.perf_counter() - start,
-                                    error_line(exc))
-        results.append(result)
-        write_tsv(table, [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3),
-                           "error": r.error} for r in results],
-                  ("exam", "status", "seconds", "error"))
+                except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
+                    log.debug("exam %s failed", exam.id, exc_info=True)
+                    result = CaseResult(exam.id, "failed", time.perf_counter() - start,
+                                        error_line(exc))
+            results.append(result)
+            write_tsv(table, [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3),
+                               "error": r.error} for r in results],
+                      ("exam", "status", "seconds", "error"))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return results
