@@ -90,6 +90,7 @@ class DetectionParams:
     high_sigmas: float = 4.0
     low_sigmas: float = 2.5
     peak_fraction: float = 0.5
+    peak_radius_mm: float = 0.0  # 0: the component's peak; > 0: the peak within this distance
     min_volume_mm3: float = 10.0
     max_volume_mm3: float = 50000.0
     # suppression
@@ -105,7 +106,7 @@ class DetectionParams:
     min_flair_ratio: float = 1.15
     min_tissue_ratio: float = 0.0
     tissue_percentile: float = 90.0
-    tissue_waiver_enhancement: float = float("inf")
+    tissue_waiver_enhancement: float = 0.0  # 0 = no waiver
     nawm_shell_mm: tuple[float, float] = (3.0, 10.0)
     nawm_ref_tolerance: float = 0.10
     periventricular_mm: float = 3.0

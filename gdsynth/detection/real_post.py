@@ -23,7 +23,8 @@ from gdsynth.detection.params import DetectionParams, Detector
 #: matter (≈ 0.1): seeds at 3 noise SD (not 4) and regions grown to 2 SD find them, and the grey
 #: matter's noise peaks that this lets through are removed by the ``not-brighter-than-tissue``
 #: rule (FLAIR vs the exam's brightest normal tissue), waived for strong enhancement away from
-#: the ventricles; ``surface`` only removes candidates lying along the surface.
+#: the ventricles; ``surface`` only removes candidates lying along the surface; each region is
+#: trimmed against its peak within 4 mm, so a lesion joined to a stronger neighbour survives.
 REAL_POST_DEFAULTS: dict[str, Any] = {
     "high": 0.12,
     "low": 0.06,
@@ -32,6 +33,7 @@ REAL_POST_DEFAULTS: dict[str, Any] = {
     "min_tissue_ratio": 1.07,
     "tissue_waiver_enhancement": 0.45,
     "surface_fraction_min": 0.3,
+    "peak_radius_mm": 4.0,
 }
 
 

@@ -36,8 +36,11 @@ REASONS = ("too-large", "surface", "vessel", "csf", "not-flair-bright", "not-bri
 
 
 def _strong_enhancement_away_from_csf(feat: dict[str, Any], params: DetectionParams) -> bool:
-    """Enhancement ≥ ``tissue_waiver_enhancement`` farther than ``periventricular_mm`` from CSF
-    (next to the ventricles strong enhancement is the choroid plexus's)."""
+    """Enhancement ≥ ``tissue_waiver_enhancement`` (> 0; 0 = no waiver) farther than
+    ``periventricular_mm`` from CSF (next to the ventricles strong enhancement is the choroid
+    plexus's)."""
+    if params.tissue_waiver_enhancement <= 0:
+        return False
     far = feat["dist_csf_mm"] is None or feat["dist_csf_mm"] > params.periventricular_mm
     return far and feat["max_enhancement"] >= params.tissue_waiver_enhancement
 

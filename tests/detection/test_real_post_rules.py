@@ -75,3 +75,24 @@ def test_surface_fraction_counts_voxels_near_the_brain_edge():
     inner = np.zeros_like(brain)
     inner[14:16, 14:16, 14:16] = True
     assert surface_fraction(ctx, box, inner, 1.5) == 0.0
+
+
+def test_real_post_params_round_trip_through_the_card_json():
+    import json
+
+    p = real_post_params()
+    assert DetectionParams.from_dict(json.loads(json.dumps(p.to_dict(), allow_nan=False))) == p
+
+
+def test_trim_to_local_peak_keeps_a_weak_lesion_joined_to_a_strong_neighbour():
+    from gdsynth.detection.candidates import trim_to_peak
+
+    value = np.zeros((30, 10, 10), np.float32)
+    value[2:6, 3:7, 3:7] = 1.0  # strong (a vessel)
+    value[6:20, 4:6, 4:6] = 0.15  # low bridge
+    value[20:24, 3:7, 3:7] = 0.3  # weak lesion, joined to the vessel by the bridge
+    labels = (value > 0.1).astype(np.int32)
+    whole = trim_to_peak(labels, value, 0.5)
+    assert whole.max() == 1 and not whole[21, 4, 4]  # trimmed against the vessel's peak: lost
+    local = trim_to_peak(labels, value, 0.5, radius_mm=4.0, spacing=(1.0, 1.0, 1.0))
+    assert local[21, 4, 4] and local[3, 4, 4] and local[21, 4, 4] != local[3, 4, 4]
