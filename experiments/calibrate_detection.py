@@ -13,7 +13,7 @@ Usage::
 * ``--bids``: the raw BIDS dataset of those exams (default: two levels above the prediction folder
   when it is ``ROOT/derivatives/gdsynth``); exams are prepared again (the prepared space inference
   used) so detection runs on the same grid and normalized pre-contrast images as at inference.
-* ``--truth``: folder with the reference ``_label-L_desc-enhancing_dseg`` maps (default
+* ``--truth``: folder with the reference ``_desc-enhancing_dseg`` maps (default
   ``ROOT/derivatives/phantom``).
 
 All file I/O lives here; the fitting itself is :func:`gdsynth.detection.fit_calibration` (pure).
@@ -41,15 +41,16 @@ def load_cases(
     participants: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One calibration case per exam with predictions: arrays on the prepared grid."""
+    from gdsynth.inference import outputs as O
     from gdsynth.inference.pipeline import read_synthesis
     from gdsynth.inference.prep import move, prepare_exam
     from gdsynth.io import read_image
-    from gdsynth.io.bids import derivative_path, discover
+    from gdsynth.io.bids import discover, find_derivative
 
     cases = []
     for exam in discover(bids_root, participants):
-        truth_path = derivative_path(truth_dir, exam, "dseg", label="L", desc="enhancing")
-        enh_path = derivative_path(pred_dir, exam, "map", desc="enhancement")
+        truth_path = find_derivative(truth_dir, exam, "dseg", desc="enhancing")
+        enh_path = O.ENHANCEMENT.find(pred_dir, exam)
         if not enh_path.exists() or not truth_path.exists():
             log.warning("skip %s: missing %s", exam.id,
                         enh_path if not enh_path.exists() else truth_path)

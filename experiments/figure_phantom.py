@@ -39,7 +39,7 @@ def on_t1w(array: np.ndarray, geo: Geometry, t1w: Geometry, matrix=None) -> np.n
 def load(root: Path, exam) -> tuple[dict, list[dict]]:
     """All images and truth maps on the T1w grid, in RAS voxel order."""
     pre, t1w = read_image(exam.t1w)
-    motion = json.loads(truth_path(root, exam, "motion", ".json").read_text())
+    motion = json.loads(truth_path(root, exam, "headmotion", ".json").read_text())
     vols = {"T1w": pre}
     for seq, path in (("T2w", exam.t2w), ("FLAIR", exam.flair), ("T1w_gd", exam.t1w_gd)):
         arr, geo = read_image(path)

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ex = rc.load_eval_exam(exam, card.inputs)
         labels = truth_instances(exam.truth, exam.paths["T1w"]) * ex.brain
-        table = Path(str(exam.truth).replace("_label-L_desc-enhancing_dseg.nii.gz", "_lesions.tsv"))
+        table = Path(str(exam.truth).replace("_label-L_desc-enhancing_dseg.nii.gz", "_lesions.tsv")
+                     .replace("_desc-enhancing_dseg.nii.gz", "_lesions.tsv"))
         truth_rows = {int(float(r["label"])): r for r in read_tsv(table)} if table.is_file() else {}
         ids = [int(v) for v in np.unique(labels) if v > 0]
         if not ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,41 @@ class Command(TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+
+LABELS_HELP = ("Only these subjects: --participant-label 01 02 (BIDS-Apps form) or the flag "
+               "repeated; 'sub-' optional.")
+
+#: Options that take several values in the BIDS-Apps form (``--participant-label 01 02``).
+MULTI_VALUE_OPTIONS = ("--participant-label",)
+_LABEL = re.compile(r"^(sub-)?[A-Za-z0-9]+$")
+
+
+def expand_multi_value(args: Sequence[str]) -> list[str]:
+    """``--participant-label 01 02 sub-03`` → ``--participant-label 01 --participant-label 02
+    --participant-label sub-03`` (the BIDS-Apps form of fMRIPrep and MRIQC, which click options
+    cannot take). Values are read up to the next option, or the first token that is not a label
+    (``(sub-)?alphanumeric``) or is an existing path (a positional ``BIDS`` folder after the
+    labels); ``--`` ends the expansion."""
+    import os
+
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        out.append(arg)
+        i += 1
+        if arg == "--":
+            out += args[i:]
+            break
+        if arg not in MULTI_VALUE_OPTIONS or i >= len(args):
+            continue
+        out.append(args[i])  # the first value, whatever it is (click reports a missing one)
+        i += 1
+        while i < len(args) and _LABEL.match(args[i]) and not os.path.exists(args[i]):
+            out += [arg, args[i]]
+            i += 1
+    return out
 
 
 def not_implemented(command: str, issue: str) -> None:

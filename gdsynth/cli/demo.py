@@ -27,6 +27,7 @@ def demo(
 
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.evaluation import ReferenceSpec, evaluate_folder
+    from gdsynth.evaluation.report import exam_summary_lines, exam_table_lines
     from gdsynth.inference.cohort import RunConfig, Step, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
     from gdsynth.inference.prep import PrepCache
@@ -69,7 +70,8 @@ def demo(
     finish_batch(run_cohort(exams, run, bids_root=bids), "predict")
 
     step(f"4/5 evaluate against the phantom truth -> {report}")
-    summary = evaluate_folder(pred, ReferenceSpec(root=bids), report).summary
+    evaluation = evaluate_folder(pred, ReferenceSpec(root=bids), report)
+    summary = evaluation.summary
 
     step(f"5/5 review site -> {site_dir}")
     index = build_site(pred, bids, site_dir, metrics=report, options=SiteOptions())
@@ -81,8 +83,7 @@ def demo(
         f"  lesions   sensitivity {les['sensitivity']:.2f} ({les['n_detected']}/{les['n_reference']}),"
         f" PPV {les['ppv']:.2f}, F1 {les['f1']:.2f}, FP/scan {les['fp_per_scan']:.2f}",
     ]
-    if pat.get("n_exams"):
-        lines.append(f"  exams     AUC {pat['auc']:.2f} over {pat['n_exams']} exams")
+    lines += [f"  exams     {line}" for line in exam_summary_lines(pat)]
     for key in ("ssim", "psnr", "mae"):
         value = _mean_metric(syn, key)
         if value is not None:
@@ -92,6 +93,9 @@ def demo(
         f"  report    {report / 'summary.json'}",
         f"  review    {index}  (or: python -m http.server -d {site_dir})",
         "  The shipped model was trained on the digital phantom only: research use, not clinical.",
+        "",
+        "  per exam (truth: the phantom's enhancing lesions):",
+        *[f"    {line}" for line in exam_table_lines(evaluation.results)],
     ]
     typer.echo("\n".join(lines))
 

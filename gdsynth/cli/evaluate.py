@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
+
 _PRED = typer.Argument(..., metavar="PRED", help="Prediction folder (BIDS derivative written by 'gdsynth predict').")
 _REF = typer.Option(..., "--reference", "-r", metavar="REFERENCE", help="Reference BIDS dataset (raw images + truth).")
 _OUT = typer.Option(None, "--out", "-o", metavar="REPORT",
@@ -36,7 +38,7 @@ _REGISTERED = typer.Option(
     False, "--assume-registered",
     help="Without a preparation folder: the raw post-Gd is already aligned to the T1w, use it "
          "for synthesis metrics (each image normalized by its NAWM median).")
-_LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
+_LABELS = typer.Option(None, "--participant-label", help=LABELS_HELP)
 _ALPHA = typer.Option(0.10, "--alpha", min=0.0, max=1.0, help="Min fraction of a lesion covered.")
 _BETA = typer.Option(0.70, "--beta", min=0.0, max=1.0, help="Max false-positive ratio of a prediction.")
 _GAMMA = typer.Option(0.65, "--gamma", min=0.0, max=1.0, help="Overlap share checked against beta.")
@@ -59,6 +61,7 @@ def evaluate(
     """Score predictions: synthesis, lesion-wise (MSSEG), FROC and exam-level metrics."""
     from gdsynth.errors import ConfigError, InputFileMissingError
     from gdsynth.evaluation import DetectionCriteria, ReferenceSpec, evaluate_folder
+    from gdsynth.evaluation.report import exam_summary_lines, exam_table_lines
 
     if not predictions.is_dir():
         raise InputFileMissingError(predictions, "prediction folder not found")
@@ -89,8 +92,12 @@ def evaluate(
         typer.echo(
             f"lesions: sensitivity {les['sensitivity']:.3f} ({les['n_detected']}/{les['n_reference']}), "
             f"PPV {les['ppv']:.3f}, F1 {les['f1']:.3f}, FP/scan {les['fp_per_scan']:.2f}", err=True)
+        for line in exam_summary_lines(pat):
+            typer.echo(f"exams: {line}", err=True)
         if pat.get("n_exams"):
-            typer.echo(f"exams: AUC {pat['auc']:.3f}, ECE {pat['calibration']['ece']:.3f}", err=True)
+            typer.echo(f"exams: calibration ECE {pat['calibration']['ece']:.3f}", err=True)
+            for line in exam_table_lines(report.results):
+                typer.echo(f"  {line}", err=True)
     typer.echo(f"report: {out}", err=True)
     if not s["n_evaluated"]:
         raise typer.Exit(code=1)

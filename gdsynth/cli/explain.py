@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
 from gdsynth.runtime import DeviceChoice
 
 _PRED = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'.")
@@ -20,7 +21,7 @@ _MODEL = typer.Option(..., "--model", "-m", help="The model folder used for the 
 _OUT = typer.Option(None, "--out", "-o", metavar="OUT", help="Output folder (default: PRED).")
 _METHOD = typer.Option(["ablation", "ig"], "--method", help="ablation and/or ig (repeatable).")
 _STEPS = typer.Option(16, "--ig-steps", min=2, help="Integrated-gradients steps.")
-_LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
+_LABELS = typer.Option(None, "--participant-label", help=LABELS_HELP)
 _DEVICE = typer.Option(DeviceChoice.auto, "--device", help="auto, cpu or cuda.")
 
 

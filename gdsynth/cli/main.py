@@ -23,7 +23,7 @@ from gdsynth.cli import (
     review,
     train,
 )
-from gdsynth.cli._common import Command, configure_logging, report_error
+from gdsynth.cli._common import Command, configure_logging, expand_multi_value, report_error
 
 app = typer.Typer(
     name="gdsynth",
@@ -91,7 +91,7 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type,
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns (and exits with) the process exit code."""
     exit_errors, abort_errors, click_errors = _click_exceptions()
-    args = sys.argv[1:] if argv is None else argv
+    args = expand_multi_value(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in args or "-v" in args
     try:
         result = app(args=args, prog_name="gdsynth", standalone_mode=False)

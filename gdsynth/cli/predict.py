@@ -12,20 +12,27 @@ parameters, as the cache of ``gdsynth prepare`` decides) is read back, not prepa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
 from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
 _T1W = typer.Option(None, "--t1w", help="One exam: pre-contrast T1w file.")
 _T2W = typer.Option(None, "--t2w", help="One exam: T2w file.")
 _FLAIR = typer.Option(None, "--flair", help="One exam: FLAIR file.")
-_SUBJECT = typer.Option("01", "--subject", help="Subject label for a single exam (alphanumeric).")
+_SUBJECT = typer.Option(
+    None, "--subject",
+    help="Subject label for a single exam (alphanumeric, 'sub-' optional) [default: from the T1w's "
+         "BIDS name, sub-<label>[_ses-<label>]_..._T1w.nii.gz].")
 _MODEL = typer.Option(..., "--model", "-m", help="Exported model folder, or 'phantom'.")
 _OUT = typer.Option(..., "--out", "-o", metavar="OUT", help="Output derivative folder.")
-_LABELS = typer.Option(None, "--participant-label", help="Only these subjects (repeatable).")
+_LABELS = typer.Option(
+    None, "--participant-label",
+    help=LABELS_HELP)
 _MC = typer.Option(1, "--mc-samples", min=1, help="MC-dropout samples (>1: uncertainty map).")
 _DEVICE = typer.Option(DeviceChoice.auto, "--device", help="auto, cpu or cuda.")
 _BATCH = typer.Option(8, "--batch-size", min=1, help="Slices (or 3D windows) per forward.")
@@ -37,7 +44,10 @@ _COMPILE = typer.Option(
          "with a warning when compilation fails.")
 _WORKERS = typer.Option(0, "--workers", min=0, help="Threads preparing upcoming exams.")
 _SHARD = typer.Option(None, "--shard", help="I/N: process only exams k with k mod N == I.")
-_OVERWRITE = typer.Option(False, "--overwrite", help="Redo exams that are already complete.")
+_OVERWRITE = typer.Option(
+    False, "--overwrite",
+    help="Redo exams that are already complete; a single exam made from other inputs is only "
+         "replaced with it.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
 _DETECTOR = typer.Option(None, "--detector",
                          help="difference, segmentation or combined (default: the model card's).")
@@ -50,8 +60,43 @@ _PREP = typer.Option(
          "(e.g. from 'gdsynth prepare') when valid, without writing to it].")
 
 
+_BIDS_NAME = re.compile(r"^sub-([A-Za-z0-9]+)(?:_ses-([A-Za-z0-9]+))?_(?:.*_)?T1w\.nii(?:\.gz)?$")
+
+
+def single_exam(t1w: Path | None, t2w: Path | None, flair: Path | None, subject: str | None,
+                out: Path, overwrite: bool):  # -> gdsynth.io.bids.Exam
+    """The exam given as ``--t1w/--t2w/--flair``, checked before anything is written: each file
+    exists and is a readable image; the subject (and session) come from ``--subject`` or the
+    T1w's BIDS name; an exam ``out`` already holds from other inputs is refused without
+    ``overwrite``."""
+    from gdsynth.errors import ConfigError, OutputError
+    from gdsynth.inference import outputs as O
+    from gdsynth.io import read_image_info
+    from gdsynth.io.bids import Exam
+
+    for path in (t1w, t2w, flair):
+        if path is not None:
+            read_image_info(path)  # missing or unreadable: a named error, nothing written
+    session = None
+    if subject is None:
+        match = _BIDS_NAME.match(t1w.name) if t1w is not None else None
+        if match is None:
+            raise ConfigError(t1w, "give --subject LABEL: the T1w file name is not a BIDS name "
+                                   "(sub-<label>[_ses-<label>]_..._T1w.nii.gz)")
+        subject, session = match.group(1), match.group(2)
+    subject = subject.removeprefix("sub-")
+    if not (subject.isascii() and subject.isalnum()):  # a BIDS label: it names files
+        raise ConfigError(None, f"--subject {subject!r} must be alphanumeric")
+    exam = Exam(subject, session, t1w, t2w, flair)
+    changed = O.other_inputs(out, exam)
+    if changed and not overwrite:
+        raise OutputError(out, f"already holds exam {exam.id} made from other {', '.join(changed)} "
+                               "input(s); give another --subject or -o, or --overwrite to replace it")
+    return exam
+
+
 def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair: Path | None,
-         subject: str, model: str, out: Path, labels: list[str] | None, mc_samples: int,
+         subject: str | None, model: str, out: Path, labels: list[str] | None, mc_samples: int,
          device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
          overwrite: bool, seed: int, detector: str | None = None, explain: bool = False,
          prep: Path | None = None, compile_choice: CompileChoice = CompileChoice.auto) -> None:
@@ -61,15 +106,18 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
     from gdsynth.inference.prep import PrepCache
-    from gdsynth.io.bids import Exam, discover
+    from gdsynth.io.bids import discover
 
     single = any(p is not None for p in (t1w, t2w, flair))
     if single == (bids is not None):
         raise ConfigError(None, "give either a BIDS folder/table or --t1w/--t2w/--flair, not both")
+    if single and labels:
+        raise ConfigError(None, "--participant-label selects exams of a BIDS folder; with "
+                                "--t1w/--t2w/--flair use --subject")
+    if not single and subject is not None:
+        raise ConfigError(None, "--subject names a single exam given as --t1w/--t2w/--flair")
     if single:
-        if not (subject.isascii() and subject.isalnum()):  # a BIDS label: it names files
-            raise ConfigError(None, f"--subject {subject!r} must be alphanumeric")
-        exams = [Exam(subject.removeprefix("sub-"), None, t1w, t2w, flair)]
+        exams = [single_exam(t1w, t2w, flair, subject, out, overwrite)]
     else:
         exams = discover(bids, labels)
     cache = None
@@ -97,7 +145,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
 
 def synthesize(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     prep: Path = _PREP, compile: CompileChoice = _COMPILE,
@@ -109,7 +157,7 @@ def synthesize(
 
 def detect(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
@@ -121,7 +169,7 @@ def detect(
 
 def predict(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
+
 
 def prepare(
     bids: Path = typer.Argument(..., help="BIDS dataset folder (or a cohort TSV/CSV table)."),
@@ -13,7 +15,7 @@ def prepare(
         None, "--out", help="Derivative folder (default: BIDS/derivatives/gdsynth-prep)."
     ),
     participant_label: list[str] = typer.Option(
-        None, "--participant-label", help="Only these subjects (repeat; with or without 'sub-')."
+        None, "--participant-label", help=LABELS_HELP
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Parallel worker processes."),
     spacing: float = typer.Option(

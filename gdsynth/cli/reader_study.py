@@ -26,7 +26,7 @@ def create(
         2, min=1, max=2, help="2: a real and a synthetic case per exam; 1: one of them, balanced over exams."
     ),
     reference: Path | None = typer.Option(
-        None, help="Derivative folder with reference _label-L_desc-enhancing_dseg maps "
+        None, help="Derivative folder with reference _desc-enhancing_dseg maps "
         "(default: BIDS/derivatives/phantom when present) for lesion-level sensitivity."
     ),
     register: bool = typer.Option(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gdsynth.cli._common import LABELS_HELP
+
 
 def train(
     bids: Path = typer.Argument(..., help="BIDS dataset (or cohort table) with post-Gd T1w."),
@@ -23,7 +25,7 @@ def train(
     tracker: str | None = typer.Option(None, help="wandb (offline) | csv | tensorboard | none."),
     resume: bool = typer.Option(False, "--resume", help="Continue RUN exactly from last.ckpt."),
     participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Only these subjects (repeatable)."),
+        None, "--participant-label", help=LABELS_HELP),
     prep_dir: Path | None = typer.Option(
         None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
     settings: list[str] | None = typer.Option(
@@ -50,6 +52,10 @@ def train(
                             "trainer.devices": devices, "trainer.accelerator": accelerator,
                             "trainer.strategy": strategy, "trainer.precision": precision,
                             "trainer.seed": seed, "trainer.tracker": tracker})
+    from gdsynth.models.unet import parse_choice
+    from gdsynth.training.loggers import Tracker
+
+    parse_choice(Tracker, cfg.trainer.tracker, "tracker")  # a bad choice fails before any exam
     exams = discover(bids, participant_label or None)
     sweep_output(output, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None))
     usable = [e for e in exams if e.t1w_gd is not None]

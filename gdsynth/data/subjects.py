@@ -33,7 +33,7 @@ class TrainingExam:
 
     ``paths``: prepared NIfTI files keyed ``T1w``, ``T2w``, ``FLAIR``, ``T1w_gd``, ``mask`` (as
     ``gdsynth.preprocess.PreparedExam.paths``). ``truth``: optional enhancing-lesion label map
-    (phantom ``_label-L_desc-enhancing_dseg``) on any grid overlapping the prepared one (usually
+    (phantom ``_desc-enhancing_dseg``) on any grid overlapping the prepared one (usually
     the native T1w grid); it is resampled by world coordinates (nearest neighbour).
     """
 
@@ -115,8 +115,12 @@ def derived_lesions(
 
 
 def all_lesions_truth_path(enhancing_truth: str | Path) -> Path | None:
-    """The phantom ``_label-L_desc-all_mask`` next to an ``_label-L_desc-enhancing_dseg``, if any."""
-    p = Path(str(enhancing_truth).replace("_label-L_desc-enhancing_dseg", "_label-L_desc-all_mask"))
+    """The phantom ``_label-L_desc-all_mask`` next to a ``_desc-enhancing_dseg`` (or its name of
+    gdsynth 0.1, ``_label-L_desc-enhancing_dseg``), if any."""
+    name = str(enhancing_truth)
+    for old in ("_label-L_desc-enhancing_dseg", "_desc-enhancing_dseg"):
+        name = name.replace(old, "_label-L_desc-all_mask")
+    p = Path(name)
     return p if p.is_file() and str(p) != str(enhancing_truth) else None
 
 

@@ -133,6 +133,10 @@ def patient_summary(results: Sequence[ExamResult], n_bins: int = 10) -> dict:
     # the stored operating point only where the summary records one (never a made-up threshold)
     out["operating_point"] = operating_point(y[has], refer[has])
     out["n_missing_refer"] = int((~has).sum())
+    out["missed_active"] = [r.exam for r, h in zip(usable, has, strict=True)
+                            if h and r.active and not r.refer]
+    out["false_referrals"] = [r.exam for r, h in zip(usable, has, strict=True)
+                              if h and not r.active and r.refer]
     return out
 
 

@@ -87,7 +87,7 @@ def write_prediction(root: str | Path, exam: Exam, geometry: Geometry, output: B
     the synthetic (which must already be in the input T1w's units). Returns the summary path."""
     root = Path(root)
     labels = np.asarray(output.labels)
-    write_labels(derivative_path(root, exam, "dseg", label="L", desc="enhancing"), labels, geometry)
+    write_labels(derivative_path(root, exam, "dseg", desc="enhancing"), labels, geometry)
     if output.synthetic is not None:
         write_image(derivative_path(root, exam, "T1w", ce="gadolinium", desc="synthetic"),
                     output.synthetic, geometry)

@@ -10,7 +10,8 @@ optional ``session``, and ``truth``: a mask path, relative to the table's folder
 optional glob characters; exactly one match),
 ``derive=True`` (see :func:`gdsynth.evaluation.reference.derive_enhancement_reference`, from the
 prepared real post and pre T1w), else ``truth_dir`` (default ``derivatives/phantom``):
-``_label-L_desc-enhancing_dseg``, with ``_label-L_desc-all_mask``, ``_desc-brain_mask`` and
+``_desc-enhancing_dseg`` (``_label-L_desc-enhancing_dseg`` in gdsynth 0.1), with
+``_label-L_desc-all_mask``, ``_desc-brain_mask`` and
 ``_label-WM_probseg`` used when present.
 
 Synthesis normalization (one rule, stated here): metrics compare, in NAWM = 1 units,
@@ -41,21 +42,22 @@ from gdsynth.evaluation import reference as refmod
 from gdsynth.evaluation.exam import ExamResult, evaluate_arrays
 from gdsynth.evaluation.lesions import DetectionCriteria
 from gdsynth.io import Geometry, read_image, read_tsv
-from gdsynth.io.bids import Exam, derivative_path
+from gdsynth.io.bids import Exam, find_derivative
 
 TRUTH_DIR = Path("derivatives") / "phantom"
 PREP_DIR = Path("derivatives") / "gdsynth-prep"
 
-#: Prediction outputs by role: (suffix, ext, entities), as ``gdsynth predict`` names them.
+#: Prediction outputs by role: (suffix, ext, entities), as ``gdsynth predict`` names them (the
+#: names of gdsynth 0.1 are found too, :func:`gdsynth.io.bids.find_derivative`).
 PREDICTION_FILES = {
     "synthetic": ("T1w", ".nii.gz", {"ce": "gadolinium", "desc": "synthetic"}),
-    "enhancement": ("map", ".nii.gz", {"desc": "enhancement"}),
-    "labels": ("dseg", ".nii.gz", {"label": "L", "desc": "enhancing"}),
+    "enhancement": ("T1w", ".nii.gz", {"desc": "enhancement"}),
+    "labels": ("dseg", ".nii.gz", {"desc": "enhancing"}),
     "table": ("lesions", ".tsv", {"desc": "enhancing"}),
     "summary": ("summary", ".json", {"desc": "activity"}),
 }
 TRUTH_FILES = {
-    "enhancing": ("dseg", {"label": "L", "desc": "enhancing"}),
+    "enhancing": ("dseg", {"desc": "enhancing"}),
     "all": ("mask", {"label": "L", "desc": "all"}),
     "brain": ("mask", {"desc": "brain"}),
     "wm": ("probseg", {"label": "WM"}),
@@ -90,7 +92,7 @@ class ReferenceSpec:
 
 def prediction_path(root: Path, exam: Exam, role: str) -> Path:
     suffix, ext, ents = PREDICTION_FILES[role]
-    return derivative_path(root, exam, suffix, ext, **ents)
+    return find_derivative(root, exam, suffix, ext, **ents)
 
 
 def _maybe(path: Path) -> Path | None:
@@ -200,7 +202,7 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
         return None, None
     synthetic, sgeo = read_image(synthetic_path)
     synthetic = on_grid(synthetic, sgeo, target, nearest=False)
-    prep = {k: _maybe(derivative_path(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
+    prep = {k: _maybe(find_derivative(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
     raw_pre = _same_voxels(exam.t1w, target)
     if prep["T1w"] and prep["post"] and raw_pre is not None:
         pre_n = _read_on(prep["T1w"], target, nearest=False)
@@ -233,11 +235,11 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
         return ExamResult(exam.prefix, "missing_prediction",
                           notes=[f"no {prediction_path(Path(prediction_root), exam, 'labels').name}"])
     labels, target = read_image(pred["labels"], allow_constant=True)
-    truth_paths = {k: _maybe(derivative_path(spec.truth, exam, s, **e))
+    truth_paths = {k: _maybe(find_derivative(spec.truth, exam, s, **e))
                    for k, (s, e) in TRUTH_FILES.items()}
     notes: list[str] = []
     truth = {k: _read_on(p, target, nearest=k != "wm") for k, p in truth_paths.items()}
-    prep_brain = _maybe(derivative_path(spec.prep, exam, "mask", desc="brain"))
+    prep_brain = _maybe(find_derivative(spec.prep, exam, "mask", desc="brain"))
     brain_arr = truth["brain"]
     if brain_arr is None:
         brain_arr = _read_on(prep_brain or exam.mask, target, nearest=True)
@@ -272,7 +274,7 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
 
 def _derived(exam: Exam, spec: ReferenceSpec, target: Geometry,
              brain: np.ndarray | None) -> np.ndarray | None:
-    prep = {k: _maybe(derivative_path(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
+    prep = {k: _maybe(find_derivative(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
     if not (prep["T1w"] and prep["post"]):
         return None
     pre = _read_on(prep["T1w"], target, nearest=False)

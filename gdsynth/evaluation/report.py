@@ -107,3 +107,52 @@ def compare_methods(reports: Mapping[str, Mapping[str, Any]],
         cells = [_fmt(summary_value(summary, COMPARE_COLUMNS[c][0]), COMPARE_COLUMNS[c][1]) for c in cols]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _count(prop: Mapping[str, Any]) -> str:
+    value = prop.get("value")
+    shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.2f}"
+    return f"{shown} ({prop.get('k', 0)}/{prop.get('n', 0)})"
+
+
+def exam_summary_lines(patient: Mapping[str, Any]) -> list[str]:
+    """Exam-level results in plain words, for the CLI: how many exams were truly active, AUC,
+    then sensitivity, specificity and NPV at the stored operating point (each exam's
+    ``refer_for_gadolinium``), with the missed active exams by id. [] without exams."""
+    n = int(patient.get("n_exams") or 0)
+    if not n:
+        return []
+    op = patient.get("operating_point") or {}
+    lines = [f"{n} exams, {patient.get('n_active', 0)} truly active; AUC {patient['auc']:.2f} "
+             "(ranking by P(active))"]
+    if op.get("sensitivity"):
+        lines.append(f"at the stored operating point: sensitivity {_count(op['sensitivity'])}, "
+                     f"specificity {_count(op['specificity'])}, NPV {_count(op['npv'])}")
+    missed = patient.get("missed_active") or []
+    lines.append("missed active exams: " + (", ".join(missed) if missed else "none"))
+    if patient.get("false_referrals"):
+        lines.append("inactive exams referred: " + ", ".join(patient["false_referrals"]))
+    if patient.get("n_missing_refer"):
+        lines.append(f"{patient['n_missing_refer']} exam(s) record no operating-point decision")
+    return lines
+
+
+def exam_table_lines(results: Sequence[ExamResult]) -> list[str]:
+    """One line per scored exam: truth (reference lesions), P(active), the decision and whether it
+    is right, so a summary can be checked against the truth it rests on."""
+    lines = [f"{'exam':<16} {'truth':<18} {'P(active)':>9}  decision"]
+    for r in results:
+        if not r.ok or r.match is None:
+            continue
+        n_ref = r.match.n_reference
+        truth = f"active ({n_ref} lesion{'s' if n_ref != 1 else ''})" if n_ref else "inactive"
+        p = "n/a" if r.probability_active is None else f"{r.probability_active:.2f}"
+        if r.refer is None:
+            decision = "n/a"
+        else:
+            called = "refer (active)" if r.refer else "no referral"
+            right = bool(r.refer) == bool(n_ref)
+            decision = f"{called}: {'correct' if right else 'MISSED' if n_ref else 'false alarm'}"
+        lines.append(f"{r.exam:<16} {truth:<18} {p:>9}  {decision}")
+    return lines

@@ -2,7 +2,7 @@
 
 :func:`explain_volume` works on plain arrays (pure apart from running the generator);
 :func:`explain_detection` takes a :class:`gdsynth.inference.prep.PreparedExam`;
-:func:`write_attribution_maps` writes one ``_desc-attribution<Seq>_map`` per input sequence on the
+:func:`write_attribution_maps` writes one ``_desc-attribution<Seq>_T1w`` per input sequence on the
 input T1w grid (integrated-gradients voxel attributions, summed over lesions and context slices,
 in units of enhancement × voxels).
 """
@@ -115,11 +115,16 @@ def explain_detection(prep, generator: nn.Module, card, labels: np.ndarray,
 
 
 def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> list[Path]:
-    """Write ``_desc-attribution<Seq>_map.nii.gz`` per sequence on the input T1w grid."""
+    """Write ``_desc-attribution<Seq>_T1w.nii.gz`` (+ sidecar) per sequence on the input T1w
+    grid."""
     from gdsynth.inference import outputs as O
     from gdsynth.inference.prep import to_native
     from gdsynth.io import write_image
 
-    return [write_image(O.attribution_output(s).path(out, exam), to_native(prep, m),
-                        prep.native_geometry)
-            for s, m in explanation.maps.items()]
+    written = []
+    for s, m in explanation.maps.items():
+        path = write_image(O.attribution_output(s).path(out, exam), to_native(prep, m),
+                           prep.native_geometry)
+        written += [path, O.write_sidecar(out, exam, path, f"Attribution of the synthetic "
+                                          f"enhancement to the input {s}")]
+    return written

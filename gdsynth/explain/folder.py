@@ -1,10 +1,10 @@
 """``gdsynth explain``: attribution for every exam of a prediction folder.
 
 For each exam of ``bids`` with a lesion table in ``pred`` (``_desc-enhancing_lesions.tsv`` and
-``_label-L_desc-enhancing_dseg`` from ``gdsynth predict``), the exam is prepared for the model, the
+``_desc-enhancing_dseg`` from ``gdsynth predict``), the exam is prepared for the model, the
 lesion labels are moved onto the prepared grid, and every lesion is explained
 (:func:`gdsynth.explain.exam.explain_volume`). Written to ``out`` (default: ``pred``): the lesion
-table with the attribution columns appended, ``_desc-attribution<Seq>_map.nii.gz`` per sequence,
+table with the attribution columns appended, ``_desc-attribution<Seq>_T1w.nii.gz`` per sequence,
 and ``out/sequence_importance.tsv`` (:func:`gdsynth.explain.importance.sequence_importance`).
 """
 
@@ -36,8 +36,8 @@ def explain_exam(pred: Path, out: Path, exam: Exam, generator, card, prep,
     """Explain one exam's predicted lesions; write its table and maps; return the table rows."""
     from gdsynth.errors import OutputError
 
-    table = O.LESION_TABLE.path(pred, exam)
-    labels_path = O.LESION_LABELS.path(pred, exam)
+    table = O.LESION_TABLE.find(pred, exam)
+    labels_path = O.LESION_LABELS.find(pred, exam)
     if not table.is_file() or not labels_path.is_file():
         raise OutputError(table, "no lesion table/labels: run 'gdsynth predict' first")
     rows = read_tsv(table)
@@ -73,7 +73,8 @@ def explain_folder(
     generator, card = load_model_folder(model, resolve_device(device))
     if out != Path(pred):
         write_dataset_description(out, "gdsynth-explain",
-                                  description="per-lesion attribution to the input sequences")
+                                  description="per-lesion attribution to the input sequences",
+                                  ignore=O.BIDS_IGNORE)
     results: list[CaseResult] = []
     lesions: list[dict[str, Any]] = []
     for exam in sorted(exams, key=lambda e: e.id):

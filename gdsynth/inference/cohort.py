@@ -250,8 +250,10 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
                     check_inputs_outside(config.prep_cache.root, exams)
             prepare = config.prep_cache.wrap(prepare)
     runner = _Runner(config, prepare)
-    write_dataset_description(config.out, "gdsynth",
-                              description="virtual post-gadolinium T1w and enhancing lesions")
+    write_dataset_description(
+        config.out, "gdsynth", description="virtual post-gadolinium T1w and enhancing lesions",
+        sources=[bids_root] if bids_root is not None and Path(bids_root).is_dir() else [],
+        readme=O.README, ignore=O.BIDS_IGNORE)
     mine = shard_exams(exams, config.shard)
     results: list[CaseResult] = []
     todo: dict[str, dict] = {}

@@ -147,21 +147,36 @@ def synthesize_prepared(
     )
 
 
+def native_synthetic(prep: PreparedExam, synth: Synthesis, input_t1w: np.ndarray) -> np.ndarray:
+    """The synthetic post-Gd on the input T1w grid, in its intensity scale: inside the brain mask
+    the synthesis × ``t1w_scale``, clipped at 0 (a residual can push dark CSF below zero); outside
+    it the input T1w itself (the model is trained and scored in the brain only; skull, scalp and
+    background are not synthesized, so a review window fits both scans)."""
+    synthetic = np.maximum(to_native(prep, synth.synthetic * prep.t1w_scale), 0.0)
+    brain = to_native(prep, prep.brain_mask.astype(np.uint8), nearest=True) > 0
+    return np.where(brain, synthetic, input_t1w).astype(np.float32)
+
+
 def write_synthesis(out: Path, exam: Exam, prep: PreparedExam, synth: Synthesis,
                     record: dict[str, Any]) -> list[Path]:
-    """Write the synthesis maps on the input T1w grid, then ``record`` (the synthesis provenance,
-    last: it marks the synthesis complete)."""
+    """Write the synthesis maps on the input T1w grid, each with its BIDS sidecar, then ``record``
+    (the synthesis provenance, last: it marks the synthesis complete)."""
     native = prep.native_geometry
-    scaled = synth.synthetic * prep.t1w_scale
+    t1w, _ = read_image(exam.t1w, allow_constant=True)  # type: ignore[arg-type]
     written = [
-        write_image(O.SYNTHETIC.path(out, exam), to_native(prep, scaled), native),
+        write_image(O.SYNTHETIC.path(out, exam), native_synthetic(prep, synth, t1w), native),
         write_image(O.ENHANCEMENT.path(out, exam), to_native(prep, synth.enhancement), native),
     ]
+    notes = ["Synthetic post-gadolinium T1w (input T1w intensity scale; outside the brain mask: "
+             "the input T1w)", "Synthetic post-Gd minus pre-contrast T1w, NAWM = 1 units"]
     if synth.uncertainty is not None:
         written.append(write_image(O.UNCERTAINTY.path(out, exam),
                                    to_native(prep, synth.uncertainty), native))
+        notes.append("MC-dropout standard deviation of the synthetic post-Gd, NAWM = 1 units")
     for head, prob in synth.heads.items():
         written.append(write_image(O.head_output(head).path(out, exam), to_native(prep, prob), native))
+        notes.append(f"Probability of '{head}' from the model head")
+    written += [O.write_sidecar(out, exam, path, note) for path, note in zip(written, notes, strict=True)]
     written.append(write_json(O.SYNTHESIS_RECORD.path(out, exam), record))
     return written
 
@@ -171,14 +186,14 @@ def read_synthesis(out: Path, exam: Exam, prep: PreparedExam, card: ModelCard) -
     from gdsynth.errors import GeometryError
 
     def load(output: O.Output) -> np.ndarray:
-        array, geometry = read_image(output.path(out, exam), allow_constant=True)
+        array, geometry = read_image(output.find(out, exam), allow_constant=True)
         if not geometry.same_grid(prep.native_geometry):
-            raise GeometryError(output.path(out, exam), "is not on the input T1w grid; rerun synthesize")
+            raise GeometryError(output.find(out, exam), "is not on the input T1w grid; rerun synthesize")
         return to_prepared(prep, array)
 
     enhancement = load(O.ENHANCEMENT)
-    unc_path = O.UNCERTAINTY.path(out, exam)
-    heads = {h: load(O.head_output(h)) for h in card.heads if O.head_output(h).path(out, exam).exists()}
+    unc_path = O.UNCERTAINTY.find(out, exam)
+    heads = {h: load(O.head_output(h)) for h in card.heads if O.head_output(h).find(out, exam).exists()}
     return Synthesis(
         synthetic=prep.volumes["T1w"] + enhancement,
         enhancement=enhancement,
@@ -232,8 +247,13 @@ def write_detection(out: Path, exam: Exam, prep: PreparedExam, result,
     }
     rows = lesion_rows(result.lesions, prep)
     extra = sorted({k for r in rows for k in r if k.startswith(O.ATTRIBUTION_PREFIXES)})
+    labels_path = write_labels(O.LESION_LABELS.path(out, exam), labels, prep.native_geometry)
     return [
-        write_labels(O.LESION_LABELS.path(out, exam), labels, prep.native_geometry),
+        labels_path,
+        O.write_sidecar(out, exam, labels_path, "Detected enhancing lesions: instance labels "
+                        "1..N (rows of the lesion table), 0 elsewhere",
+                        sources=[O.ENHANCEMENT.path(out, exam)]),
+        write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),
         write_tsv(O.LESION_TABLE.path(out, exam), rows, (*O.LESION_COLUMNS, *extra)),
         write_json(O.SUMMARY.path(out, exam), summary),
     ]

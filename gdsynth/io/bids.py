@@ -232,14 +232,142 @@ def derivative_path(
     return folder / "anat" / f"{exam.prefix}{entities_string(**entities)}_{suffix}{ext}"
 
 
-def write_dataset_description(
-    root: str | Path, name: str, *, description: str | None = None, sources: Sequence[str] = ()
+class GdsynthDeprecationWarning(FutureWarning):
+    """A file or form gdsynth still reads for one release (shown to users, unlike
+    :class:`DeprecationWarning`)."""
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def legacy_entities(suffix: str, ext: str, entities: dict[str, str | None]
+                    ) -> list[tuple[str, str, dict[str, str | None]]]:
+    """The names gdsynth 0.1 gave to derivative ``(suffix, ext, entities)`` (read, with a
+    :class:`GdsynthDeprecationWarning`, for one release): ``_label-L_desc-X_dseg`` (now
+    ``_desc-X_dseg``: BIDS allows no ``label-`` on ``dseg``), ``_desc-X_map`` (now ``_desc-X_T1w``
+    for the enhancement, uncertainty and attribution maps: ``map`` is no BIDS suffix) and the
+    phantom's ``_motion.json`` (now ``_headmotion.json``: ``motion`` is a BIDS datatype)."""
+    desc = str(entities.get("desc") or "")
+    if suffix == "dseg" and not entities.get("label"):
+        return [("dseg", ext, {**entities, "label": "L"})]
+    if suffix == "T1w" and not entities.get("ce") and (
+            desc in ("enhancement", "uncertainty") or desc.startswith("attribution")):
+        return [("map", ext, entities)]
+    if suffix == "headmotion":
+        return [("motion", ext, entities)]
+    return []
+
+
+def find_derivative(
+    root: str | Path, exam: Exam, suffix: str, ext: str = ".nii.gz", **entities: str | None
 ) -> Path:
-    """Write (or refresh) a derivative ``dataset_description.json`` naming gdsynth and its version."""
+    """The file :func:`derivative_path` names when it exists, else the same file under its name
+    of gdsynth 0.1 (:func:`legacy_entities`) when that exists, with a one-time
+    :class:`GdsynthDeprecationWarning` per folder and kind; else the new name (for the caller's
+    own "missing" handling)."""
+    path = derivative_path(root, exam, suffix, ext, **entities)
+    if path.exists():
+        return path
+    for old_suffix, old_ext, old_entities in legacy_entities(suffix, ext, entities):
+        old = derivative_path(root, exam, old_suffix, old_ext, **old_entities)
+        if old.exists():
+            kind = old.name.removeprefix(exam.prefix)
+            if (str(root), kind) not in _WARNED:
+                _WARNED.add((str(root), kind))
+                import warnings
+
+                warnings.warn(
+                    f"{root}: reading '{kind}' files by their old name (now "
+                    f"'{path.name.removeprefix(exam.prefix)}'); gdsynth reads old names until the "
+                    "next release: rerun with --overwrite to rename", GdsynthDeprecationWarning,
+                    stacklevel=2)
+            return old
+    return path
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar of a data file: ``x_T1w.nii.gz`` -> ``x_T1w.json``."""
+    path = Path(path)
+    name = re.sub(r"(\.nii\.gz|\.nii|\.tsv)$", "", path.name)
+    return path.with_name(name + ".json")
+
+
+def dataset_root(path: str | Path) -> Path | None:
+    """The BIDS dataset holding ``path``: the nearest folder above it (up to ``sub-*/ses-*/anat``)
+    with a ``dataset_description.json``, else None."""
+    for parent in list(Path(path).absolute().parents)[:4]:
+        if (parent / "dataset_description.json").is_file():
+            return parent
+    return None
+
+
+def source_uri(root: str | Path, path: str | Path) -> str:
+    """BIDS URI of ``path`` as a source of derivative dataset ``root``: ``bids::REL`` inside
+    ``root``, else ``bids:raw:REL`` (``raw``, ``raw2``... linked in ``root``'s
+    ``dataset_description.json`` ``DatasetLinks``, to the input's dataset or, outside any
+    dataset, to the input's folder)."""
+    import os
+
+    root, path = Path(root).absolute(), Path(path).absolute()
+    if path.is_relative_to(root):
+        return f"bids::{path.relative_to(root).as_posix()}"
+    source = dataset_root(path) or path.parent
+    alias = _link(root, source)
+    return f"bids:{alias}:{Path(os.path.relpath(path, source)).as_posix()}"
+
+
+def _link(root: Path, source: Path) -> str:
+    """The ``DatasetLinks`` alias of ``source`` in ``root``'s description, added when absent."""
+    import os
+
+    value = Path(os.path.relpath(source, root)).as_posix()
+    desc = read_dataset_description(root)
+    links = desc.get("DatasetLinks") or {}
+    for alias, target in links.items():
+        if target == value:
+            return alias
+    alias = next(a for n in range(1, 1000) if (a := "raw" if n == 1 else f"raw{n}") not in links)
+    if desc:
+        desc["DatasetLinks"] = {**links, alias: value}
+        urls = [s.get("URL") for s in desc.get("SourceDatasets", [])]
+        if value not in urls:
+            desc["SourceDatasets"] = [*desc.get("SourceDatasets", []), {"URL": value}]
+        write_json(root / "dataset_description.json", desc)
+    return alias
+
+
+def write_sidecar(
+    image: str | Path, root: str | Path, *, description: str, sources: Sequence[str | Path] = (),
+    skull_stripped: bool | None = None, **extra: object,
+) -> Path:
+    """Write the BIDS JSON sidecar of derivative ``image`` in dataset ``root``: ``Description``,
+    ``Sources`` (BIDS URIs, :func:`source_uri`), ``SkullStripped`` when given (required by BIDS
+    on preprocessed anatomical images), then ``extra`` keys."""
+    data: dict[str, object] = {"Description": description}
+    if sources:
+        data["Sources"] = [source_uri(root, s) for s in sources]
+    if skull_stripped is not None:
+        data["SkullStripped"] = bool(skull_stripped)
+    data.update(extra)
+    return write_json(sidecar_path(image), data)
+
+
+def write_dataset_description(
+    root: str | Path, name: str, *, description: str | None = None,
+    sources: Sequence[str | Path] = (), readme: str | None = None, ignore: Sequence[str] = (),
+) -> Path:
+    """Write (or refresh) a derivative ``dataset_description.json`` naming gdsynth and its version,
+    with ``SourceDatasets``/``DatasetLinks`` (``sources``: source dataset folders, linked by
+    their path relative to ``root``; links added by :func:`source_uri` are kept), a ``README``
+    (``readme``) and a ``.bidsignore`` listing ``ignore`` (gdsynth's tables and records that have
+    no place in BIDS)."""
+    import os
+
     root = Path(root)
+    old = read_dataset_description(root) if (root / "dataset_description.json").is_file() else {}
     data = {
         "Name": name,
-        "BIDSVersion": "1.9.0",
+        "BIDSVersion": "1.10.0",
         "DatasetType": "derivative",
         "GeneratedBy": [
             {
@@ -250,8 +378,22 @@ def write_dataset_description(
             }
         ],
     }
-    if sources:
-        data["SourceDatasets"] = [{"URL": s} for s in sources]
+    links = dict(old.get("DatasetLinks") or {})
+    for src in sources:
+        value = Path(os.path.relpath(Path(src).absolute(), root.absolute())).as_posix()
+        if value not in links.values():
+            links["raw" if "raw" not in links else f"raw{len(links) + 1}"] = value
+    if links:
+        data["SourceDatasets"] = [{"URL": v} for v in links.values()]
+        data["DatasetLinks"] = links
+    if readme is not None:
+        from gdsynth.io.atomic import atomic_write_text
+
+        atomic_write_text(root / "README.md", readme)
+    if ignore:
+        from gdsynth.io.atomic import atomic_write_text
+
+        atomic_write_text(root / ".bidsignore", "".join(f"{p}\n" for p in ignore))
     return write_json(root / "dataset_description.json", data)
 
 

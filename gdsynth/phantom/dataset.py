@@ -20,7 +20,13 @@ from gdsynth import __version__
 from gdsynth.errors import ConfigError, OutputError
 from gdsynth.io import read_image, read_tsv, write_image, write_json, write_labels
 from gdsynth.io.atomic import atomic_write_text, write_tsv
-from gdsynth.io.bids import Exam, derivative_path, write_dataset_description
+from gdsynth.io.bids import (
+    Exam,
+    derivative_path,
+    source_uri,
+    write_dataset_description,
+    write_sidecar,
+)
 from gdsynth.phantom.config import PhantomConfig
 from gdsynth.phantom.metadata import (
     LESION_COLUMNS,
@@ -35,6 +41,26 @@ from gdsynth.phantom.simulate import ExamVolumes, simulate_subject
 
 TRUTH_DIR = Path("derivatives") / "phantom"
 CONFIG_NAME = "phantom_config.json"
+#: ``.bidsignore`` of the truth derivative: the tables and records BIDS has no suffix for.
+TRUTH_IGNORE = (CONFIG_NAME, "*_lesions.tsv", "*_lesions.json", "*_headmotion.json")
+TRUTH_README = """# gdsynth phantom ground truth
+
+Ground truth of the gdsynth digital MS phantom, on each exam's T1w grid
+(`sub-<label>[/ses-<label>]/anat/`):
+
+| file | content |
+|---|---|
+| `*_desc-enhancing_dseg.nii.gz` + `_dseg.tsv` | enhancing (active) lesions, instance labels = `label` of the lesion table |
+| `*_label-L_desc-all_mask.nii.gz` | every lesion (chronic, black holes, active) |
+| `*_desc-brain_mask.nii.gz` | brain mask |
+| `*_label-vessel_mask.nii.gz` | enhancing vessels and dural sinuses |
+| `*_label-{WM,GM,CSF}_probseg.nii.gz` | tissue fractions |
+| `*_lesions.tsv` (+ `.json`) | one row per lesion: kind, position, size, enhancement pattern |
+| `*_headmotion.json` | simulated rigid head motion of each scan relative to the T1w |
+
+`phantom_config.json` records the seed and configuration. The tables and records that BIDS has
+no suffix for are listed in `.bidsignore`.
+"""
 _RAW = {"T1w": ("T1w", {}), "T2w": ("T2w", {}), "FLAIR": ("FLAIR", {}),
         "T1w_gd": ("T1w", {"ce": "gadolinium"})}
 
@@ -77,7 +103,7 @@ def _expected_files(root: Path, exam: Exam) -> list[Path]:
     e = raw_paths(root, exam)
     images = [e.t1w, e.t2w, e.flair, e.t1w_gd]
     sidecars = [Path(str(p).replace(".nii.gz", ".json")) for p in images]  # type: ignore[arg-type]
-    truth = [truth_path(root, exam, "lesions", ".tsv"), truth_path(root, exam, "motion", ".json")]
+    truth = [truth_path(root, exam, "lesions", ".tsv"), truth_path(root, exam, "headmotion", ".json")]
     return [*images, *sidecars, *truth]  # type: ignore[list-item]
 
 
@@ -91,16 +117,33 @@ def write_exam(root: Path, ev: ExamVolumes) -> Exam:
         write_json(Path(str(path).replace(".nii.gz", ".json")), ev.sidecars[seq])
     g, t = ev.geometry, ev.truth
     tp = lambda suffix, ext=".nii.gz", **e: truth_path(root, ev.exam, suffix, ext, **e)  # noqa: E731
-    write_labels(tp("dseg", label="L", desc="enhancing"), t["enhancing"], g)
-    write_labels(tp("mask", label="L", desc="all"), t["lesions"], g)
-    write_labels(tp("mask", desc="brain"), t["brain"], g)
-    write_labels(tp("mask", label="vessel"), t["vessel"], g)
+    truth_root = Path(root) / TRUTH_DIR
+    sources = [exam.t1w]
+
+    def labels(path: Path, array: np.ndarray, description: str, **extra: object) -> None:
+        write_labels(path, array, g)
+        write_sidecar(path, truth_root, description=description, sources=sources,
+                      SpatialReference=source_uri(truth_root, exam.t1w), **extra)  # type: ignore[arg-type]
+
+    labels(tp("dseg", desc="enhancing"), t["enhancing"], "Enhancing (active) lesions: instance "
+           "labels = 'label' of the lesion table")
+    ids = np.unique(np.asarray(t["enhancing"]))
+    write_tsv(tp("dseg", ".tsv", desc="enhancing"),
+              [{"index": int(i), "name": f"enhancing_lesion_{int(i)}"} for i in ids if i > 0],
+              columns=("index", "name"))
+    labels(tp("mask", label="L", desc="all"), t["lesions"], "Every lesion", Type="Lesion")
+    labels(tp("mask", desc="brain"), t["brain"], "Brain mask", Type="Brain")
+    labels(tp("mask", label="vessel"), t["vessel"], "Enhancing vessels and dural sinuses",
+           Type="ROI")
     for tissue in ("WM", "GM", "CSF"):
         prob = np.round(np.clip(t[tissue], 0, 1), 3).astype(np.float32)
         write_image(tp("probseg", label=tissue), prob, g)
+        write_sidecar(tp("probseg", label=tissue), truth_root, sources=sources,
+                      description=f"{tissue} fraction",
+                      SpatialReference=source_uri(truth_root, exam.t1w))  # type: ignore[arg-type]
     write_json(tp("lesions", ".json"), LESIONS_SIDECAR)
     motion = {"reference": "T1w", "convention": MOTION_CONVENTION, **ev.motion}
-    write_json(tp("motion", ".json"), motion)
+    write_json(tp("headmotion", ".json"), motion)
     write_tsv(tp("lesions", ".tsv"), ev.lesions, columns=LESION_COLUMNS)  # last: completion mark
     return exam
 
@@ -168,7 +211,8 @@ def prepare_output(out: Path, seed: int, config: PhantomConfig) -> None:
     atomic_write_text(out / "README", README)
     write_json(out / "participants.json", PARTICIPANTS_SIDECAR)
     write_dataset_description(out / TRUTH_DIR, "gdsynth phantom ground truth",
-                              description="Ground truth of the gdsynth digital MS phantom")
+                              description="Ground truth of the gdsynth digital MS phantom",
+                              sources=[out], readme=TRUTH_README, ignore=TRUTH_IGNORE)
     write_json(marker, {**stamp, "gdsynth_version": __version__})
 
 

@@ -12,7 +12,7 @@ LESION_COLUMNS = (
 )
 
 LESIONS_SIDECAR = {
-    "label": {"Description": "Instance id of the lesion in the _label-L_desc-enhancing_dseg image "
+    "label": {"Description": "Instance id of the lesion in the _desc-enhancing_dseg image "
               "(active lesions); 0 for chronic lesions"},
     "kind": {"Description": "Lesion kind", "Levels": {
         "chronic": "chronic lesion, sharp border", "blackhole": "chronic T1 black hole",

@@ -13,7 +13,13 @@ import numpy as np
 
 from gdsynth.errors import GdsynthError, InputFileMissingError
 from gdsynth.io import Geometry, read_image, write_image, write_json, write_labels
-from gdsynth.io.bids import Exam, derivative_path, write_dataset_description
+from gdsynth.io.bids import (
+    Exam,
+    dataset_root,
+    derivative_path,
+    write_dataset_description,
+    write_sidecar,
+)
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.orient import apply_index_map, index_map
 from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays
@@ -24,6 +30,15 @@ log = logging.getLogger(__name__)
 
 PIPELINE = "gdsynth-prep"
 ROLES = ("T1w", "T2w", "FLAIR", "T1w_gd", "mask")
+README = """# gdsynth-prep
+
+Exams prepared by gdsynth (`gdsynth prepare`, or the preparation cache of `gdsynth predict`):
+T2w, FLAIR and the post-gadolinium T1w rigidly registered to the T1w, reoriented to RAS,
+resampled to the model's spacing, N4 bias-corrected and divided by their normal-appearing white
+matter median (NAWM = 1), with a brain mask (`_desc-brain_mask`). Not skull-stripped.
+`*_desc-prep_provenance.json` records the parameters, transforms, input hashes and timings (the
+cache key); it has no BIDS suffix and is listed in `.bidsignore`.
+"""
 
 
 @dataclass
@@ -84,18 +99,26 @@ def write_prepared(exam: Exam, out_root: str | Path, vols: PreparedVolumes, key:
     out_root = Path(out_root)
     prov_path = output_path(out_root, exam, "provenance")
     prov_path.unlink(missing_ok=True)
+    source = dataset_root(exam.t1w) if exam.t1w is not None else None
+    write_dataset_description(out_root, PIPELINE, description="gdsynth preparation: registered, "
+                              "bias-corrected, NAWM-normalized images in the prepared space",
+                              sources=[source] if source else [], readme=README,
+                              ignore=("*_provenance.json",))
     outputs: dict[str, str] = {}
     for role, image in vols.images.items():
         path = write_image(output_path(out_root, exam, role), image, vols.geometry)
+        write_sidecar(path, out_root, description=f"{role} registered to the T1w, bias-corrected, "
+                      "NAWM-normalized (NAWM median = 1)", sources=[exam.path(role)],
+                      skull_stripped=False)
         outputs[role] = str(path.relative_to(out_root))
     mask_path = write_labels(output_path(out_root, exam, "mask"), vols.mask.astype(np.uint8),
                              vols.geometry)
+    write_sidecar(mask_path, out_root, description="Brain mask", Type="Brain",
+                  sources=[p for r in ("T1w", "FLAIR") if (p := exam.path(r)) is not None])
     outputs["mask"] = str(mask_path.relative_to(out_root))
     stale = output_path(out_root, exam, "T1w_gd")
     if "T1w_gd" not in vols.images:
         stale.unlink(missing_ok=True)
-    write_dataset_description(out_root, PIPELINE, description="gdsynth preparation: registered, "
-                              "bias-corrected, NAWM-normalized images in the prepared space")
     prov = dict(vols.provenance, outputs=outputs, cache_key=key)
     write_json(prov_path, prov)
     return _from_provenance(exam, out_root, prov, cached=False)

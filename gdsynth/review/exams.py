@@ -18,16 +18,16 @@ import numpy as np
 
 from gdsynth.errors import BidsError, InputFileMissingError
 from gdsynth.io import Geometry, read_image, read_tsv
-from gdsynth.io.bids import Exam, derivative_path, discover
+from gdsynth.io.bids import Exam, discover, find_derivative
 
 log = logging.getLogger(__name__)
 
 #: Prediction derivatives: role -> (suffix, ext, entities).
 PRED_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
     "synthetic": ("T1w", ".nii.gz", {"ce": "gadolinium", "desc": "synthetic"}),
-    "enhancement": ("map", ".nii.gz", {"desc": "enhancement"}),
-    "uncertainty": ("map", ".nii.gz", {"desc": "uncertainty"}),
-    "lesions": ("dseg", ".nii.gz", {"label": "L", "desc": "enhancing"}),
+    "enhancement": ("T1w", ".nii.gz", {"desc": "enhancement"}),
+    "uncertainty": ("T1w", ".nii.gz", {"desc": "uncertainty"}),
+    "lesions": ("dseg", ".nii.gz", {"desc": "enhancing"}),
     "table": ("lesions", ".tsv", {"desc": "enhancing"}),
     "summary": ("summary", ".json", {"desc": "activity"}),
 }
@@ -159,7 +159,7 @@ def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewE
         if exam.t1w_gd is not None:
             files["real"] = exam.t1w_gd
         for role, (suffix, ext, ents) in PRED_FILES.items():
-            p = derivative_path(pred, exam, suffix, ext, **ents)
+            p = find_derivative(pred, exam, suffix, ext, **ents)
             if p.exists():
                 files[role] = p
         if "synthetic" not in files:

@@ -28,7 +28,7 @@ import numpy as np
 
 from gdsynth.errors import BidsError, ConfigError, OutputError
 from gdsynth.io import Geometry, read_image, write_image, write_json
-from gdsynth.io.bids import Exam, derivative_path
+from gdsynth.io.bids import Exam, find_derivative
 from gdsynth.review.exams import collect
 from gdsynth.review.volumes import copy_image, resample_to, window_presets
 
@@ -54,11 +54,11 @@ def token_hash(token: str) -> str:
 
 
 def reference_lesions(reference: Path | None, exam: Exam) -> list[dict] | None:
-    """Reference lesion centres (world RAS mm) and volumes from a ``_label-L_desc-enhancing_dseg``
+    """Reference lesion centres (world RAS mm) and volumes from a ``_desc-enhancing_dseg``
     instance map in ``reference`` (e.g. the phantom truth); None when there is none."""
     if reference is None:
         return None
-    path = derivative_path(reference, exam, "dseg", label="L", desc="enhancing")
+    path = find_derivative(reference, exam, "dseg", desc="enhancing")
     if not path.exists():
         return None
     labels, geometry = read_image(path, allow_constant=True)

@@ -1,6 +1,6 @@
 """From a BIDS cohort to prepared training exams: discovery, preparation (cached), phantom truth.
 
-The phantom truth (``derivatives/phantom/..._label-L_desc-enhancing_dseg``) is on the native T1w
+The phantom truth (``derivatives/phantom/..._desc-enhancing_dseg``) is on the native T1w
 grid; :class:`gdsynth.data.subjects.AddLesionLabels` resamples it onto the prepared grid by world
 coordinates. Without truth, enhancing voxels are derived from the real post − pre.
 """
@@ -30,9 +30,9 @@ class PrepOutcome:
 
 def truth_path(bids_root: Path, exam) -> Path | None:  # exam: gdsynth.io.bids.Exam
     """The phantom enhancing-lesion label map of ``exam`` when it exists."""
-    from gdsynth.io.bids import derivative_path
+    from gdsynth.io.bids import find_derivative
 
-    p = derivative_path(Path(bids_root) / TRUTH_FOLDER, exam, "dseg", label="L", desc="enhancing")
+    p = find_derivative(Path(bids_root) / TRUTH_FOLDER, exam, "dseg", desc="enhancing")
     return p if p.is_file() else None
 
 

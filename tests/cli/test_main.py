@@ -69,3 +69,27 @@ def test_usage_errors_exit_2_with_usage(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Usage: gdsynth" in err and "Traceback" not in err
+
+
+def test_participant_label_bids_apps_form_is_expanded(tmp_path):
+    from gdsynth.cli._common import expand_multi_value
+
+    folder = tmp_path / "bids"
+    folder.mkdir()
+    assert expand_multi_value(["predict", "--participant-label", "01", "sub-02", "03", "-o", "x"]) == [
+        "predict", "--participant-label", "01", "--participant-label", "sub-02",
+        "--participant-label", "03", "-o", "x"]
+    # a positional folder after the labels is not taken for a label; "--" ends the expansion
+    assert expand_multi_value(["--participant-label", "01", str(folder)]) == [
+        "--participant-label", "01", str(folder)]
+    assert expand_multi_value(["--participant-label", "01", "--", "02"]) == [
+        "--participant-label", "01", "--", "02"]
+
+
+def test_bad_tracker_fails_before_any_exam_or_folder(tmp_path, capsys):
+    """#20: a bad --tracker was reported after preparing exams, leaving an empty run folder."""
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "bids"), "-o", str(run), "--tracker", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "tracker" in err and "wandb" in err and "bogus" in err
+    assert not run.exists()

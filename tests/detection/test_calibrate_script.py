@@ -38,8 +38,8 @@ def dataset(tmp_path, monkeypatch):
         anat = root / f"sub-{exam.subject}" / "anat"
         for seq, arr in (("T1w", synthetic.t1w), ("T2w", synthetic.t2w), ("FLAIR", synthetic.flair)):
             write_image(anat / f"sub-{exam.subject}_{seq}.nii.gz", arr, RAS)
-        write_image(derivative_path(pred, exam, "map", desc="enhancement"), synthetic.enhancement, RAS)
-        write_labels(derivative_path(truth, exam, "dseg", label="L", desc="enhancing"),
+        write_image(derivative_path(pred, exam, "T1w", desc="enhancement"), synthetic.enhancement, RAS)
+        write_labels(derivative_path(truth, exam, "dseg", desc="enhancing"),
                      synthetic.truth, RAS)
         masks[exam.subject] = synthetic.brain
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from gdsynth.cli.main import main
 from gdsynth.evaluation import ReferenceSpec, compare_methods, evaluate_exam, evaluate_folder
@@ -40,7 +41,7 @@ def _write_dataset(tmp_path):
         if sub == "03":  # no active lesion in this exam
             enh[:] = 0
         truth = ref / "derivatives" / "phantom"
-        write_labels(derivative_path(truth, exam, "dseg", label="L", desc="enhancing"), enh, LPS)
+        write_labels(derivative_path(truth, exam, "dseg", desc="enhancing"), enh, LPS)
         write_labels(derivative_path(truth, exam, "mask", label="L", desc="all"), enh > 0, LPS)
         write_labels(derivative_path(truth, exam, "mask", desc="brain"), brain, LPS)
         prep = ref / "derivatives" / "gdsynth-prep"  # prepared space: RAS voxel order
@@ -57,7 +58,7 @@ def _write_dataset(tmp_path):
             labels[17:20, 4:7, 10:12] = 2
         synth = (post if sub == "01" else pre) * SCALE
         write_image(derivative_path(pred, exam, "T1w", ce="gadolinium", desc="synthetic"), synth, LPS)
-        write_labels(derivative_path(pred, exam, "dseg", label="L", desc="enhancing"), labels, LPS)
+        write_labels(derivative_path(pred, exam, "dseg", desc="enhancing"), labels, LPS)
         rows = [{"label": 1, "score": 0.9}, {"label": 2, "score": 0.4}] if sub == "01" else []
         write_tsv(derivative_path(pred, exam, "lesions", ".tsv", desc="enhancing"), rows,
                   ["label", "score"])
@@ -162,3 +163,20 @@ def test_without_preparation_synthesis_needs_assume_registered(tmp_path):
     assert r.ok and r.synthesis is None and "gdsynth prepare" in r.notes[0]
     r2 = evaluate_exam(exam, pred, ReferenceSpec(ref, assume_registered=True))
     assert r2.synthesis is not None and r2.synthesis["mae"] < 0.01
+
+
+def test_old_gdsynth_names_are_read_with_a_deprecation_warning(tmp_path):
+    """A folder written by gdsynth 0.1 (``_label-L_desc-enhancing_dseg``) still evaluates, the
+    same as under the new names, with a warning that says so (#20)."""
+    from gdsynth.io.bids import GdsynthDeprecationWarning
+
+    ref, pred = _write_dataset(tmp_path)
+    exam = {e.subject: e for e in discover(ref)}["01"]
+    new = evaluate_exam(exam, pred, ReferenceSpec(ref))
+    for root in (pred, ref / "derivatives" / "phantom"):
+        for p in root.rglob("*_desc-enhancing_dseg.nii.gz"):
+            p.rename(p.with_name(p.name.replace("_desc-enhancing_dseg", "_label-L_desc-enhancing_dseg")))
+    with pytest.warns(GdsynthDeprecationWarning, match="old name"):
+        old = evaluate_exam(exam, pred, ReferenceSpec(ref))
+    assert old.ok and (old.match.n_reference, old.match.n_detected) == (2, 1)
+    assert old.row() == new.row()

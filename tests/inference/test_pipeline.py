@@ -180,3 +180,32 @@ def test_3d_model_synthesizes_on_input_grid(cohort, tmp_path):
     _, native = read_image(exam.t1w)
     unc, g = read_image(O.UNCERTAINTY.path(tmp_path / "o", exam), allow_constant=True)
     assert g.same_grid(native) and unc.max() > 0
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS"])
+def test_synthetic_is_the_input_outside_the_brain_and_never_negative(tmp_path, model_dir, orientation):
+    """#20: the synthetic post-Gd had a noisy background and negative voxels (a grey box in the
+    review's default window). Outside the brain mask it is now the input T1w; inside, the
+    residual is clipped at 0."""
+    from gdsynth.inference.pipeline import Synthesis, native_synthetic, write_synthesis
+    from gdsynth.inference.prep import to_native
+    from gdsynth.models.card import ModelCard
+    from tests.inference.conftest import write_exam
+
+    exam = write_exam(tmp_path / "bids", "01", orientation)
+    prep = simple_prepare(exam, ModelCard.load(model_dir / "model_card.json"))
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 2.0, prep.brain_mask.shape)
+    synthetic = (prep.volumes["T1w"] + noise).astype(np.float32)
+    synth = Synthesis(synthetic=synthetic, enhancement=synthetic - prep.volumes["T1w"],
+                      uncertainty=None, heads={})
+    t1w, geometry = read_image(exam.t1w)
+    out = native_synthetic(prep, synth, t1w)
+    brain = to_native(prep, prep.brain_mask.astype(np.uint8), nearest=True) > 0
+    assert (synthetic[prep.brain_mask] < 0).any()  # the residual does push voxels below 0
+    assert out.min() >= 0 and np.array_equal(out[~brain], t1w[~brain].astype(np.float32))
+    written = write_synthesis(tmp_path / "pred", exam, prep, synth, {"exam": exam.id})
+    on_disk, g = read_image(O.SYNTHETIC.path(tmp_path / "pred", exam))
+    assert g.same_grid(geometry) and np.allclose(on_disk, out)
+    assert O.SYNTHETIC.path(tmp_path / "pred", exam).with_name(
+        f"{exam.prefix}_ce-gadolinium_desc-synthetic_T1w.json") in written

@@ -32,13 +32,13 @@ def load_exam(root: Path, exam: Exam) -> dict:
     for seq in ("T1w", "T1w_gd", "T2w", "FLAIR"):
         out[seq] = read_image(exam.path(seq))
     t = lambda suffix, **e: read_image(truth_path(root, exam, suffix, **e))  # noqa: E731
-    out["enhancing"] = t("dseg", label="L", desc="enhancing")
+    out["enhancing"] = t("dseg", desc="enhancing")
     out["lesions"] = t("mask", label="L", desc="all")
     out["brain"] = t("mask", desc="brain")
     out["vessel"] = t("mask", label="vessel")
     out["WM"] = t("probseg", label="WM")
     out["rows"] = read_tsv(truth_path(root, exam, "lesions", ".tsv"))
-    out["motion"] = json.loads(truth_path(root, exam, "motion", ".json").read_text())
+    out["motion"] = json.loads(truth_path(root, exam, "headmotion", ".json").read_text())
     return out
 
 

@@ -16,9 +16,9 @@ from tests.phantom.conftest import SEED, SITES
 
 _RAW = re.compile(r"^sub-\d{3}_(ce-gadolinium_)?(T1w|T2w|FLAIR)\.(nii\.gz|json)$")
 _TRUTH = re.compile(
-    r"^sub-\d{3}_(label-L_desc-enhancing_dseg|label-L_desc-all_mask|desc-brain_mask"
-    r"|label-(WM|GM|CSF)_probseg|label-vessel_mask)\.nii\.gz$"
-    r"|^sub-\d{3}_(lesions\.tsv|lesions\.json|motion\.json)$"
+    r"^sub-\d{3}_(desc-enhancing_dseg|label-L_desc-all_mask|desc-brain_mask"
+    r"|label-(WM|GM|CSF)_probseg|label-vessel_mask)\.(nii\.gz|json)$"
+    r"|^sub-\d{3}_(lesions\.tsv|lesions\.json|headmotion\.json|desc-enhancing_dseg\.tsv)$"
 )
 
 
@@ -29,7 +29,7 @@ def test_bids_layout_and_metadata(cohort):
     raw = sorted(p.name for p in cohort.glob("sub-*/anat/*"))
     assert len(raw) == 16 and all(_RAW.match(n) for n in raw), raw
     truth = sorted(p.name for p in (cohort / "derivatives/phantom").glob("sub-*/anat/*"))
-    assert len(truth) == 20 and all(_TRUTH.match(n) for n in truth), truth
+    assert len(truth) == 36 and all(_TRUTH.match(n) for n in truth), truth
     desc = json.loads((cohort / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "raw"
     deriv = json.loads((cohort / "derivatives/phantom/dataset_description.json").read_text())
@@ -59,7 +59,7 @@ def test_same_seed_same_bytes_and_subject_independent_of_cohort_size(cohort, tmp
                  "--resolution", "2", "--active-fraction", "1", "--sites", ",".join(SITES)])
     assert code == 0
     files = sorted(p.relative_to(out) for p in out.rglob("sub-001*") if p.is_file())
-    assert len(files) == 18
+    assert len(files) == 26  # 8 raw images + sidecars, 18 truth files (#20: sidecars, dseg.tsv)
     for rel in files:
         assert file_sha256(out / rel) == file_sha256(cohort / rel), rel
 

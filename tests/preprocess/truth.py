@@ -28,11 +28,11 @@ def score(root: Path, exam: Exam, vols: PreparedVolumes) -> dict:
     """Registration error (mm, mean over brain voxels), NAWM and lesion enhancement medians."""
     truth = Path(root) / "derivatives" / "phantom" / f"sub-{exam.subject}" / "anat"
     pre = exam.prefix
-    motion = json.loads((truth / f"{pre}_motion.json").read_text())
+    motion = json.loads((truth / f"{pre}_headmotion.json").read_text())
     brain = truth_on_prepared(truth / f"{pre}_desc-brain_mask.nii.gz", vols) > 0.5
     wm = truth_on_prepared(truth / f"{pre}_label-WM_probseg.nii.gz", vols, nearest=False)
     lesions = truth_on_prepared(truth / f"{pre}_label-L_desc-all_mask.nii.gz", vols) > 0.5
-    enh_lab = truth_on_prepared(truth / f"{pre}_label-L_desc-enhancing_dseg.nii.gz", vols) > 0.5
+    enh_lab = truth_on_prepared(truth / f"{pre}_desc-enhancing_dseg.nii.gz", vols) > 0.5
     vessels = truth_on_prepared(truth / f"{pre}_label-vessel_mask.nii.gz", vols) > 0.5
     pts = vols.geometry.index_to_world(np.argwhere(brain))
     out: dict = {"registration_error_mm": {}}

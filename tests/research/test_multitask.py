@@ -40,6 +40,7 @@ def test_all_lesion_truth_path_next_to_enhancing_truth(tmp_path):
     assert all_lesions_truth_path(enh) is None
     every.write_bytes(b"x")
     assert all_lesions_truth_path(enh) == every
+    assert all_lesions_truth_path(tmp_path / "sub-01_desc-enhancing_dseg.nii.gz") == every  # current name
 
 
 def test_head_losses():

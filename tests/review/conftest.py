@@ -53,9 +53,9 @@ def make_cohort(root: Path, subjects=("01", "02"), with_real=("01",), reason="le
         exam = Exam(sub)
         write_image(derivative_path(pred, exam, "T1w", ce="gadolinium", desc="synthetic"),
                     t1 * (1 + 0.9 * enh), geometry)
-        write_image(derivative_path(pred, exam, "map", desc="enhancement"), enh, geometry)
-        write_image(derivative_path(pred, exam, "map", desc="uncertainty"), enh * 0.2 + 0.01, geometry)
-        write_labels(derivative_path(pred, exam, "dseg", label="L", desc="enhancing"), labels, geometry)
+        write_image(derivative_path(pred, exam, "T1w", desc="enhancement"), enh, geometry)
+        write_image(derivative_path(pred, exam, "T1w", desc="uncertainty"), enh * 0.2 + 0.01, geometry)
+        write_labels(derivative_path(pred, exam, "dseg", desc="enhancing"), labels, geometry)
         rows = []
         for n, (i, j, k, _rad) in enumerate(LESIONS, start=1):
             ras = geometry.index_to_world(np.array([i, j, k], float), ras=True)
