@@ -34,11 +34,11 @@ PATTERNS = {"nodular": "nodular", "ring": "ring", "open-ring": "ring"}
 
 
 def _truth_paths(bids: Path, exam) -> tuple[Path, Path]:
-    d = bids / "derivatives" / "phantom" / f"sub-{exam.subject}"
-    if exam.session:
-        d = d / f"ses-{exam.session}"
-    d = d / "anat"
-    return d / f"{exam.prefix}_label-L_desc-enhancing_dseg.nii.gz", d / f"{exam.prefix}_lesions.tsv"
+    from gdsynth.io.bids import find_derivative
+
+    root = bids / "derivatives" / "phantom"
+    return (find_derivative(root, exam, "dseg", desc="enhancing"),
+            find_derivative(root, exam, "lesions", ".tsv"))
 
 
 def load_cohort(bids: Path, cache: Path) -> list[dict]:

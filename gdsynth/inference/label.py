@@ -4,9 +4,9 @@ For every exam with a real post-Gd T1w: prepare it with the post-Gd (registered 
 NAWM-normalized; an entry of a ``gdsynth-prep`` cache prepared with the post-Gd is read back
 instead), run the difference module (:func:`gdsynth.detection.detect_real_post`) on the real
 post − pre, and write, on the input T1w grid and under the same derivative names as ``predict``
-(:mod:`gdsynth.inference.outputs`): the enhancing-lesion label map (``_label-L_desc-enhancing_dseg``),
-its lesion table (``_desc-enhancing_lesions.tsv``) and an exam summary
-(``_desc-activity_summary.json``, written last).
+(:mod:`gdsynth.inference.outputs`): the enhancing-lesion label map (``_desc-enhancing_dseg``, its
+JSON sidecar and ``.tsv`` lookup), its lesion table (``_desc-enhancing_lesions.tsv``) and an exam
+summary (``_desc-activity_summary.json``, written last).
 
 The summary is an annotation, not a prediction: ``probability_active`` is 1.0 when at least one
 enhancing lesion is labelled and 0.0 otherwise, ``refer_for_gadolinium`` is false (the exam had its
@@ -153,10 +153,17 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
         **key,
     }
     rows = lesion_rows(result.lesions, prep)
+    out = config.out
+    labels_path = write_labels(O.LESION_LABELS.path(out, exam), labels, vols.native_geometry)
+    sources = [p for s in (*PRE_SEQUENCES, "T1w_gd") if (p := exam.path(s)) is not None]
     return [
-        write_labels(O.LESION_LABELS.path(config.out, exam), labels, vols.native_geometry),
-        write_tsv(O.LESION_TABLE.path(config.out, exam), rows, O.LESION_COLUMNS),
-        write_json(O.SUMMARY.path(config.out, exam), summary),
+        labels_path,
+        O.write_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "
+                        "post-Gd T1w (difference module): instance labels 1..N (rows of the "
+                        "lesion table), 0 elsewhere", sources=sources),
+        write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),
+        write_tsv(O.LESION_TABLE.path(out, exam), rows, O.LESION_COLUMNS),
+        write_json(O.SUMMARY.path(out, exam), summary),
     ]
 
 

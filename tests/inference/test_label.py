@@ -29,7 +29,7 @@ def labelled(tmp_path_factory):
 
 def _outputs(out):
     anat = out / PREFIX / "anat"
-    return (anat / f"{PREFIX}_label-L_desc-enhancing_dseg.nii.gz",
+    return (anat / f"{PREFIX}_desc-enhancing_dseg.nii.gz",
             anat / f"{PREFIX}_desc-enhancing_lesions.tsv",
             anat / f"{PREFIX}_desc-activity_summary.json")
 
@@ -41,7 +41,7 @@ def test_label_finds_the_enhancing_lesion_on_the_t1w_grid(labelled):
     _, t1w_grid = read_image(bids / PREFIX / "anat" / f"{PREFIX}_T1w.nii.gz")
     assert grid.same_grid(t1w_grid)
     truth, _ = read_image(bids / "derivatives" / "phantom" / PREFIX / "anat"
-                          / f"{PREFIX}_label-L_desc-enhancing_dseg.nii.gz", allow_constant=True)
+                          / f"{PREFIX}_desc-enhancing_dseg.nii.gz", allow_constant=True)
     match = match_lesions(truth, labels, grid.spacing)
     # measured on this phantom (seed 3): its one enhancing lesion found, no false positive
     assert match.n_reference >= 1 and match.n_detected == match.n_reference
@@ -50,6 +50,9 @@ def test_label_finds_the_enhancing_lesion_on_the_t1w_grid(labelled):
     assert record["n_lesions"] == int(labels.max()) == len(table.read_text().splitlines()) - 1
     assert record["probability_active"] == 1.0 and record["refer_for_gadolinium"] is False
     assert set(record["input_sha256"]) == {"T1w", "T2w", "FLAIR", "T1w_gd"}
+    sidecar = json.loads(dseg.with_name(dseg.name.replace(".nii.gz", ".json")).read_text())
+    assert any("ce-gadolinium" in s for s in sidecar["Sources"])
+    assert dseg.with_name(dseg.name.replace(".nii.gz", ".tsv")).is_file()
 
 
 def test_label_resumes_and_redoes_on_overwrite(labelled, capsys):
