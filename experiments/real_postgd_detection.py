@@ -41,8 +41,9 @@ def _truth_paths(bids: Path, exam) -> tuple[Path, Path]:
             find_derivative(root, exam, "lesions", ".tsv"))
 
 
-def load_cohort(bids: Path, cache: Path) -> list[dict]:
-    """Per exam with a prepared real post-Gd: arrays on the prepared grid (cached as npz)."""
+def load_cohort(bids: Path, cache: Path, prep: Path | None = None) -> list[dict]:
+    """Per exam with a prepared real post-Gd (in ``prep``, default
+    ``bids/derivatives/gdsynth-prep``): arrays on the prepared grid (cached as npz)."""
     from gdsynth import preprocess
     from gdsynth.io import read_image
     from gdsynth.io.bids import discover
@@ -57,7 +58,8 @@ def load_cohort(bids: Path, cache: Path) -> list[dict]:
         npz = cache / f"{exam.id}.npz"
         dseg, table = _truth_paths(bids, exam)
         if not npz.is_file():
-            found = preprocess.find_prepared(exam, bids / "derivatives" / "gdsynth-prep", config)
+            root = prep or bids / "derivatives" / "gdsynth-prep"
+            found = preprocess.find_prepared(exam, root, config)
             if found.prepared is None:
                 print(f"{exam.id}: no prepared post-Gd ({found.reason}); skipped", file=sys.stderr)
                 continue
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a DetectionParams field (JSON value)")
     p.add_argument("--diagnose", action="store_true", help="where each missed lesion was lost")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--prep", type=Path, default=None,
+                   help="preparation folder (default COHORT/derivatives/gdsynth-prep; with one "
+                        "cohort only)")
     args = p.parse_args(argv)
     overrides = {}
     for kv in args.set:
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"params": overrides, "cohorts": {}}
     pooled = []
     for bids in args.cohorts:
-        exams = load_cohort(bids, args.work / "arrays" / bids.name)
+        exams = load_cohort(bids, args.work / "arrays" / bids.name, args.prep)
         res = evaluate(exams, params, args.diagnose)
         print_table(str(bids), res)
         report["cohorts"][str(bids)] = res
