@@ -15,6 +15,7 @@ from gdsynth.cli import (
     demo,
     evaluate,
     explain,
+    label,
     phantom,
     predict,
     prepare,
@@ -65,6 +66,7 @@ app.command("train", cls=Command)(train.train)
 app.command("synthesize", cls=Command)(predict.synthesize)
 app.command("detect", cls=Command)(predict.detect)
 app.command("predict", cls=Command)(predict.predict)
+app.command("label", cls=Command)(label.label)
 app.command("evaluate", cls=Command)(evaluate.evaluate)
 app.command("explain", cls=Command)(explain.explain)
 app.command("review", cls=Command)(review.review)

@@ -15,6 +15,7 @@ from gdsynth.detection.detect import (
 )
 from gdsynth.detection.params import DetectionParams, Detector, parse_detector
 from gdsynth.detection.patient import quality_flags, summarize_patient
+from gdsynth.detection.real_post import detect_real_post, real_post_params
 
 __all__ = [
     "DetectionParams",
@@ -22,9 +23,11 @@ __all__ = [
     "Detector",
     "add_world_coordinates",
     "detect_lesions",
+    "detect_real_post",
     "fit_calibration",
     "parse_detector",
     "quality_flags",
+    "real_post_params",
     "score_lesions",
     "summarize_patient",
 ]

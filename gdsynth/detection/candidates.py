@@ -91,16 +91,32 @@ def hysteresis_components(
     return lut[labels]
 
 
-def trim_to_peak(labels: np.ndarray, value: np.ndarray, fraction: float) -> np.ndarray:
-    """Components (int32, 26-connected, relabelled) of voxels ≥ ``fraction`` × their component's
-    peak ``value``; ``fraction`` ≤ 0 returns ``labels`` unchanged."""
+def trim_to_peak(labels: np.ndarray, value: np.ndarray, fraction: float,
+                 radius_mm: float = 0.0, spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Components (int32, 26-connected, relabelled) of voxels ≥ ``fraction`` × their peak
+    ``value``; ``fraction`` ≤ 0 returns ``labels`` unchanged. The peak is the component's maximum,
+    or with ``radius_mm`` > 0 the maximum of the component within that distance (a box of half
+    side ``radius_mm``): a lesion joined by the low threshold to a stronger neighbour (a vessel,
+    another lesion) is then trimmed against its own peak, not removed."""
     n = int(labels.max())
     if fraction <= 0 or n == 0:
         return labels
     inside = labels > 0
-    peaks = np.full(n + 1, -np.inf, np.float32)
-    np.maximum.at(peaks, labels[inside], value[inside])
-    keep = (labels > 0) & (value >= fraction * peaks[labels])
+    if radius_mm > 0 and spacing is not None:
+        size = [2 * int(round(radius_mm / float(s))) + 1 for s in spacing]
+        peak = np.full(labels.shape, -np.inf, np.float32)
+        for lab, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            comp = labels[sl] == lab
+            local = ndi.maximum_filter(np.where(comp, value[sl], -np.inf), size=size,
+                                       mode="constant", cval=-np.inf)
+            peak[sl][comp] = local[comp]
+        keep = inside & (value >= fraction * peak)
+    else:
+        peaks = np.full(n + 1, -np.inf, np.float32)
+        np.maximum.at(peaks, labels[inside], value[inside])
+        keep = inside & (value >= fraction * peaks[labels])
     return cc3d.connected_components(keep.astype(np.uint8), connectivity=26).astype(np.int32)
 
 
@@ -113,6 +129,26 @@ def remove_small(labels: np.ndarray, min_volume_mm3: float, spacing: Sequence[fl
     lut = np.zeros(counts.size, np.int32)
     lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
     return lut[labels]
+
+
+def difference_candidates(
+    enhancement: np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    params,  # DetectionParams (not imported: params.py imports nothing from here, keep it so)
+    info: dict | None = None,
+) -> np.ndarray:
+    """int32 candidate components of an enhancement map (the ``difference`` detector): smoothing,
+    background removal, noise-scaled hysteresis, trimming to the peak (see module doc).
+    ``info`` (when given) receives ``noise_sd``, ``high_used`` and ``low_used``."""
+    smoothed = smooth_in_mask(enhancement, brain, params.sigma_mm, spacing)
+    residual, noise = remove_background(smoothed, brain, params.background_mm, spacing)
+    high = max(params.high, params.high_sigmas * noise)
+    low = min(max(params.low, params.low_sigmas * noise), high)
+    if info is not None:
+        info.update(noise_sd=noise, high_used=high, low_used=low)
+    labels = hysteresis_components(residual, high, low, brain)
+    return trim_to_peak(labels, residual, params.peak_fraction, params.peak_radius_mm, spacing)
 
 
 def union_components(*masks: np.ndarray) -> np.ndarray:

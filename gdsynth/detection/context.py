@@ -5,6 +5,8 @@ Inputs are normalized pre-contrast images (NAWM ≈ 1.0), (X, Y, Z), on the enha
 * CSF (inside the brain mask) = the AND of every available rule: T1w < ``csf_t1w_max`` (dark),
   T2w > ``csf_t2w_min`` (bright), FLAIR < ``csf_flair_max`` (nulled). AND keeps FLAIR-bright
   lesions and T1 "black holes" out of the CSF estimate. No sequence, or no CSF voxel → ``None``.
+* Bright-tissue level (:func:`bright_tissue_level`): a high percentile of FLAIR (else T2w) over
+  the non-CSF brain, the reference of the ``not-brighter-than-tissue`` rule.
 * :func:`local_distances` (mm, capped at :data:`DIST_CAP_MM`): distance of a component to the brain
   surface — Euclidean distance to the nearest voxel outside the brain mask (the array border counts
   as outside) minus the largest voxel spacing, so the outermost brain voxels are at 0 mm whatever the
@@ -35,6 +37,7 @@ class TissueContext:
     spacing: tuple[float, float, float]
     csf: np.ndarray | None  # bool, inside the brain; None when unknown
     k_range: tuple[int, int]  # first and last brain slice along k (inferior → superior in RAS)
+    bright_level: float | None = None  # upper level of normal tissue on FLAIR (else T2w)
 
     @property
     def brain_volume_ml(self) -> float:
@@ -65,6 +68,30 @@ def estimate_csf(
     return csf
 
 
+def bright_tissue_level(
+    brain: np.ndarray,
+    params: DetectionParams,
+    *,
+    t2w: np.ndarray | None = None,
+    flair: np.ndarray | None = None,
+) -> float | None:
+    """The ``tissue_percentile`` (90th) percentile of FLAIR (else T2w) over the brain's non-CSF
+    voxels (FLAIR ≥ ``csf_flair_max``, or T2w ≤ ``csf_t2w_min``): the brightest normal tissue of
+    this exam, i.e. grey matter and its noise (lesions are a small fraction of the brain). Grey
+    matter is 0.9–1.2 × NAWM on FLAIR depending on the scanner, so a fixed ratio to NAWM cannot
+    tell a weakly FLAIR-bright lesion from cortex; a ratio to this level can. ``None`` without
+    either sequence."""
+    if flair is not None:
+        values = flair[brain & (flair >= params.csf_flair_max)]
+    elif t2w is not None:
+        values = t2w[brain & (t2w <= params.csf_t2w_min)]
+    else:
+        return None
+    if values.size < 100:
+        return None
+    return float(np.percentile(values, params.tissue_percentile))
+
+
 def tissue_context(
     brain: np.ndarray,
     spacing: Sequence[float],
@@ -82,11 +109,29 @@ def tissue_context(
     ks = np.flatnonzero(brain.any(axis=(0, 1)))
     k_range = (int(ks[0]), int(ks[-1])) if ks.size else (0, 0)
     sp = tuple(float(s) for s in spacing)
-    return TissueContext(brain=brain, spacing=sp, csf=csf, k_range=k_range)  # type: ignore[arg-type]
+    level = bright_tissue_level(brain, params, t2w=t2w, flair=flair)
+    return TissueContext(brain=brain, spacing=sp, csf=csf, k_range=k_range,  # type: ignore[arg-type]
+                         bright_level=level)
 
 
 def _capped_min(mask: np.ndarray, dist: np.ndarray) -> float:
     return float(min(dist[mask].min(), DIST_CAP_MM))
+
+
+def surface_fraction(
+    ctx: TissueContext, box: tuple[slice, ...], comp: np.ndarray, margin_mm: float
+) -> float:
+    """Fraction of component ``comp`` (bool array of ``box``'s shape) within ``margin_mm`` of the
+    brain surface (distance measured as in :func:`local_distances`)."""
+    sp = ctx.spacing
+    brain = ctx.brain[box]
+    pad = [(int(s.start == 0), int(s.stop == n)) for s, n in zip(box, ctx.brain.shape, strict=True)]
+    padded = np.pad(brain, pad)
+    if padded.all() or not comp.any():
+        return 0.0
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, brain.shape, strict=True))
+    edt = ndi.distance_transform_edt(padded, sampling=sp)[inner]
+    return float((np.maximum(edt - max(sp), 0.0)[comp] <= margin_mm).mean())
 
 
 def local_distances(

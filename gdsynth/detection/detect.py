@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gdsynth.detection.candidates import (
+    difference_candidates,
     hysteresis_components,
-    remove_background,
     remove_small,
-    smooth_in_mask,
     trim_to_peak,
     union_components,
 )
@@ -87,13 +86,7 @@ def _candidates(
     diff = None
     seg = None
     if detector in (Detector.difference, Detector.combined):
-        smoothed = smooth_in_mask(enh, brain, params.sigma_mm, spacing)
-        residual, noise = remove_background(smoothed, brain, params.background_mm, spacing)
-        high = max(params.high, params.high_sigmas * noise)
-        low = min(max(params.low, params.low_sigmas * noise), high)
-        info.update(noise_sd=noise, high_used=high, low_used=low)
-        diff = hysteresis_components(residual, high, low, brain)
-        diff = trim_to_peak(diff, residual, params.peak_fraction)
+        diff = difference_candidates(enh, brain, spacing, params, info)
     if detector in (Detector.segmentation, Detector.combined):
         assert head is not None
         seg = hysteresis_components(head, params.seg_high, params.seg_low, brain)

@@ -11,10 +11,13 @@ candidates, not the volume). For component c (voxels V, spacing in mm):
   corrects residual bias, and the low percentile and the clip keep an active lesion's own
   FLAIR-bright oedema (which often fills part of the shell) from becoming its reference;
   T2w is used when FLAIR is absent (``flair_source`` says which), ``None`` without either;
+  ``tissue_contrast`` = the same mean / the exam's bright-tissue level
+  (:func:`gdsynth.detection.context.bright_tissue_level`), ``None`` when unknown;
 * ``elongation`` = sqrt(λ1/λ2) of the covariance of the voxel positions in mm (each axis regularized
   by one voxel's variance, spacing²/12), ``length_mm`` = sqrt(12 λ1) (extent of a uniform rod);
 * ``dist_surface_mm`` / ``dist_csf_mm``: min distance of V to the brain surface / to CSF, capped at
-  10 mm (:func:`gdsynth.detection.context.local_distances`);
+  10 mm (:func:`gdsynth.detection.context.local_distances`); ``surface_fraction``: share of V
+  within ``surface_margin_mm`` of the surface;
   ``csf_fraction`` = max(fraction of V in CSF, fraction of the ``csf_shell_mm`` shell around V in CSF);
 * ``location``: see :func:`location_class`.
 """
@@ -26,7 +29,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from gdsynth.detection.context import DIST_CAP_MM, TissueContext, local_distances
+from gdsynth.detection.context import (
+    DIST_CAP_MM,
+    TissueContext,
+    local_distances,
+    surface_fraction,
+)
 from gdsynth.detection.params import DetectionParams
 
 LOCATIONS = ("periventricular", "juxtacortical", "deep-white-matter", "infratentorial-unknown")
@@ -112,8 +120,11 @@ def component_features(
             "length_mm": length,
             "dist_surface_mm": dist_surface,
             "dist_csf_mm": dist_csf,
+            "surface_fraction": surface_fraction(ctx, box, comp, params.surface_margin_mm)
+            if dist_surface <= params.surface_margin_mm else 0.0,
             "csf_fraction": 0.0,
             "flair_contrast": None,
+            "tissue_contrast": None,
             "flair_source": contrast_src,
         }
         csf_box = None if ctx.csf is None else ctx.csf[box]
@@ -132,6 +143,8 @@ def component_features(
             tol = params.nawm_ref_tolerance
             ref = min(max(ref, 1.0 - tol), 1.0 + tol)  # the ring may sit in the lesion's oedema
             f["flair_contrast"] = float(img[comp].mean() / max(ref, 1e-3))
+            if ctx.bright_level is not None:  # vs this exam's brightest normal tissue
+                f["tissue_contrast"] = float(img[comp].mean() / max(ctx.bright_level, 1e-3))
         f["location"] = location_class(f, ctx, params)
         feats.append(f)
     return feats

@@ -98,9 +98,11 @@ class DetectionParams:
     probabilities for the head map), each region trimmed to ≥ ``peak_fraction`` × its peak;
     components smaller than ``min_volume_mm3`` dropped, larger
     than ``max_volume_mm3`` suppressed as ``too-large`` (a threshold failure, not a lesion).
-    Suppression (see :mod:`gdsynth.detection.suppression`): ``surface_margin_mm``,
+    Suppression (see :mod:`gdsynth.detection.suppression`): ``surface_margin_mm`` (+
+    ``surface_fraction_min``),
     ``max_elongation`` (+ ``elongation_min_length_mm``), ``csf_fraction_max`` /
-    ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating).
+    ``csf_shell_mm`` and the CSF intensity rules, ``min_flair_ratio`` (pre-contrast gating),
+    ``min_tissue_ratio`` (0 = off) over the ``tissue_percentile`` bright-tissue level.
     Score: ``score_coefficients`` (logistic, keys ``intercept`` + :data:`SCORE_FEATURES`).
     Patient: ``probability_active = sigmoid(platt_a * logit(1 − Π(1 − s_i)) + platt_b)``; refer
     when ≥ ``refer_threshold``; quality limits ``min_brain_ml``/``max_brain_ml``/``min_wm_fraction``/
@@ -117,10 +119,12 @@ class DetectionParams:
     high_sigmas: float = 4.0
     low_sigmas: float = 2.5
     peak_fraction: float = 0.5
+    peak_radius_mm: float = 0.0  # 0: the component's peak; > 0: the peak within this distance
     min_volume_mm3: float = 10.0
     max_volume_mm3: float = 50000.0
     # suppression
     surface_margin_mm: float = 1.5
+    surface_fraction_min: float = 0.0
     max_elongation: float = 3.0
     elongation_min_length_mm: float = 6.0
     csf_fraction_max: float = 0.5
@@ -129,6 +133,9 @@ class DetectionParams:
     csf_t2w_min: float = 1.6
     csf_flair_max: float = 0.6
     min_flair_ratio: float = 1.15
+    min_tissue_ratio: float = 0.0
+    tissue_percentile: float = 90.0
+    tissue_waiver_enhancement: float = 0.0  # 0 = no waiver
     nawm_shell_mm: tuple[float, float] = (3.0, 10.0)
     nawm_ref_tolerance: float = 0.10
     periventricular_mm: float = 3.0

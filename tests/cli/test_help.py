@@ -28,6 +28,7 @@ REFERENCED = {
     ("detect",): ["-o, --out OUT"],
     ("evaluate",): ["[OPTIONS] PRED", "-r, --reference REFERENCE", "-o, --out REPORT"],
     ("explain",): ["[OPTIONS] PRED", "-o, --out OUT"],
+    ("label",): ["[OPTIONS] BIDS", "-o, --out OUT"],
     ("predict",): ["[OPTIONS] [BIDS]", "-o, --out OUT"],
     ("phantom",): ["[OPTIONS] OUT"],
     ("reader-study", "create"): ["[OPTIONS] PRED", "--bids BIDS"],

@@ -15,7 +15,7 @@ def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in ("phantom", "prepare", "train", "synthesize", "detect", "predict", "evaluate",
-                    "review", "reader-study", "demo", "explain"):
+                    "review", "reader-study", "demo", "explain", "label"):
         assert command in out
 
 

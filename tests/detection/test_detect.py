@@ -54,7 +54,8 @@ def test_exactly_the_two_lesions_are_detected(result):
 def test_vessel_plexus_and_edges_suppressed_with_reasons(result):
     reasons = result.summary["suppressed"]
     # surface vessel + brain-edge rim; choroid plexus; ventricle-edge rim (not FLAIR-bright)
-    assert reasons == {"too-large": 0, "surface": 2, "vessel": 0, "csf": 1, "not-flair-bright": 1}
+    assert reasons == {"too-large": 0, "surface": 2, "vessel": 0, "csf": 1, "not-flair-bright": 1,
+                       "not-brighter-than-tissue": 0}
     plexus = [s for s in result.suppressed if s["reason"] == "csf"][0]
     assert _near(plexus, VENTRICLE[0])
     vessel = [s for s in result.suppressed if s["reason"] == "surface" and s["k"] > 27]
