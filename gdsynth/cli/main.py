@@ -15,6 +15,7 @@ from gdsynth.cli import (
     demo,
     evaluate,
     explain,
+    fit_detector,
     phantom,
     predict,
     prepare,
@@ -65,6 +66,7 @@ app.command("synthesize", cls=Command)(predict.synthesize)
 app.command("detect", cls=Command)(predict.detect)
 app.command("predict", cls=Command)(predict.predict)
 app.command("evaluate", cls=Command)(evaluate.evaluate)
+app.command("fit-detector", cls=Command)(fit_detector.fit_detector)
 app.command("explain", cls=Command)(explain.explain)
 app.command("review", cls=Command)(review.review)
 app.add_typer(reader_study.app, name="reader-study")

@@ -144,6 +144,11 @@ class _Runner:
             self.params = DetectionParams.from_dict(dict(self.card.detection or {}))
             if config.detector is not None:
                 self.params = self.params.replace(detector=config.detector)
+        self.stage = None  # the learned lesion stage, when the model folder holds one
+        if config.step is not Step.synthesize:
+            from gdsynth.detection.stage import load_stage
+
+            self.stage = load_stage(resolve_model_dir(config.model), self.card.lesion_stage)
 
     def resolve_compile(self, n_exams: int) -> None:
         """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
@@ -196,12 +201,13 @@ class _Runner:
             synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
             write_synthesis(out, exam, prep, synth, record)
         if step is not Step.synthesize:
-            result = detect_synthesis(prep, synth, self.params)
+            result = detect_synthesis(prep, synth, self.params, stage=self.stage)
             if self.config.explain:
                 from gdsynth.explain.exam import explain_detection, write_attribution_maps
 
                 explanation = explain_detection(prep, self.generator, self.card, result.labels,
-                                                [les["label"] for les in result.lesions])
+                                                [les["label"] for les in result.lesions
+                                                 if les.get("in_dseg", True)])
                 explanation.annotate(result.lesions)
                 write_attribution_maps(out, exam, prep, explanation)
             write_detection(out, exam, prep, result, record)

@@ -187,14 +187,16 @@ def read_synthesis(out: Path, exam: Exam, prep: PreparedExam, card: ModelCard) -
     )
 
 
-def detect_synthesis(prep: PreparedExam, synth: Synthesis, params):  # -> DetectionResult
-    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid."""
+def detect_synthesis(prep: PreparedExam, synth: Synthesis, params, stage=None):  # -> DetectionResult
+    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid (with the model's learned
+    lesion stage when given)."""
     from gdsynth.detection.detect import detect_lesions
 
     return detect_lesions(
         synth.enhancement, brain_mask=prep.brain_mask, spacing=prep.geometry.spacing,
         params=params, flair=prep.volumes.get("FLAIR"), t1w=prep.volumes.get("T1w"),
         t2w=prep.volumes.get("T2w"), uncertainty=synth.uncertainty, heads=synth.heads,
+        stage=stage,
     )
 
 
@@ -212,6 +214,7 @@ def lesion_rows(lesions: list[dict[str, Any]], prep: PreparedExam) -> list[dict[
             "volume_mm3": les["volume_mm3"], "mean_enhancement": les["mean_enhancement"],
             "max_enhancement": les["max_enhancement"], "score": les["score"],
             "uncertainty": les.get("mean_uncertainty"), "location": les.get("location"),
+            "in_dseg": bool(les.get("in_dseg", True)),
             **{k: v for k, v in les.items() if k.startswith(O.ATTRIBUTION_PREFIXES)},
         })
     return rows
