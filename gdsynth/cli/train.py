@@ -30,8 +30,13 @@ def train(
         None, "--set", metavar="KEY=VALUE",
         help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
              "--set 'generator.heads=[enhancing]'."),
+    no_fit_detector: bool = typer.Option(
+        False, "--no-fit-detector",
+        help="Skip fitting the lesion stage on the held-out exams after training (the model "
+             "then refers every exam until 'gdsynth fit-detector' is run)."),
 ) -> None:
-    """Train the pix2pix generator on prepared exams."""
+    """Train the pix2pix generator on prepared exams, then fit its lesion stage on the
+    held-out exams (classifier, exam model, refer operating point; figures printed)."""
     from gdsynth.cli._common import CaseResult, finish_batch, log, sweep_output
     from gdsynth.errors import ConfigError, TrainingError
     from gdsynth.io.bids import discover
@@ -64,9 +69,19 @@ def train(
     if not training:
         finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")
         raise ConfigError(bids, "no exam could be prepared")
+    def fit_detector(model_dir: Path, held_out: list[str]) -> str:
+        from gdsynth.inference.fit_stage import FitOptions, fit_after_training
+
+        held = [e for e in usable if e.prefix in held_out]
+        return fit_after_training(model_dir, held, FitOptions(prep_dir=prep_dir),
+                                  bids_root=bids if bids.is_dir() else None)
+
     result = train_run(training, output, cfg, resume=resume, progress=not is_quiet(),
                        data_summary={"source": str(bids), "n_exams": len(training),
-                                     "exams": [e.id for e in training]})
+                                     "exams": [e.id for e in training]},
+                       after_export=None if no_fit_detector else fit_detector)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
     typer.echo(f"trained {result.steps} steps; model: {result.model_dir}; {metrics}", err=True)
+    if result.after_export:
+        typer.echo(result.after_export, err=True)
     finish_batch([CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes], "prepare")

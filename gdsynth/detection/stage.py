@@ -123,6 +123,8 @@ def load_stage(model_dir: str | Path, card_section: dict[str, Any] | None = None
     validated, nothing in it is executed.
     """
     path = Path(model_dir) / STAGE_FILE
+    if card_section and card_section.get("status") == "not fitted":
+        return None
     if not card_section:
         if path.exists():
             raise ModelError(path, "lesion classifier present but the model card does not record "

@@ -145,10 +145,13 @@ class _Runner:
             if config.detector is not None:
                 self.params = self.params.replace(detector=config.detector)
         self.stage = None  # the learned lesion stage, when the model folder holds one
+        self.uncalibrated: str | None = None  # why `gdsynth train` could not fit the stage
         if config.step is not Step.synthesize:
             from gdsynth.detection.stage import load_stage
 
             self.stage = load_stage(resolve_model_dir(config.model), self.card.lesion_stage)
+            if self.card.lesion_stage.get("status") == "not fitted":
+                self.uncalibrated = self.card.lesion_stage.get("reason", "not fitted")
 
     def resolve_compile(self, n_exams: int) -> None:
         """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
@@ -202,6 +205,10 @@ class _Runner:
             write_synthesis(out, exam, prep, synth, record)
         if step is not Step.synthesize:
             result = detect_synthesis(prep, synth, self.params, stage=self.stage)
+            if self.uncalibrated is not None:  # never a confident "inactive" from such a model
+                result.summary.update(refer_for_gadolinium=True, calibrated=False, reason=(
+                    f"model not calibrated (lesion stage not fitted: {self.uncalibrated}); "
+                    f"referred. {result.summary['reason']}"))
             if self.config.explain:
                 from gdsynth.explain.exam import explain_detection, write_attribution_maps
 

@@ -28,12 +28,20 @@ from gdsynth.detection.stage_features import STAGE_FEATURES, CandidateSettings
 from gdsynth.detection.stage_fit import StageCase, fit_stage, label_case
 from gdsynth.errors import ConfigError, GdsynthError
 from gdsynth.inference.pipeline import Synthesis, SynthesisSettings, read_synthesis
-from gdsynth.inference.prep import PreparedExam, PrepCache, move, prep_config, prepare_exam
+from gdsynth.inference.prep import (
+    Prepare,
+    PreparedExam,
+    PrepCache,
+    move,
+    prep_config,
+    prepare_exam,
+)
 from gdsynth.io.bids import Exam, derivative_path
 
 log = logging.getLogger(__name__)
 TRUTH_FOLDER = Path("derivatives") / "phantom"
 UNCERTAINTY_FEATURES = ("unc_mean", "unc_max")
+NOT_FITTED = "not fitted"
 
 
 @dataclass
@@ -90,8 +98,12 @@ def exam_case(exam: Exam, prep: PreparedExam, synth: Synthesis, truth: np.ndarra
 
 
 def collect_cases(model_dir: Path, exams: Sequence[Exam], options: FitOptions,
-                  settings: CandidateSettings | None = None) -> tuple[list[StageCase], list[str]]:
-    """Cases of every exam that could be read; failures are returned as one line each."""
+                  settings: CandidateSettings | None = None, prepare: Prepare | None = None,
+                  ) -> tuple[list[StageCase], list[str]]:
+    """Cases of every exam that could be read; failures are returned as one line each.
+
+    ``prepare(exam, card)`` (default: the preparation cache ``options.prep_dir`` when given,
+    else :func:`gdsynth.inference.prep.prepare_exam`) builds each exam's prepared arrays."""
     from gdsynth.inference.pipeline import synthesize_prepared
     from gdsynth.models.folder import load_model_folder
     from gdsynth.progress import track
@@ -100,11 +112,13 @@ def collect_cases(model_dir: Path, exams: Sequence[Exam], options: FitOptions,
     generator, card = load_model_folder(model_dir, resolve_device(options.device))
     params = DetectionParams.from_dict(dict(card.detection or {}))
     settings = settings or CandidateSettings()
-    cache = PrepCache(options.prep_dir) if options.prep_dir is not None else None
+    if prepare is None:
+        prepare = PrepCache(options.prep_dir).wrap(prepare_exam) \
+            if options.prep_dir is not None else prepare_exam
     cases, failed = [], []
     for exam in track(list(exams), "fit-detector: candidates", total=len(exams)):
         try:
-            prep = cache.prepare(exam, card) if cache is not None else prepare_exam(exam, card)
+            prep = prepare(exam, card)
             record = None if options.synthesis_dir is None else \
                 derivative_path(options.synthesis_dir, exam, "provenance", ".json", desc="synthesis")
             if record is not None and record.is_file():
@@ -122,7 +136,8 @@ def collect_cases(model_dir: Path, exams: Sequence[Exam], options: FitOptions,
 
 
 def fit_model_stage(model_dir: str | Path, exams: Sequence[Exam], options: FitOptions,
-                    *, bids_root: Path | None = None) -> tuple[LesionStage, list[str]]:
+                    *, bids_root: Path | None = None, prepare: Prepare | None = None,
+                    ) -> tuple[LesionStage, list[str]]:
     """Fit the stage on ``exams`` (held out from the generator's training), write
     ``MODEL/lesion_classifier.json`` and the card's ``lesion_stage``; return it and the failures."""
     from gdsynth.models.card import CARD_NAME, ModelCard
@@ -134,7 +149,7 @@ def fit_model_stage(model_dir: str | Path, exams: Sequence[Exam], options: FitOp
     if options.prep_dir is None and bids_root is not None and \
             (Path(bids_root) / "derivatives" / "gdsynth-prep").is_dir():
         options.prep_dir = Path(bids_root) / "derivatives" / "gdsynth-prep"
-    cases, failed = collect_cases(model_dir, exams, options)
+    cases, failed = collect_cases(model_dir, exams, options, prepare=prepare)
     features = [f for f in STAGE_FEATURES
                 if options.settings.mc_samples > 1 or f not in UNCERTAINTY_FEATURES]
     stage, _ = fit_stage(cases, features=features, kinds=options.kinds, folds=options.folds,
@@ -168,3 +183,28 @@ def describe(stage: LesionStage) -> str:
         f"sensitivity {f(op['sensitivity'])}, specificity {f(op['specificity'])}, "
         f"NPV {f(op['npv'])}",
     ])
+
+
+def fit_after_training(model_dir: Path, exams: Sequence[Exam], options: FitOptions, *,
+                       bids_root: Path | None = None, prepare: Prepare | None = None) -> str:
+    """``gdsynth train``'s last step: fit the stage on the run's held-out exams.
+
+    Returns the lines to print. When it cannot be fitted (too few held-out exams, no true or
+    no false candidate), the card's ``lesion_stage`` says so (``status: not fitted``) and
+    ``predict`` then refers every exam, saying the model is not calibrated.
+    """
+    from gdsynth.models.card import CARD_NAME, ModelCard
+
+    try:
+        if not exams:
+            raise ConfigError(model_dir, "the run kept no held-out exam")
+        stage, failed = fit_model_stage(model_dir, exams, options, bids_root=bids_root,
+                                        prepare=prepare)
+    except GdsynthError as exc:
+        card = ModelCard.load(Path(model_dir) / CARD_NAME)
+        card.lesion_stage = {"status": NOT_FITTED, "reason": exc.problem}
+        card.save(Path(model_dir) / CARD_NAME)
+        return (f"warning: lesion stage not fitted ({exc.problem}); predictions of this model "
+                "refer every exam until 'gdsynth fit-detector MODEL --bids HELD_OUT' succeeds")
+    lines = [describe(stage)] + [f"skipped: {line}" for line in failed]
+    return "\n".join(lines)

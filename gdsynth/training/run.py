@@ -12,7 +12,7 @@ Run folder layout::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ class TrainResult:
     model_dir: Path | None
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    after_export: str = ""
 
 
 def parse_max_time(value: str | float | None) -> str | dict | None:
@@ -71,12 +72,15 @@ def train_run(
     resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
     fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
     data_summary: dict[str, Any] | None = None,
+    after_export: Callable[[Path, list[str]], str] | None = None,
 ) -> TrainResult:
     """Train on prepared ``exams`` into ``run_dir``; ``resume`` continues from last.ckpt exactly.
 
     ``trainer.max_steps`` counts training batches (each updates D then G). Raises
     :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
-    when ``run_dir`` already holds a run and ``resume`` is false.
+    when ``run_dir`` already holds a run and ``resume`` is false. ``after_export(model_dir,
+    held_out_exam_ids)`` runs after the export (``gdsynth train`` fits the lesion stage there);
+    what it returns is kept in ``TrainResult.after_export``.
     """
     import pytorch_lightning as pl
     import torch
@@ -141,5 +145,8 @@ def train_run(
             card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
                               training=training)
             result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
+            if after_export is not None:
+                result.after_export = after_export(result.model_dir,
+                                                   [e.id for e in dm.val_exams])
         finish_logger(logger)
     return result
