@@ -177,7 +177,7 @@ def describe(stage: LesionStage) -> str:
         f"lesion stage ({h['classifier']}, {h['protocol']}; truth: {', '.join(h.get('truth', []))}):",
         f"  lesion threshold {stage.lesion_threshold:.3f}: lesion sensitivity "
         f"{f(les['lesion_sensitivity'])}, PPV {f(les['lesion_ppv'])}, F1 {f(les['lesion_f1'])}, "
-        f"FP/scan {les['fp_per_scan']:.2f}",
+        f"FP/scan {f(les['fp_per_scan'])}",
         f"  exam AUC {f(h['exam_auc'])} (95% CI {f(ci[0])}-{f(ci[1])}); refer threshold "
         f"{stage.refer_threshold:.3f} (target sensitivity {stage.target_sensitivity:.2f}): "
         f"sensitivity {f(op['sensitivity'])}, specificity {f(op['specificity'])}, "
