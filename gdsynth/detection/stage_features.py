@@ -20,7 +20,9 @@ Features of each candidate (:data:`STAGE_FEATURES`, all finite floats; an absent
 * pre-contrast appearance, for S in FLAIR, T2w, T1w (normalized, NAWM = 1): ``S_core`` (mean on
   the component), ``S_halo`` = mean in the 0–2 mm shell − mean in the 2–5 mm shell (oedema-like
   halo), ``S_step`` = core − 0–2 mm shell, ``S_sharp`` = mean gradient magnitude (per mm) on the
-  component's outer border / max(|core − 2–5 mm shell|, 0.05) (sharp vs ill-defined border);
+  component's outer border / max(|core − 2–5 mm shell|, 0.05) (sharp vs ill-defined border),
+  ``S_profile`` = (0–2 mm shell − 2–5 mm shell) / (core − 2–5 mm shell): the share of the
+  lesion's contrast still present just outside it (0 when the contrast is under 0.05);
 * size and shape: ``log_volume`` (ln mm³), ``log_elongation``, ``length_mm``;
 * location: ``surface_term``/``csf_term`` (distance to brain edge / CSF, capped at 10 mm, / 10),
   ``csf_fraction``, ``k_fraction`` (height in the brain's inferior → superior extent).
@@ -48,7 +50,8 @@ from gdsynth.detection.candidates import (
 from gdsynth.detection.context import DIST_CAP_MM, TissueContext, local_distances
 
 SEQUENCES = ("FLAIR", "T2w", "T1w")
-_APPEARANCE = tuple(f"{s}_{k}" for s in SEQUENCES for k in ("core", "halo", "step", "sharp"))
+_KINDS = ("core", "halo", "step", "sharp", "profile")
+_APPEARANCE = tuple(f"{s}_{k}" for s in SEQUENCES for k in _KINDS)
 PRECONTRAST_FEATURES = (
     *_APPEARANCE, "log_volume", "log_elongation", "length_mm", "surface_term", "csf_term",
     "csf_fraction", "k_fraction",
@@ -131,7 +134,7 @@ def _mean(img: np.ndarray, mask: np.ndarray, default: float = 0.0) -> float:
 
 
 def _appearance(img: np.ndarray, comp: np.ndarray, dist: np.ndarray, region: np.ndarray,
-                spacing: np.ndarray) -> tuple[float, float, float, float]:
+                spacing: np.ndarray) -> tuple[float, float, float, float, float]:
     core = _mean(img, comp)
     near = _mean(img, _shell(dist, 0.0, 2.0, region), core)
     far = _mean(img, _shell(dist, 2.0, 5.0, region), near)
@@ -140,8 +143,10 @@ def _appearance(img: np.ndarray, comp: np.ndarray, dist: np.ndarray, region: np.
     border = comp & ~ndi.binary_erosion(comp)
     outer = _shell(dist, 0.0, float(max(spacing)) * 1.01, region)
     edge = border | outer
-    sharp = _mean(grad, edge) / max(abs(core - far), 0.05)
-    return core, near - far, core - near, sharp
+    contrast = core - far
+    sharp = _mean(grad, edge) / max(abs(contrast), 0.05)
+    profile = (near - far) / contrast if abs(contrast) > 0.05 else 0.0
+    return core, near - far, core - near, sharp, profile
 
 
 def stage_features(
@@ -207,9 +212,9 @@ def stage_features(
             f[f"head_{key}_mean"] = 0.0 if head is None else float(head[box][comp].mean())
         for seq in SEQUENCES:
             img = images.get(seq)
-            vals = (0.0, 0.0, 0.0, 0.0) if img is None else \
+            vals = (0.0,) * len(_KINDS) if img is None else \
                 _appearance(img[box].astype(np.float32), comp, dist, region, spacing)
-            for key, v in zip(("core", "halo", "step", "sharp"), vals, strict=True):
+            for key, v in zip(_KINDS, vals, strict=True):
                 f[f"{seq}_{key}"] = float(v) if np.isfinite(v) else 0.0
         out.append(f)
     return out
