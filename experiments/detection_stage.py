@@ -53,6 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mc-samples", type=int, default=1)
     p.add_argument("--target-sensitivity", type=float, default=0.95)
     p.add_argument("--refit", action="store_true", help="fit the stage again")
+    p.add_argument("--native-spacing", action="store_true",
+                   help="set the copy's card spacing_mm to None (prepare on the native grid): "
+                        "reuses the cohorts' gdsynth-prep caches when the phantom is already "
+                        "at the model's resolution")
     p.add_argument("--out-json", type=Path, default=None)
     p.add_argument("--out-table", type=Path, default=None)
     return p.parse_args(argv)
@@ -189,10 +193,15 @@ def main(argv=None) -> int:
         model.mkdir(parents=True, exist_ok=True)
         for name in ("generator.safetensors", CARD_NAME):
             shutil.copyfile(src / name, model / name)
+        copy = ModelCard.load(model / CARD_NAME)
+        copy.lesion_stage = {}  # fitted below on the FIT cohort
+        if args.native_spacing:
+            copy.spacing_mm = None
+        copy.save(model / CARD_NAME)
     fit_exams, test_exams = discover(args.fit_bids), discover(args.test_bids)
     synth = {"fit": work / "synth-fit", "test": work / "synth-test"}
-    synthesize(args.fit_bids, synth["fit"], model, args.mc_samples)
     synthesize(args.test_bids, synth["test"], model, args.mc_samples)
+    synthesize(args.fit_bids, synth["fit"], model, args.mc_samples)
     card = ModelCard.load(model / CARD_NAME)
     if args.refit or not card.lesion_stage:
         stage, failed = fit_model_stage(model, fit_exams, FitOptions(
