@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-bids", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--mc-samples", type=int, default=1)
+    p.add_argument("--fit-subjects", nargs="*", default=None, help="only these FIT subjects")
+    p.add_argument("--test-subjects", nargs="*", default=None, help="only these TEST subjects")
     p.add_argument("--target-sensitivity", type=float, default=0.95)
     p.add_argument("--refit", action="store_true", help="fit the stage again")
     p.add_argument("--native-spacing", action="store_true",
@@ -62,13 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def synthesize(bids: Path, out: Path, model: Path, mc: int) -> None:
+def synthesize(bids: Path, exams: list, out: Path, model: Path, mc: int) -> None:
     from gdsynth.inference.cohort import RunConfig, Step, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
     from gdsynth.inference.prep import PrepCache
-    from gdsynth.io.bids import discover
-
-    exams = discover(bids)
     res = run_cohort(exams, RunConfig(out=out, model=model, step=Step.synthesize,
                                       settings=SynthesisSettings(mc_samples=mc, compile="off"),
                                       device="cpu",
@@ -198,10 +197,11 @@ def main(argv=None) -> int:
         if args.native_spacing:
             copy.spacing_mm = None
         copy.save(model / CARD_NAME)
-    fit_exams, test_exams = discover(args.fit_bids), discover(args.test_bids)
+    fit_exams = discover(args.fit_bids, args.fit_subjects)
+    test_exams = discover(args.test_bids, args.test_subjects)
     synth = {"fit": work / "synth-fit", "test": work / "synth-test"}
-    synthesize(args.test_bids, synth["test"], model, args.mc_samples)
-    synthesize(args.fit_bids, synth["fit"], model, args.mc_samples)
+    synthesize(args.test_bids, test_exams, synth["test"], model, args.mc_samples)
+    synthesize(args.fit_bids, fit_exams, synth["fit"], model, args.mc_samples)
     card = ModelCard.load(model / CARD_NAME)
     if args.refit or not card.lesion_stage:
         stage, failed = fit_model_stage(model, fit_exams, FitOptions(

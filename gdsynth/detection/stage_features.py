@@ -133,13 +133,19 @@ def _mean(img: np.ndarray, mask: np.ndarray, default: float = 0.0) -> float:
     return float(img[mask].mean()) if mask.any() else default
 
 
-def _appearance(img: np.ndarray, comp: np.ndarray, dist: np.ndarray, region: np.ndarray,
-                spacing: np.ndarray) -> tuple[float, float, float, float, float]:
+def gradient_magnitude(img: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """|∇img| per mm (Sobel; float32)."""
+    img = np.asarray(img, dtype=np.float32)
+    return np.sqrt(sum(ndi.sobel(img, axis=a, mode="nearest") ** 2 / (32 * float(spacing[a])) ** 2
+                       for a in range(3))).astype(np.float32)
+
+
+def _appearance(img: np.ndarray, grad: np.ndarray, comp: np.ndarray, dist: np.ndarray,
+                region: np.ndarray, spacing: np.ndarray
+                ) -> tuple[float, float, float, float, float]:
     core = _mean(img, comp)
     near = _mean(img, _shell(dist, 0.0, 2.0, region), core)
     far = _mean(img, _shell(dist, 2.0, 5.0, region), near)
-    grad = np.sqrt(sum(ndi.sobel(img, axis=a, mode="nearest") ** 2 / (32 * spacing[a]) ** 2
-                       for a in range(3)))
     border = comp & ~ndi.binary_erosion(comp)
     outer = _shell(dist, 0.0, float(max(spacing)) * 1.01, region)
     edge = border | outer
@@ -162,6 +168,7 @@ def stage_features(
     heads = dict(heads or {})
     margin = np.ceil(max(DIST_CAP_MM, 5.0) / spacing).astype(int) + 2
     k0, k1 = ctx.k_range
+    grads = {s: gradient_magnitude(v, spacing) for s, v in images.items()} if labels.any() else {}
     out: list[dict[str, Any]] = []
     for lab, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
@@ -213,7 +220,8 @@ def stage_features(
         for seq in SEQUENCES:
             img = images.get(seq)
             vals = (0.0,) * len(_KINDS) if img is None else \
-                _appearance(img[box].astype(np.float32), comp, dist, region, spacing)
+                _appearance(img[box].astype(np.float32), grads[seq][box], comp, dist, region,
+                            spacing)
             for key, v in zip(_KINDS, vals, strict=True):
                 f[f"{seq}_{key}"] = float(v) if np.isfinite(v) else 0.0
         out.append(f)
