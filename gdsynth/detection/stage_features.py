@@ -5,8 +5,9 @@ Candidates are the 26-connected components of the UNION of
 * the enhancement-map candidates of any detector (``difference``/``segmentation``/``combined``,
   :func:`gdsynth.detection.detect.enhancement_candidates`, or any label map a caller passes:
   the generator is pluggable), and
-* pre-contrast lesion candidates (:func:`precontrast_candidates`): hysteresis on the model's
-  ``"lesions"`` head when it has one, else FLAIR (or T2w) hyperintensity outside CSF,
+* pre-contrast lesion candidates (:func:`precontrast_candidates`): FLAIR (or T2w)
+  hyperintensity outside CSF, plus the regions of the model's ``"lesions"`` head (when it has
+  one) outside them,
 
 so a lesion whose synthetic enhancement is weak can still be found by its pre-contrast look.
 
@@ -95,26 +96,47 @@ def precontrast_candidates(
     flair: np.ndarray | None = None, t2w: np.ndarray | None = None,
     csf: np.ndarray | None = None, heads: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """int32 labels of pre-contrast lesion candidates (see :class:`CandidateSettings`); all zero
-    when neither a ``"lesions"`` head nor FLAIR/T2w is given."""
+    """int32 labels of pre-contrast lesion candidates (see :class:`CandidateSettings`): the
+    FLAIR (or T2w) hyperintensities, united with the ``"lesions"`` head's regions when the model
+    has that head (a weakly trained head must not hide a FLAIR-bright lesion); all zero when
+    neither is given."""
     brain = brain.astype(bool)
+    labels = np.zeros(brain.shape, np.int32)
+    image = flair if flair is not None else t2w
+    if image is not None:
+        region = brain if csf is None else brain & ~csf
+        smooth = smooth_in_mask(image, brain, settings.sigma_mm, spacing)
+        residual, _ = remove_background(smooth, region, settings.background_mm, spacing)
+        labels = hysteresis_components(residual, settings.pre_high, settings.pre_low, region)
+        labels = trim_to_peak(labels, residual, settings.peak_fraction)
     lesions_head = (heads or {}).get(LESIONS_HEAD)
     if lesions_head is not None:
-        return hysteresis_components(lesions_head, settings.head_high, settings.head_low, brain)
-    image = flair if flair is not None else t2w
-    if image is None:
-        return np.zeros(brain.shape, np.int32)
-    region = brain if csf is None else brain & ~csf
-    smooth = smooth_in_mask(image, brain, settings.sigma_mm, spacing)
-    residual, _ = remove_background(smooth, region, settings.background_mm, spacing)
-    labels = hysteresis_components(residual, settings.pre_high, settings.pre_low, region)
-    return trim_to_peak(labels, residual, settings.peak_fraction)
+        head = hysteresis_components(lesions_head, settings.head_high, settings.head_low, brain)
+        labels = add_outside(labels, trim_to_peak(head, lesions_head, settings.peak_fraction))
+    return labels
+
+
+def add_outside(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """int32 labels: the components of ``first`` with their own extent, then the components of
+    ``second``'s voxels outside ``first`` and its one-voxel rim (so a large region of ``second``
+    cannot merge several components of ``first``)."""
+    base = union_components(first)
+    near = ndi.binary_dilation(base > 0, structure=np.ones((3, 3, 3), bool)) if base.any() \
+        else np.zeros(base.shape, bool)
+    rest = union_components(np.where(near, 0, second))
+    return np.where(rest > 0, rest + int(base.max()), base).astype(np.int32)
 
 
 def union_candidates(enhancement_labels: np.ndarray, precontrast_labels: np.ndarray,
                      spacing: Sequence[float], settings: CandidateSettings) -> np.ndarray:
-    """int32 labels 1..K: components of the union, small and huge ones dropped."""
-    labels = remove_small(union_components(enhancement_labels, precontrast_labels),
+    """int32 labels 1..K covering the union of both candidate sets, small and huge ones dropped.
+
+    Each pre-contrast component is one candidate with its own extent; enhancement voxels
+    outside the pre-contrast components (and their one-voxel rim) form further candidates. So
+    a noisy enhancement region cannot merge several lesions into one candidate, and a lesion
+    found on both keeps its pre-contrast extent (its enhancement still enters the features).
+    """
+    labels = remove_small(add_outside(precontrast_labels, enhancement_labels),
                           settings.min_volume_mm3, spacing)
     voxel = float(np.prod(spacing))
     counts = np.bincount(labels.ravel())
