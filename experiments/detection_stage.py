@@ -270,9 +270,21 @@ def main(argv=None) -> int:
               "ceiling_heldout": ceiling.heldout, "results": results}
     table = render(results)
     print(table)
-    write_json(args.out_json or work / "results.json", json.loads(json.dumps(report, default=str)))
     (args.out_table or work / "results.md").write_text(table, encoding="utf-8")
+    write_json(args.out_json or work / "results.json", finite(json.loads(json.dumps(
+        report, default=str))))
     return 0
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN/inf (undefined figures) as None, for strict JSON."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:
