@@ -10,7 +10,9 @@ from gdsynth.runtime import DeviceChoice
 
 
 def fit_detector(
-    model: str = typer.Argument(..., help="Training run folder (RUN, uses RUN/model) or model folder."),
+    model: str = typer.Argument(..., metavar="RUN_OR_MODEL",
+                                help="Training run folder (its model subfolder is used) or "
+                                     "model folder."),
     bids: Path | None = typer.Option(
         None, "--bids", help="BIDS dataset of exams the generator never trained on (default for a "
                              "run: its training dataset, held-out exams only)."),
@@ -33,10 +35,10 @@ def fit_detector(
     folds: int = typer.Option(5, min=2, help="Cross-fitting folds (by exam)."),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help="auto, cpu or cuda."),
 ) -> None:
-    """Fit the lesion classifier, exam model and operating point of MODEL on held-out exams.
+    """Fit the lesion classifier, exam model and operating point of a model on held-out exams.
 
-    Writes MODEL/lesion_classifier.json (plain JSON) and the card's lesion_stage, then prints
-    the out-of-fold figures.
+    Writes lesion_classifier.json (plain JSON) into the model folder and the card's
+    lesion_stage, then prints the out-of-fold figures.
     """
     from gdsynth.errors import ConfigError
     from gdsynth.inference.fit_stage import FitOptions, describe, fit_model_stage
