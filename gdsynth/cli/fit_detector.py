@@ -14,18 +14,18 @@ def fit_detector(
                                 help="Training run folder (its model subfolder is used) or "
                                      "model folder."),
     bids: Path | None = typer.Option(
-        None, "--bids", help="BIDS dataset of exams the generator never trained on (default for a "
+        None, "--bids", metavar="BIDS", help="BIDS dataset of exams the generator never trained on (default for a "
                              "run: its training dataset, held-out exams only)."),
     participant_label: list[str] | None = typer.Option(
         None, "--participant-label", help="Only these subjects (repeatable)."),
     mc_samples: int = typer.Option(1, "--mc-samples", min=1,
                                    help="MC-dropout samples (use the same with predict)."),
     synthesis: Path | None = typer.Option(
-        None, "--synthesis", help="Read maps from this 'gdsynth synthesize' output when present."),
+        None, "--synthesis", metavar="DIR", help="Read maps from this 'gdsynth synthesize' output when present."),
     prep_dir: Path | None = typer.Option(
-        None, "--prep-dir", help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
+        None, "--prep-dir", metavar="DIR", help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
     truth: Path | None = typer.Option(
-        None, "--truth", help="Reference dseg folder (default BIDS/derivatives/phantom; without "
+        None, "--truth", metavar="DIR", help="Reference dseg folder (default BIDS/derivatives/phantom; without "
                               "one, lesions are derived from the real post − pre)."),
     target_sensitivity: float = typer.Option(0.95, min=0.01, max=1.0,
                                              help="Exam sensitivity the refer threshold keeps."),
