@@ -17,6 +17,10 @@ Usage::
   ``ROOT/derivatives/phantom``).
 
 All file I/O lives here; the fitting itself is :func:`gdsynth.detection.fit_calibration` (pure).
+
+This calibrates the hand-set detector (the card's ``detection`` section). A model whose folder
+holds a learned lesion stage (``gdsynth fit-detector``, or the end of ``gdsynth train``) uses
+that stage at inference instead; see docs/detection.md.
 """
 
 from __future__ import annotations

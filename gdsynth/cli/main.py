@@ -15,6 +15,7 @@ from gdsynth.cli import (
     demo,
     evaluate,
     explain,
+    fit_detector,
     label,
     phantom,
     predict,
@@ -68,6 +69,7 @@ app.command("detect", cls=Command)(predict.detect)
 app.command("predict", cls=Command)(predict.predict)
 app.command("label", cls=Command)(label.label)
 app.command("evaluate", cls=Command)(evaluate.evaluate)
+app.command("fit-detector", cls=Command)(fit_detector.fit_detector)
 app.command("explain", cls=Command)(explain.explain)
 app.command("review", cls=Command)(review.review)
 app.command("runs", cls=Command)(runs.runs)

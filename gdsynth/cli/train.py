@@ -36,8 +36,13 @@ def train(
         None, "--set", metavar="KEY=VALUE",
         help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
              "--set 'generator.heads=[enhancing]'."),
+    no_fit_detector: bool = typer.Option(
+        False, "--no-fit-detector",
+        help="Skip fitting the lesion stage on the held-out exams after training (the model "
+             "then refers every exam until 'gdsynth fit-detector' is run)."),
 ) -> None:
-    """Train the pix2pix generator on prepared exams.
+    """Train the pix2pix generator on prepared exams, then fit its lesion stage on the
+    held-out exams (classifier, exam model, refer operating point; figures printed).
 
     One progress line shows steps, ETA and losses (third-party messages: --verbose). At the end
     it prints where the run is and how to look at it ('gdsynth runs RUN', 'wandb sync ...').
@@ -84,9 +89,20 @@ def train(
                    "are not used: " + ", ".join(r.case for r in prepared if r.status == "failed"),
                    err=True)
     verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # --verbose
+
+    def fit_detector(model_dir: Path, held_out: list[str]) -> str:
+        from gdsynth.inference.fit_stage import FitOptions, fit_after_training
+
+        held = [e for e in usable if e.prefix in held_out]
+        return fit_after_training(model_dir, held, FitOptions(prep_dir=prep_dir),
+                                  bids_root=bids if bids.is_dir() else None)
+
     result = train_run(training, output, cfg, resume=resume, progress=not is_quiet(),
                        data_summary={"source": str(bids), "n_exams": len(training),
-                                     "exams": [e.id for e in training]}, verbose=verbose)
+                                     "exams": [e.id for e in training]}, verbose=verbose,
+                       after_export=None if no_fit_detector else fit_detector)
+    if result.after_export:
+        typer.echo(result.after_export, err=True)
     typer.echo(where_to_look(result), err=True)
 
 

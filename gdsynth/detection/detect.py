@@ -31,11 +31,18 @@ from gdsynth.detection.candidates import (
     trim_to_peak,
     union_components,
 )
-from gdsynth.detection.context import tissue_context
+from gdsynth.detection.context import DIST_CAP_MM, tissue_context
 from gdsynth.detection.features import component_features
 from gdsynth.detection.params import DetectionParams, Detector
 from gdsynth.detection.patient import quality_flags, summarize_patient
 from gdsynth.detection.scoring import design_matrix, score_matrix
+from gdsynth.detection.stage import LesionStage, stage_summary
+from gdsynth.detection.stage_features import (
+    CandidateSettings,
+    precontrast_candidates,
+    stage_features,
+    union_candidates,
+)
 from gdsynth.detection.suppression import REASONS, suppression_reason
 from gdsynth.errors import ConfigError, GeometryError
 
@@ -74,7 +81,7 @@ def score_lesions(feats: Sequence[dict[str, Any]], params: DetectionParams) -> n
     return score_matrix(x, params.score_coefficients)
 
 
-def _candidates(
+def enhancement_candidates(
     enh: np.ndarray,
     head: np.ndarray | None,
     brain: np.ndarray,
@@ -82,6 +89,8 @@ def _candidates(
     params: DetectionParams,
     info: dict[str, Any],
 ) -> np.ndarray:
+    """int32 candidate labels of the enhancement map by ``params.detector`` (step 2 above);
+    ``info`` receives the thresholds used."""
     detector = Detector(params.detector)
     diff = None
     seg = None
@@ -107,12 +116,16 @@ def detect_lesions(
     t2w: np.ndarray | None = None,
     uncertainty: np.ndarray | None = None,
     heads: Mapping[str, np.ndarray] | None = None,
+    stage: LesionStage | None = None,
 ) -> DetectionResult:
     """Detect enhancing lesions in a synthetic enhancement map (post − pre, normalized units).
 
     ``flair``/``t1w``/``t2w`` are the normalized pre-contrast images (NAWM ≈ 1) used for CSF
     estimation and FLAIR gating; ``uncertainty`` an MC-dropout std map; ``heads`` maps head name →
     probability map (``"enhancing"`` is needed by the segmentation/combined detectors).
+    With a fitted ``stage`` (:mod:`gdsynth.detection.stage`) the learned lesion stage replaces
+    steps 4–6: ``labels`` holds the candidates at or above its lesion threshold, ``lesions``
+    every candidate with its score (``in_dseg`` says which are labelled).
     """
     params = params or DetectionParams()
     heads = dict(heads or {})
@@ -138,7 +151,11 @@ def detect_lesions(
         return DetectionResult(empty, [], summary)
 
     info: dict[str, Any] = {}
-    cand = _candidates(enh, head, brain, spacing, params, info)
+    if stage is not None:
+        return _detect_with_stage(enh, brain, spacing, params, stage, quality, info,
+                                  images={"FLAIR": flair, "T2w": t2w, "T1w": t1w},
+                                  uncertainty=uncertainty, heads=heads)
+    cand = enhancement_candidates(enh, head, brain, spacing, params, info)
     cand = remove_small(cand, params.min_volume_mm3, spacing)
     ctx = tissue_context(brain, spacing, params, t1w=t1w, t2w=t2w, flair=flair)
     feats = component_features(
@@ -169,6 +186,96 @@ def detect_lesions(
         **info,
     )
     return DetectionResult(labels, lesions, summary, suppressed)
+
+
+def _detect_with_stage(
+    enh: np.ndarray, brain: np.ndarray, spacing: Sequence[float], params: DetectionParams,
+    stage: LesionStage, quality: list[str], info: dict[str, Any], *,
+    images: dict[str, np.ndarray | None], uncertainty: np.ndarray | None,
+    heads: dict[str, np.ndarray],
+) -> DetectionResult:
+    """Steps of :mod:`gdsynth.detection.stage` on one exam (see :func:`detect_lesions`)."""
+    if uncertainty is None and any(f.startswith("unc_") for f in stage.features):
+        raise ConfigError(None, "this model's lesion classifier uses the MC-dropout uncertainty: "
+                                "synthesize with --mc-samples 2 or more (as when it was fitted)")
+    found = stage_candidates(enh, brain, spacing, params, stage.candidates, images=images,
+                             uncertainty=uncertainty, heads=heads, info=info)
+    scores = stage.lesion_scores(found.features)
+    order = np.argsort(-scores, kind="stable")
+    lut = np.zeros(int(found.labels.max()) + 1, np.int32)
+    dseg_lut = np.zeros_like(lut)
+    lesions = []
+    for new, idx in enumerate(order, start=1):
+        f = found.features[idx]
+        score = float(scores[idx])
+        lut[f["label"]] = new
+        if score >= stage.lesion_threshold:
+            dseg_lut[f["label"]] = new
+        lesions.append({**f, "label": new, "candidate_label": f["label"], "score": score,
+                        "in_dseg": score >= stage.lesion_threshold,
+                        "mean_enhancement": f["enh_mean"], "max_enhancement": f["enh_max"],
+                        "mean_uncertainty": None if uncertainty is None else f["unc_mean"],
+                        "location": _location(f, spacing, params)})
+    summary = stage_summary(lesions, stage, quality=quality)
+    summary.update(detector=params.detector, brain_volume_ml=found.brain_volume_ml,
+                   n_enhancement_candidates=found.n_enhancement,
+                   n_precontrast_candidates=found.n_precontrast, **info)
+    return DetectionResult(dseg_lut[found.labels], lesions, summary, [])
+
+
+def _location(f: dict[str, Any], spacing: Sequence[float], params: DetectionParams) -> str:
+    """:func:`gdsynth.detection.features.location_class` rules on stage features."""
+    if f["k_fraction"] < params.infratentorial_fraction:
+        return "infratentorial-unknown"
+    if f["surface_term"] * DIST_CAP_MM <= params.juxtacortical_mm:
+        return "juxtacortical"
+    if f["csf_term"] * DIST_CAP_MM <= params.periventricular_mm:
+        return "periventricular"
+    return "deep-white-matter"
+
+
+@dataclass
+class StageCandidates:
+    """Union candidates of one exam: ``labels`` (int32 1..K) and one feature dict per label."""
+
+    labels: np.ndarray
+    features: list[dict[str, Any]]
+    n_enhancement: int
+    n_precontrast: int
+    brain_volume_ml: float
+
+
+def stage_candidates(
+    enh: np.ndarray, brain: np.ndarray, spacing: Sequence[float], params: DetectionParams,
+    settings: CandidateSettings, *, images: Mapping[str, np.ndarray | None],
+    uncertainty: np.ndarray | None = None, heads: Mapping[str, np.ndarray] | None = None,
+    info: dict[str, Any] | None = None, enhancement_labels: np.ndarray | None = None,
+) -> StageCandidates:
+    """Union of enhancement-map and pre-contrast candidates, with their stage features.
+
+    ``enhancement_labels`` replaces the enhancement-map candidates of ``params.detector`` (any
+    candidate generator plugs in here); a detector that needs the ``"enhancing"`` head falls
+    back to ``difference`` when the model has none.
+    """
+    heads = dict(heads or {})
+    info = {} if info is None else info
+    brain = brain.astype(bool)
+    ctx = tissue_context(brain, spacing, params, t1w=images.get("T1w"), t2w=images.get("T2w"),
+                         flair=images.get("FLAIR"))
+    if enhancement_labels is None:
+        p = params if HEAD_NAME in heads else params.replace(detector=Detector.difference.value)
+        enhancement_labels = remove_small(
+            enhancement_candidates(enh, heads.get(HEAD_NAME), brain, spacing, p, info),
+            params.min_volume_mm3, spacing)
+    pre = precontrast_candidates(brain, spacing, settings, flair=images.get("FLAIR"),
+                                 t2w=images.get("T2w"), csf=ctx.csf, heads=heads)
+    pre = remove_small(pre, settings.min_volume_mm3, spacing)
+    labels = union_candidates(enhancement_labels, pre, spacing, settings)
+    feats = stage_features(labels, enh, ctx, enhancement_labels=enhancement_labels,
+                           precontrast_labels=pre, images=images, uncertainty=uncertainty,
+                           heads=heads)
+    return StageCandidates(labels, feats, int(enhancement_labels.max()), int(pre.max()),
+                           ctx.brain_volume_ml)
 
 
 def add_world_coordinates(lesions: Sequence[dict[str, Any]], geometry: Geometry) -> list[dict[str, Any]]:

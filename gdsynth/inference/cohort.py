@@ -185,6 +185,14 @@ class _Runner:
             self.params = params
             if config.detector is not None:
                 self.params = self.params.replace(detector=config.detector)
+        self.stage = None  # the learned lesion stage, when the model folder holds one
+        self.uncalibrated: str | None = None  # why `gdsynth train` could not fit the stage
+        if config.step is not Step.synthesize:
+            from gdsynth.detection.stage import load_stage
+
+            self.stage = load_stage(resolve_model_dir(config.model), self.card.lesion_stage)
+            if self.card.lesion_stage.get("status") == "not fitted":
+                self.uncalibrated = self.card.lesion_stage.get("reason", "not fitted")
 
     def resolve_compile(self, n_exams: int) -> None:
         """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
@@ -248,13 +256,19 @@ class _Runner:
             return
         from gdsynth.detection.patient import add_quality_flags
 
-        result = detect_synthesis(prep, synth, self.params, self.card.normalization.get("domain"))
+        result = detect_synthesis(prep, synth, self.params, self.card.normalization.get("domain"),
+                                  stage=self.stage)
+        if self.uncalibrated is not None:  # never a confident "inactive" from such a model
+            result.summary.update(refer_for_gadolinium=True, calibrated=False, reason=(
+                f"model not calibrated (lesion stage not fitted: {self.uncalibrated}); "
+                f"referred. {result.summary['reason']}"))
         add_quality_flags(result.summary, prep.provenance.get("quality_flags", []))
         if self.config.explain:
             from gdsynth.explain.exam import explain_detection, write_attribution_maps
 
             explanation = explain_detection(prep, self.generator, self.card, result.labels,
-                                            [les["label"] for les in result.lesions])
+                                            [les["label"] for les in result.lesions
+                                             if les.get("in_dseg", True)])
             explanation.annotate(result.lesions)
             written += write_attribution_maps(out, exam, prep, explanation)
         detection = [o.path(out, exam) for o in (O.LESION_LABELS, O.LESION_TABLE, O.SUMMARY)]

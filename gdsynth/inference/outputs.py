@@ -115,9 +115,12 @@ def lesion_lookup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 #: ``ablation_delta_T2w``...), written after :data:`LESION_COLUMNS` in sorted order.
 ATTRIBUTION_PREFIXES = ("attr_", "ablation_delta_")
 
+#: Lesion-table columns. With a learned lesion stage every candidate is a row (by decreasing
+#: ``score``) and ``in_dseg`` says whether it reached the lesion threshold, i.e. is labelled in
+#: the ``_dseg`` (then its label equals its row's ``label``).
 LESION_COLUMNS = (
     "label", "x_mm", "y_mm", "z_mm", "i", "j", "k", "volume_mm3", "mean_enhancement",
-    "max_enhancement", "score", "uncertainty", "location",
+    "max_enhancement", "score", "uncertainty", "location", "in_dseg",
 )
 
 

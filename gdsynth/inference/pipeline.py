@@ -209,10 +209,10 @@ def read_synthesis(out: Path, exam: Exam, prep: PreparedExam, card: ModelCard) -
 
 
 def detect_synthesis(prep: PreparedExam, synth: Synthesis, params,
-                     domain: dict[str, Any] | None = None):  # -> DetectionResult
-    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid; ``domain`` (the card's
-    ``normalization["domain"]``) adds the out-of-domain quality flag when the inputs are unlike
-    the training exams."""
+                     domain: dict[str, Any] | None = None, *, stage=None):  # -> DetectionResult
+    """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid (with the model's learned
+    lesion stage when given); ``domain`` (the card's ``normalization["domain"]``) adds the
+    out-of-domain quality flag when the inputs are unlike the training exams."""
     from gdsynth.detection.detect import detect_lesions
     from gdsynth.detection.patient import add_quality_flags
     from gdsynth.preprocess.domain import domain_flags
@@ -221,6 +221,7 @@ def detect_synthesis(prep: PreparedExam, synth: Synthesis, params,
         synth.enhancement, brain_mask=prep.brain_mask, spacing=prep.geometry.spacing,
         params=params, flair=prep.volumes.get("FLAIR"), t1w=prep.volumes.get("T1w"),
         t2w=prep.volumes.get("T2w"), uncertainty=synth.uncertainty, heads=synth.heads,
+        stage=stage,
     )
     flags = domain_flags(prep.volumes, prep.brain_mask, domain)
     add_quality_flags(result.summary, flags)
@@ -241,6 +242,7 @@ def lesion_rows(lesions: list[dict[str, Any]], prep: PreparedExam) -> list[dict[
             "volume_mm3": les["volume_mm3"], "mean_enhancement": les["mean_enhancement"],
             "max_enhancement": les["max_enhancement"], "score": les["score"],
             "uncertainty": les.get("mean_uncertainty"), "location": les.get("location"),
+            "in_dseg": bool(les.get("in_dseg", True)),
             **{k: v for k, v in les.items() if k.startswith(O.ATTRIBUTION_PREFIXES)},
         })
     return rows

@@ -64,6 +64,7 @@ SCHEMA: dict[str, FieldSpec] = {
     "normalization": FieldSpec("object"),
     "detection": FieldSpec("object"),
     "training": FieldSpec("object"),
+    "lesion_stage": FieldSpec("object"),
     "name": FieldSpec("string"),
     "gdsynth_version": FieldSpec("string"),
     "intended_use": FieldSpec("string"),
@@ -156,7 +157,9 @@ class ModelCard:
     ``architecture`` is ``{"name": <registry name>, "kwargs": {...}}`` for
     :func:`gdsynth.models.build_generator`. Output channel 0 is the synthetic post-Gd T1w in
     normalized units, or the residual post − pre when ``residual`` is true; channels 1.. are the
-    logits of ``heads`` in order (e.g. ``["enhancing", "lesions"]``).
+    logits of ``heads`` in order (e.g. ``["enhancing", "lesions"]``). ``lesion_stage`` records
+    the fitted lesion classifier stored next to the card (file, SHA-256, features, operating
+    point, held-out figures; empty when none was fitted).
     """
 
     architecture: dict[str, Any]
@@ -170,6 +173,8 @@ class ModelCard:
         default_factory=lambda: {"method": "nawm-median", "description": "each sequence / NAWM median"}
     )
     detection: dict[str, Any] = field(default_factory=dict)
+    # the learned lesion stage (``lesion_classifier.json`` in the folder; gdsynth.detection.stage)
+    lesion_stage: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     name: str = "gdsynth-generator"
     gdsynth_version: str = __version__

@@ -13,7 +13,7 @@ Run folder layout::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ class TrainResult:
     model_dir: Path | None
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
+    after_export: str = ""
 
 
 def parse_max_time(value: str | float | None) -> str | dict | None:
@@ -83,6 +84,7 @@ def train_run(
     resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
     fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
     data_summary: dict[str, Any] | None = None, verbose: bool = False,
+    after_export: Callable[[Path, list[str]], str] | None = None,
 ) -> TrainResult:
     """Train on prepared ``exams`` into ``run_dir``; ``resume`` continues from last.ckpt exactly.
 
@@ -96,7 +98,8 @@ def train_run(
     with quiet_libraries(not verbose):
         return _train_run(exams, run_dir, config, resume=resume, val_exams=val_exams,
                           fast_dev_run=fast_dev_run, export=export, progress=progress,
-                          data_summary=data_summary, verbose=verbose)
+                          data_summary=data_summary, verbose=verbose,
+                          after_export=after_export)
 
 
 def _train_run(
@@ -104,10 +107,13 @@ def _train_run(
     resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
     fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
     data_summary: dict[str, Any] | None = None, verbose: bool = False,
+    after_export: Callable[[Path, list[str]], str] | None = None,
 ) -> TrainResult:
     """:func:`train_run` without the noise filter. Raises
     :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
-    when ``run_dir`` already holds a run and ``resume`` is false.
+    when ``run_dir`` already holds a run and ``resume`` is false. ``after_export(model_dir,
+    held_out_exam_ids)`` runs after the export (``gdsynth train`` fits the lesion stage there);
+    what it returns is kept in ``TrainResult.after_export``.
     """
     import pytorch_lightning as pl
     import torch
@@ -186,6 +192,9 @@ def _train_run(
             card.normalization["domain"] = reference_from_files(
                 (e.paths for e in dm.train_exams), list(config.data.inputs))
             result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
+            if after_export is not None:
+                result.after_export = after_export(result.model_dir,
+                                                   [e.id for e in dm.val_exams])
         with swallow_stderr(not verbose):
             finish_logger(logger)
     return result
