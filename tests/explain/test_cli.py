@@ -40,7 +40,7 @@ def _blob_labels(prep) -> np.ndarray:
     return labels
 
 
-def _fake_detection(prep, synth, params) -> DetectionResult:
+def _fake_detection(prep, synth, params, domain=None, *, stage=None) -> DetectionResult:
     labels = _blob_labels(prep)
     lesions = [{"label": k, "i": float(np.argwhere(labels == k).mean(0)[0]),
                 "j": float(np.argwhere(labels == k).mean(0)[1]),
