@@ -245,7 +245,7 @@ def demo_context(files: DemoFiles, exam_id: str) -> str:
         if cfg.get("seed") is not None:
             parts.append(f"seed {cfg['seed']}")
     n = sum(r.get("status") == "ok" for r in read_tsv(files.evaluation / "per_exam.tsv"))
-    return ", ".join(parts) + f"; one of {n} demo exam{'s' if n != 1 else ''}"
+    return ", ".join(parts) + ("; the only demo exam" if n == 1 else f"; one of {n} demo exams")
 
 
 def default_exam(files: DemoFiles) -> str:
