@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="of the generated training phantom (more active lesions to learn from)")
     p.add_argument("--seed", type=int, default=2100)
     p.add_argument("--resolution", type=float, default=2.0)
-    p.add_argument("--test-bids", type=Path, default=Path("/work/cache/cohorts/siteC-2mm"),
+    p.add_argument("--test-bids", type=Path, default=Path("work/cohorts/siteC-2mm"),
                    help="clean test cohort (read only; prepared exams reused when complete)")
     p.add_argument("--test-exams", type=int, default=8)
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "clever_hans.yaml")

@@ -13,7 +13,7 @@ Arrays loaded from a cohort are cached as ``.npz`` under ``WORK/arrays`` (nothin
 the cohorts)::
 
     python experiments/real_postgd_detection.py /work/cache/cohorts/siteC-2mm \
-        --work /work/cache/diffmod [--set key=value ...] [--diagnose] [--json out.json]
+        --work work/real_postgd [--set key=value ...] [--diagnose] [--json out.json]
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("cohorts", nargs="+", type=Path, help="prepared phantom BIDS folders (read only)")
-    p.add_argument("--work", type=Path, default=Path("/work/cache/diffmod"))
+    p.add_argument("--work", type=Path, default=Path("work/real_postgd"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DetectionParams field (JSON value)")
     p.add_argument("--diagnose", action="store_true", help="where each missed lesion was lost")

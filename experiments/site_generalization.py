@@ -83,7 +83,7 @@ def load_results_module():
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--work", type=Path, default=Path("/work/cache/sites/generalization"))
+    p.add_argument("--work", type=Path, default=Path("work/site_generalization"))
     p.add_argument("--model", action="append", default=[], help="NAME=FOLDER (repeatable)")
     p.add_argument("--subjects", action="append", default=[],
                    help="RES=N: subjects per site kind at RES mm (default 1=3, 2=4)")
