@@ -20,7 +20,8 @@ Steps (each cached under ``--work``; a rerun redoes nothing that is complete):
    (exam bootstrap), printed and written to ``--json``.
 
 The cohorts are read only; training reads the preparation cache in ``TRAIN/derivatives`` (as
-``gdsynth train`` does by default) and prediction the one in ``TEST/derivatives``.
+``gdsynth train`` does by default); prediction prepares the test exams once into
+``WORK/<test>-prep``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def figures(summary: dict[str, Any]) -> dict[str, Any]:
         row[key + "_ci95"] = ci.get(key)
     row["auc"] = pat.get("auc")
     row["auc_ci95"] = pat.get("auc_ci95")
+    syn = summary.get("synthesis", {})
+    for key in ("ssim", "mae_enhancing", "bias_enhancing"):  # absent for label folders
+        if isinstance(syn.get(key), dict):
+            row[key] = syn[key]["mean"]
     return row
 
 
@@ -78,14 +83,18 @@ def _fmt(value: float | None, ci: list | None = None) -> str:
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = ["| model | exams | lesions found | sensitivity | PPV | F1 | FP/scan | exam AUC |",
-             "|---|---|---|---|---|---|---|---|"]
+    synthesis = all("ssim" in r for r in rows.values())
+    lines = ["| model | exams | lesions found | sensitivity | PPV | F1 | FP/scan | exam AUC |"
+             + (" SSIM | MAE / bias in enhancing lesions |" if synthesis else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|" if synthesis else "")]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['exams']} | {r['detected']}/{r['lesions']} | "
             f"{_fmt(r['sensitivity'], r['sensitivity_ci95'])} | {_fmt(r['ppv'], r['ppv_ci95'])} | "
             f"{_fmt(r['f1'], r['f1_ci95'])} | {_fmt(r['fp_per_scan'], r['fp_per_scan_ci95'])} | "
-            f"{_fmt(r['auc'], r['auc_ci95'])} |")
+            f"{_fmt(r['auc'], r['auc_ci95'])} |"
+            + (f" {r['ssim']:.3f} | {r['mae_enhancing']:.3f} / {r['bias_enhancing']:+.3f} |"
+               if synthesis else ""))
     return "\n".join(lines)
 
 
@@ -119,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if name == "derived" and (sources is None or sources["truth"]):
             raise SystemExit(f"{folder}: {sources['truth']} exam(s) were labelled by the truth")
         pred = runs / f"pred-{name}"
-        run("predict", args.test, "-m", folder / "model", "-o", pred, "--compile", "off")
+        run("predict", args.test, "-m", folder / "model", "-o", pred, "--compile", "off",
+            "--prep", work / f"{args.test.name}-prep")  # prepared once, for both models
         results[name] = {**figures(evaluate(pred, args.test, runs / f"eval-{name}")),
                          "label_sources": sources}
 
