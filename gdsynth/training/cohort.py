@@ -93,7 +93,7 @@ def check_labels(path: Path, brain_mask: Path) -> None:
     if labels.ndim != 3:
         raise LabelsError(path, f"expected a 3D mask, got shape {labels.shape}")
     on_grid = truth_on_grid(path, brain)
-    field = _field_of_view(path, geometry, brain)
+    field = _field_of_view(geometry, brain)
     if not (field & inside).any():
         raise LabelsError(path, "the mask's field of view does not overlap the exam's brain "
                           "(wrong subject or wrong space?)")
@@ -102,7 +102,7 @@ def check_labels(path: Path, brain_mask: Path) -> None:
                           "the exam's brain (wrong subject or wrong space?)")
 
 
-def _field_of_view(path: Path, geometry, reference) -> np.ndarray:
+def _field_of_view(geometry, reference) -> np.ndarray:  # geometry: gdsynth.io.Geometry
     """Voxels of ``reference`` (a ``tio.Image``) inside the field of view of ``geometry``."""
     import SimpleITK as sitk
 
