@@ -30,6 +30,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue RUN exactly from last.ckpt."),
     participant_label: list[str] | None = typer.Option(
         None, "--participant-label", help=LABELS_HELP),
+    labels: list[Path] | None = typer.Option(
+        None, "--labels", metavar="DERIV",
+        help="Derivative folder of enhancing-lesion masks (repeatable; first found wins), e.g. "
+             "the output of 'gdsynth label': <prefix>_desc-enhancing_dseg, _desc-enhancing_mask "
+             "or _label-enhancing_mask (.nii[.gz]), any grid. Takes precedence over the phantom "
+             "truth and the post - pre threshold; the card records each exam's label source."),
     prep_dir: Path | None = typer.Option(
         None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
     settings: list[str] | None = typer.Option(
@@ -78,7 +84,7 @@ def train(
     if not usable:
         raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
     training, outcomes = prepare_cohort(bids, usable, prep_root=prep_dir, prep_config=cfg.prep,
-                                        inputs=cfg.data.inputs,
+                                        inputs=cfg.data.inputs, labels=labels or (),
                                         progress=not is_quiet())
     prepared = [CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes]
     if not training:

@@ -122,6 +122,7 @@ def _train_run(
     from gdsynth.data.module import GdsynthDataModule
     from gdsynth.io import write_json
     from gdsynth.training.checkpoint import AtomicCheckpointIO
+    from gdsynth.training.cohort import label_sources
     from gdsynth.training.export import build_card, export_model
     from gdsynth.training.loggers import (
         finish_logger,
@@ -182,6 +183,7 @@ def _train_run(
         training = {"data": data_summary or {}, "split": dm.summary(), "steps": steps,
                     "batch_size": config.data.batch_size, "val_metrics": metrics,
                     "nonfinite_steps_skipped": module.nonfinite, "seed": t.seed,
+                    "labels": label_sources([*dm.train_exams, *dm.val_exams]),
                     "adversarial_weight": config.loss.adversarial_weight}
         write_json(run_dir / "metrics.json", {"steps": steps, "val": metrics})
         if export:
