@@ -100,9 +100,9 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", type=Path, default=Path("/work/cache/cohorts/train-2mm"))
-    ap.add_argument("--test", type=Path, default=Path("/work/cache/cohorts/siteC-2mm"))
-    ap.add_argument("--work", type=Path, default=Path("/work/cache/labels"))
+    ap.add_argument("--train", type=Path, default=Path("work/cohorts/train-2mm"))
+    ap.add_argument("--test", type=Path, default=Path("work/cohorts/siteC-2mm"))
+    ap.add_argument("--work", type=Path, default=Path("work/derived_labels"))
     ap.add_argument("--recipe", type=Path, default=ROOT / "experiments" / "phantom.yaml")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
