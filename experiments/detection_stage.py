@@ -90,11 +90,11 @@ def patterns(bids: Path, exam) -> dict[int, str]:
 def read_truth(bids: Path, exam, prep, kind: str) -> np.ndarray:
     from gdsynth.inference.prep import move
     from gdsynth.io import read_image
-    from gdsynth.io.bids import derivative_path
+    from gdsynth.io.bids import find_derivative
 
     root = bids / "derivatives" / "phantom"
-    path = derivative_path(root, exam, "dseg", label="L", desc="enhancing") if kind == "enhancing" \
-        else derivative_path(root, exam, "mask", label="L", desc="all")
+    path = find_derivative(root, exam, "dseg", desc="enhancing") if kind == "enhancing" \
+        else find_derivative(root, exam, "mask", label="L", desc="all")
     arr, geometry = read_image(path, allow_constant=True)
     return move(arr, geometry, prep.geometry, nearest=True).round().astype(np.int32)
 

@@ -101,7 +101,7 @@ def normalization_check(exams: list, bids: Path) -> dict[str, float]:
     """Median prepared post − pre (NAWM-normalized) in the true NAWM and true enhancing lesions,
     pooled over the exams (truth resampled onto the prepared grid, nearest neighbour)."""
     from gdsynth.io import read_image
-    from gdsynth.phantom import truth_path
+    from gdsynth.io.bids import find_derivative
     from gdsynth.preprocess import load_prepared, open_prepared
     from gdsynth.preprocess.resample import resample
 
@@ -111,12 +111,13 @@ def normalization_check(exams: list, bids: Path) -> dict[str, float]:
         diff = vols.images["T1w_gd"] - vols.images["T1w"]
 
         def truth(suffix: str, exam=exam, target=vols.geometry, **ent: str) -> np.ndarray:
-            arr, geo = read_image(truth_path(bids, exam, suffix, **ent), allow_constant=True)
+            arr, geo = read_image(find_derivative(bids / "derivatives" / "phantom", exam, suffix,
+                                                  **ent), allow_constant=True)
             return resample(arr.astype(np.float32), geo, target, interpolation="nearest")
 
         wm = truth("probseg", label="WM") > 0.9
         normal = wm & (truth("mask", label="L", desc="all") == 0) & (truth("mask", label="vessel") == 0)
-        enh = truth("dseg", label="L", desc="enhancing") > 0
+        enh = truth("dseg", desc="enhancing") > 0
         nawm_vals.append(diff[normal & vols.mask])
         les_vals.append(diff[enh & vols.mask])
     les = np.concatenate(les_vals) if les_vals else np.zeros(0)

@@ -4,7 +4,7 @@ For each exam (never one the generator trained on): prepare it for the model (re
 preparation cache when one holds it), synthesize it (or read a ``gdsynth synthesize`` output),
 build the union candidates and their features
 (:func:`gdsynth.detection.detect.stage_candidates`) and match them to the reference enhancing
-lesions: the phantom truth (``derivatives/phantom/..._label-L_desc-enhancing_dseg``) when the
+lesions: the phantom truth (``derivatives/phantom/..._desc-enhancing_dseg``, or its gdsynth 0.1 name) when the
 dataset has it, else the lesions the difference detector finds in the exam's real post − pre
 (no annotation needed: a Gd cohort labels itself). Then
 :func:`gdsynth.detection.stage_fit.fit_stage` cross-fits the classifier, the exam model and the
@@ -36,7 +36,7 @@ from gdsynth.inference.prep import (
     prep_config,
     prepare_exam,
 )
-from gdsynth.io.bids import Exam, derivative_path
+from gdsynth.io.bids import Exam, derivative_path, find_derivative
 
 log = logging.getLogger(__name__)
 TRUTH_FOLDER = Path("derivatives") / "phantom"
@@ -66,7 +66,7 @@ def exam_truth(exam: Exam, prep: PreparedExam, card, truth_dir: Path | None
     from gdsynth.io import read_image
 
     if truth_dir is not None:
-        path = derivative_path(truth_dir, exam, "dseg", label="L", desc="enhancing")
+        path = find_derivative(truth_dir, exam, "dseg", desc="enhancing")  # or its 0.1 name
         if path.is_file():
             truth, geometry = read_image(path, allow_constant=True)
             return move(truth, geometry, prep.geometry, nearest=True).round().astype(np.int32), \
