@@ -43,10 +43,10 @@ def test_outputs_and_provenance(dataset, prepared):
     assert not prep.cached
     assert set(prep.paths) == {"T1w", "T2w", "FLAIR", "T1w_gd", "mask"}
     names = sorted(p.name for p in (out / "sub-01" / "anat").iterdir())
-    assert names == sorted([
-        "sub-01_desc-preproc_T1w.nii.gz", "sub-01_desc-preproc_T2w.nii.gz",
-        "sub-01_desc-preproc_FLAIR.nii.gz", "sub-01_ce-gadolinium_desc-preproc_T1w.nii.gz",
-        "sub-01_desc-brain_mask.nii.gz", "sub-01_desc-prep_provenance.json"])
+    images = ["sub-01_desc-preproc_T1w", "sub-01_desc-preproc_T2w", "sub-01_desc-preproc_FLAIR",
+              "sub-01_ce-gadolinium_desc-preproc_T1w", "sub-01_desc-brain_mask"]
+    assert names == sorted([*(f"{n}.nii.gz" for n in images), *(f"{n}.json" for n in images),
+                            "sub-01_desc-prep_provenance.json"])  # every image has its sidecar
     assert (out / "dataset_description.json").exists()
     prov = json.loads((out / "sub-01" / "anat" / "sub-01_desc-prep_provenance.json").read_text())
     assert prov["inputs"]["T1w"]["sha256"] and prov["gdsynth_version"]
