@@ -72,20 +72,22 @@ def test_killed_cohort_rerun_computes_only_missing_exams(phantom4, random_model,
 
 
 def test_disk_full_keeps_earlier_outputs_and_fails(phantom4, random_model, tmp_path, monkeypatch):
-    """The disk fills up at the 10th file write (the 2nd exam's enhancement map): the first exam's
+    """The disk fills up when the 2nd exam's enhancement map is written: the first exam's
     outputs stay intact, nothing partial is left, the run exits non-zero; once space is back a
     rerun completes only what is missing."""
     out = tmp_path / "out"
     labels = ["--participant-label", "001", "--participant-label", "002"]
-    writes = {"n": 0}
+    full = {"now": False}
     original = atomic.atomic_path
 
     @contextlib.contextmanager
     def full_disk(path, **kwargs):  # noqa: ANN001, ANN003, ANN202
-        writes["n"] += 1
+        name = Path(path).name
+        if name.startswith("sub-002") and "enhancement" in name:
+            full["now"] = True  # from here on the disk is full
         with original(path, **kwargs) as tmp:
             yield tmp
-            if writes["n"] >= 10:  # the bytes went nowhere: the disk is full from now on
+            if full["now"]:  # the bytes went nowhere
                 raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
     monkeypatch.setattr(atomic, "atomic_path", full_disk)
