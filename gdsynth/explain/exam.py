@@ -133,14 +133,6 @@ def explain_detection(prep, generator: nn.Module, card, labels: np.ndarray,
         residual=card.residual, **kwargs)
 
 
-def relevance_output(sequence: str):
-    """LRP relevance map of one input sequence, e.g. ``_desc-relevanceFLAIR_T1w`` (on the T1w
-    grid, named like the attribution maps)."""
-    from gdsynth.inference.outputs import Output
-
-    return Output("T1w", desc=f"relevance{sequence}")
-
-
 def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> list[Path]:
     """Write ``_desc-attribution<Seq>_T1w.nii.gz`` (IG or ablation) and
     ``_desc-relevance<Seq>_T1w.nii.gz`` (LRP), each with its sidecar, per sequence on the input
@@ -151,7 +143,7 @@ def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> l
 
     written = []
     for kind, maps, what in ((O.attribution_output, explanation.maps, "Attribution"),
-                             (relevance_output, explanation.relevance, "LRP relevance")):
+                             (O.relevance_output, explanation.relevance, "LRP relevance")):
         for s, m in maps.items():
             path = write_image(kind(s).path(out, exam), to_native(prep, m), prep.native_geometry)
             written += [path, O.write_sidecar(out, exam, path, f"{what} of the synthetic "

@@ -288,8 +288,13 @@ def _output_patterns(out: Path, exam: Exam) -> list[str]:
     preparation cache sharing the folder is not touched)."""
     any_ = "GDSYNTHANY"
     kinds = [O.SYNTHETIC, O.ENHANCEMENT, O.UNCERTAINTY, O.LESION_LABELS, O.LESION_TABLE,
-             O.SUMMARY, O.SYNTHESIS_RECORD, O.head_output(any_), O.attribution_output(any_)]
-    return [k.path(out, exam).name.replace(any_, "*") for k in kinds]
+             O.SUMMARY, O.SYNTHESIS_RECORD, O.head_output(any_), O.attribution_output(any_),
+             O.relevance_output(any_)]
+    names = [k.path(out, exam).name.replace(any_, "*") for k in kinds]
+    images = [n.removesuffix(".nii.gz") for n in names if n.endswith(".nii.gz")]
+    # each image's JSON sidecar, and the label map's lookup table
+    return [*names, *(f"{n}.json" for n in images), *(f"{n}.tsv" for n in images
+                                                       if n.endswith("_dseg"))]
 
 
 def remove_stale_outputs(out: Path, exam: Exam, *, keep: Sequence[Path]) -> list[Path]:

@@ -66,6 +66,12 @@ def attribution_output(sequence: str) -> Output:
     return Output("T1w", desc=f"attribution{sequence}")
 
 
+def relevance_output(sequence: str) -> Output:
+    """LRP relevance map of one input sequence, e.g. ``_desc-relevanceFLAIR_T1w`` (on the T1w
+    grid, named like the attribution maps)."""
+    return Output("T1w", desc=f"relevance{sequence}")
+
+
 #: ``.bidsignore`` of a gdsynth derivative: the tables and records BIDS has no suffix for.
 BIDS_IGNORE = ("run_summary*.tsv", "*_lesions.tsv", "*_summary.json", "*_provenance.json",
                "sequence_importance.tsv")
