@@ -130,6 +130,8 @@ def test_threshold_and_overlay_controls(driver, site):
 
 def test_cohort_page_sorts(driver, site):
     driver.get((site / "index.html").as_uri())
+    wait_for(driver, "document.querySelectorAll('#cohort th').length > 1 && "
+                     "document.querySelectorAll('#cohort tbody tr').length > 1")
     header = driver.find_elements("css selector", "#cohort th")[1]  # P(active)
     header.click()
     first = driver.find_element("css selector", "#cohort tbody tr td a").text
