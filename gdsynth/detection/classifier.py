@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gdsynth.detection.scoring import sigmoid
 from gdsynth.errors import ConfigError, ModelError
 
 MAX_TREES = 2000
@@ -43,12 +44,6 @@ def parse_kind(value: str | ClassifierKind) -> ClassifierKind:
     except ValueError:
         valid = ", ".join(k.value for k in ClassifierKind)
         raise ConfigError(None, f"classifier {value!r} invalid; choose one of {valid}") from None
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def raw_score(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
