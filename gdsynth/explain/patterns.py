@@ -323,7 +323,7 @@ LESION_COLUMNS = ("exam", "label", "cluster", "active", "output", "conservation"
                   "half_width_mm", *(f"abs_{b}" for b in BANDS))
 
 
-def lesion_rows(patterns: Sequence[LesionPattern], sequences: Sequence[str]) -> list[dict]:
+def pattern_rows(patterns: Sequence[LesionPattern], sequences: Sequence[str]) -> list[dict]:
     """One table row per lesion: cluster, activity, band shares, signed band sums, info."""
     rows = []
     for p in patterns:

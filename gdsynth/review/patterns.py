@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gdsynth.explain.patterns import BANDS, LESION_COLUMNS, Cluster, LesionPattern, lesion_rows
+from gdsynth.explain.patterns import BANDS, LESION_COLUMNS, Cluster, LesionPattern, pattern_rows
 from gdsynth.io import atomic_path, atomic_write_text, write_tsv
 from gdsynth.review.render import copy_static, render
 
@@ -105,7 +105,7 @@ def write_pattern_page(out: Path, patterns: Sequence[LesionPattern], clusters: S
     copy_static(out / "static")
     crows = cluster_rows(clusters, sequences, describe)
     write_tsv(out / "patterns_clusters.tsv", crows)
-    lrows = lesion_rows(patterns, sequences)
+    lrows = pattern_rows(patterns, sequences)
     extra = sorted({k for r in lrows for k in r} - set(LESION_COLUMNS))
     write_tsv(out / "patterns_lesions.tsv", lrows, (*LESION_COLUMNS, *extra))
     cards = []
