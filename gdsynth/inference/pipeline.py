@@ -103,19 +103,21 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
     from gdsynth.inference.predictor import module_device
 
     compiled = use_compile(generator, settings)
+    layout, precision = settings.channels_last, settings.precision
     if settings.mc_samples <= 1:
-        predictor: Predictor = make_predictor(generator, channels_last=settings.channels_last,
-                                              compile=compiled, precision=settings.precision)
+        predictor: Predictor = make_predictor(generator, channels_last=layout, compile=compiled,
+                                              precision=precision)
     else:
         # the encoder (before the dropout modules) runs once per batch of slices, not per sample
-        shared = SharedEncoder.wrap(generator, compile=compiled)
-        if compiled and (shared is None or shared.compiled is None):
-            warn_once("torch.compile: MC dropout with this generator runs eagerly (compiled MC "
-                      "needs a U-Net with dropout only at the end of decoder blocks)",
-                      level=logging.INFO)
-            compiled = False
-        plain = make_predictor(shared or generator, channels_last=settings.channels_last,
-                               precision=settings.precision)
+        forward: Predictor | SharedEncoder | None = SharedEncoder.wrap(
+            generator, channels_last=layout, precision=precision, compile=compiled)
+        if forward is None:
+            if compiled:
+                warn_once("torch.compile: MC dropout with this generator runs eagerly (compiled "
+                          "MC needs a U-Net with dropout only at the end of decoder blocks)",
+                          level=logging.INFO)
+                compiled = False
+            forward = make_predictor(generator, channels_last=layout, precision=precision)
         max_items = settings.max_items
         if max_items is None and module_device(generator).type == "cpu":
             max_items = settings.batch_size
@@ -123,9 +125,8 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
         if compiled:
             per_forward = settings.mc_samples if max_items is None else \
                 max(1, min(settings.mc_samples, max_items // settings.batch_size))
-        predictor = MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
-                                       max_items=max_items, shared=shared,
-                                       per_forward=per_forward)
+        predictor = MCDropoutPredictor(generator, forward, settings.mc_samples, seed=settings.seed,
+                                       max_items=max_items, per_forward=per_forward)
     # a one-slice last batch would compile a second graph (size 1 is specialised)
     return PadSingle(predictor) if compiled and settings.batch_size > 1 else predictor
 
