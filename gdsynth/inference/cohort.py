@@ -9,7 +9,8 @@
   the others go on. ``OUT/run_summary[_shard-I-of-N].tsv`` lists every exam after each one.
 * ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
 * ``settings.compile`` (``auto``) is decided once per run from the exams to synthesize
-  (:meth:`_Runner.resolve_compile`); the compiled generator then serves every exam.
+  (:meth:`_Runner.resolve_compile` returns ``on`` or ``off``, passed on to every exam); the
+  compiled generator then serves every exam.
 * ``prep_cache`` (:class:`gdsynth.inference.prep.PrepCache`): an exam whose preparation is cached
   there (same inputs and parameters) is read back instead of being prepared again.
 """
@@ -20,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from gdsynth.inference.prep import PreparedExam, PrepCache, prepare_exam
 from gdsynth.io import write_tsv
 from gdsynth.io.bids import Exam, write_dataset_description
 from gdsynth.progress import track
+from gdsynth.runtime import CompileChoice
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,6 @@ class _Runner:
         self.prepare = prepare
         self.generator, self.card = load_model_folder(config.model, resolve_device(config.device))
         self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
-        self.settings = config.settings
         self.params = None
         from gdsynth.detection.params import DetectionParams
         from gdsynth.models.card import CARD_NAME
@@ -194,22 +195,21 @@ class _Runner:
             if self.card.lesion_stage.get("status") == "not fitted":
                 self.uncalibrated = self.card.lesion_stage.get("reason", "not fitted")
 
-    def resolve_compile(self, n_exams: int) -> None:
-        """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
-        to synthesize, in 1 mm exams (the card's spacing; :func:`gdsynth.inference.pipeline.use_compile`)."""
-        from dataclasses import replace
-
+    def resolve_compile(self, n_exams: int) -> CompileChoice:
+        """``settings.compile`` decided once for a run synthesizing ``n_exams`` exams: ``on`` or
+        ``off`` (``auto`` weighs every exam x MC sample, in 1 mm exams: the card's spacing;
+        :func:`gdsynth.inference.pipeline.use_compile`); unchanged when nothing is synthesized."""
         from gdsynth.inference.pipeline import use_compile
 
+        settings = self.config.settings
         if self.config.step is Step.detect or n_exams == 0:
-            return
+            return settings.compile
         spacing = float(self.card.spacing_mm or 1.0)
-        samples = n_exams * self.settings.mc_samples / spacing**3
-        on = use_compile(self.generator, self.settings, samples)
-        self.settings = replace(self.settings, compile=on)
+        on = use_compile(self.generator, settings, n_exams * settings.mc_samples / spacing**3)
         if on:
             log.info("torch.compile: compiling the generator for %d exam(s) x %d sample(s); "
-                     "the first batch takes longer", n_exams, self.settings.mc_samples)
+                     "the first batch takes longer", n_exams, settings.mc_samples)
+        return CompileChoice.on if on else CompileChoice.off
 
     def key(self, exam: Exam) -> dict[str, Any]:
         exam.require(("T1w", *self.card.inputs))
@@ -232,12 +232,14 @@ class _Runner:
     def is_done(self, exam: Exam, key: dict[str, Any]) -> bool:
         return not self.config.overwrite and O.is_complete(self.marker(exam), key)
 
-    def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any]) -> None:
-        """Produce this step's outputs of ``exam``, replacing the earlier ones as a set: a file of
-        the exam that this run does not write again (an uncertainty map of an earlier
-        ``--mc-samples 3`` run, attribution maps of an earlier ``--explain``) is removed once the
-        new files are written and before the completion record, so a failure half-way keeps the
-        earlier record and files (:func:`remove_stale_outputs`)."""
+    def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any],
+                settings: SynthesisSettings) -> None:
+        """Produce this step's outputs of ``exam`` (synthesized with ``settings``), replacing the
+        earlier ones as a set: a file of the exam that this run does not write again (an
+        uncertainty map of an earlier ``--mc-samples 3`` run, attribution maps of an earlier
+        ``--explain``) is removed once the new files are written and before the completion
+        record, so a failure half-way keeps the earlier record and files
+        (:func:`remove_stale_outputs`)."""
         out, step = self.config.out, self.config.step
         record = {"exam": exam.id, **key}
         written: list[Path] = []
@@ -249,7 +251,7 @@ class _Runner:
             synth = read_synthesis(out, exam, prep, self.card)
             written += synthesis_paths(out, exam, synth)
         else:
-            synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
+            synth = synthesize_prepared(prep, self.generator, self.card, settings)
             written += write_synthesis(out, exam, prep, synth, record)
         if step is Step.synthesize:
             remove_stale_outputs(out, exam, keep=written)
@@ -379,7 +381,7 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
             continue
         if not runner.is_done(exam, key):
             todo[exam.id] = key
-    runner.resolve_compile(len(todo))
+    settings = replace(config.settings, compile=runner.resolve_compile(len(todo)))
     table = summary_path(config.out, config.shard)
     stream = _prepared(runner, mine, todo, config.workers)
     for exam, get_prepared in track(stream, f"gdsynth {config.step.value}", total=len(mine)):
@@ -390,7 +392,7 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
             result = CaseResult(exam.id, "skipped")
         else:
             try:
-                runner.process(exam, get_prepared(), todo[exam.id])
+                runner.process(exam, get_prepared(), todo[exam.id], settings)
                 result = CaseResult(exam.id, "done", time.perf_counter() - start)
             except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
                 log.debug("exam %s failed", exam.id, exc_info=True)

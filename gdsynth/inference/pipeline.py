@@ -33,6 +33,7 @@ from gdsynth.inference.volume import predict_volume
 from gdsynth.io import read_image, write_image, write_json, write_labels, write_tsv
 from gdsynth.io.bids import Exam
 from gdsynth.models.card import ModelCard
+from gdsynth.runtime import CompileChoice
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ class SynthesisSettings:
     ``max_items`` caps batch × MC samples in one forward. Default: on CPU ``batch_size`` (one
     sample per forward: bigger forwards were slower per item in benchmarks/bench_inference.py,
     their activations no longer fit the caches), on CUDA all samples of a batch in one forward.
-    ``compile``: ``auto``, ``on`` or ``off`` (or a bool), run the generator through
-    ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on CPU for runs of
-    least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
+    ``compile`` (:class:`gdsynth.runtime.CompileChoice`; its name or a bool is parsed): run the
+    generator through ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on
+    CPU for runs of at least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
     :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it).
     ``precision``: ``auto``, ``bf16`` or ``fp32`` (:class:`gdsynth.runtime.Precision`; ``auto`` is
     bf16 on hardware with bf16 units); ``channels_last``: the memory format of the forward
@@ -58,8 +59,11 @@ class SynthesisSettings:
     overlap: float = 0.5
     max_items: int | None = None
     channels_last: bool | None = None
-    compile: str | bool = "auto"
+    compile: CompileChoice = CompileChoice.auto
     precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compile", CompileChoice.parse(self.compile))
 
     def key(self) -> dict[str, Any]:
         """The settings that change the outputs (part of the resume key)."""
