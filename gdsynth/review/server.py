@@ -264,7 +264,7 @@ def make_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 800
     return make_server(host, port, create_app(root), threaded=True)
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the threaded server until interrupted (werkzeug; bind to localhost by default)."""
     server = make_study_server(root, host, port)
     try:
