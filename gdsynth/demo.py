@@ -76,8 +76,8 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None],
 
     step(f"5/5 review site -> {site_dir}")
     index = build_site(pred, bids, site_dir, metrics=report, options=SiteOptions())
-    return summary_lines(evaluation, seconds=time.perf_counter() - t0, pred=pred, report=report,
-                         index=index, site_dir=site_dir)
+    return demo_summary_lines(evaluation, seconds=time.perf_counter() - t0, pred=pred,
+                              report=report, index=index, site_dir=site_dir)
 
 
 def _make_phantom(bids: Path, o: DemoOptions, resolution: float) -> list:  # list[Exam]
@@ -94,8 +94,8 @@ def _make_phantom(bids: Path, o: DemoOptions, resolution: float) -> list:  # lis
     return discover(bids)
 
 
-def summary_lines(evaluation, *, seconds: float, pred: Path, report: Path, index: Path,
-                  site_dir: Path) -> list[str]:  # evaluation: gdsynth.evaluation.folder.FolderReport
+def demo_summary_lines(evaluation, *, seconds: float, pred: Path, report: Path, index: Path,
+                       site_dir: Path) -> list[str]:  # evaluation: gdsynth.evaluation.folder.FolderReport
     """The demo's closing lines: lesion and exam figures, synthesis metrics, where the outputs
     are, and one line per exam."""
     from gdsynth.evaluation.report import exam_summary_lines, exam_table_lines
