@@ -146,6 +146,6 @@ def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> l
                              (O.relevance_output, explanation.relevance, "LRP relevance")):
         for s, m in maps.items():
             path = write_image(kind(s).path(out, exam), to_native(prep, m), prep.native_geometry)
-            written += [path, O.write_sidecar(out, exam, path, f"{what} of the synthetic "
+            written += [path, O.write_output_sidecar(out, exam, path, f"{what} of the synthetic "
                                               f"enhancement to the input {s}")]
     return written

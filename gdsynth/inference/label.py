@@ -158,7 +158,7 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     sources = [p for s in (*PRE_SEQUENCES, "T1w_gd") if (p := exam.path(s)) is not None]
     return [
         labels_path,
-        O.write_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "
+        O.write_output_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "
                         "post-Gd T1w (difference module): instance labels 1..N (rows of the "
                         "lesion table), 0 elsewhere", sources=sources),
         write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),

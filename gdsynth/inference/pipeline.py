@@ -187,7 +187,7 @@ def write_synthesis(out: Path, exam: Exam, prep: PreparedExam, synth: Synthesis,
     for head, prob in synth.heads.items():
         written.append(write_image(O.head_output(head).path(out, exam), to_native(prep, prob), native))
         notes.append(f"Probability of '{head}' from the model head")
-    written += [O.write_sidecar(out, exam, path, note) for path, note in zip(written, notes, strict=True)]
+    written += [O.write_output_sidecar(out, exam, path, note) for path, note in zip(written, notes, strict=True)]
     written.append(write_json(O.SYNTHESIS_RECORD.path(out, exam), record))
     return written
 
@@ -271,7 +271,7 @@ def write_detection(out: Path, exam: Exam, prep: PreparedExam, result,
     labels_path = write_labels(O.LESION_LABELS.path(out, exam), labels, prep.native_geometry)
     return [
         labels_path,
-        O.write_sidecar(out, exam, labels_path, "Detected enhancing lesions: instance labels "
+        O.write_output_sidecar(out, exam, labels_path, "Detected enhancing lesions: instance labels "
                         "1..N (rows of the lesion table), 0 elsewhere",
                         sources=[O.ENHANCEMENT.path(out, exam)]),
         write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),
