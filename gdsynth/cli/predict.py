@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from gdsynth.cli._common import LABELS_HELP
+from gdsynth.detection.detectors import Detector
 from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice, Precision
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
@@ -58,8 +59,10 @@ _FOREIGN = typer.Option(
          "pipeline (another tool's derivatives, the phantom truth, a raw dataset); refused "
          "otherwise.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
+_DETECTORS = [d.value for d in Detector]
 _DETECTOR = typer.Option(None, "--detector",
-                         help="difference, segmentation or combined (default: the model card's).")
+                         help=f"{', '.join(_DETECTORS[:-1])} or {_DETECTORS[-1]} (default: the model "
+                              "card's).")
 _EXPLAIN = typer.Option(False, "--explain",
                         help="Attribute each lesion to the input sequences (ablation + IG).")
 _PREP = typer.Option(
@@ -112,7 +115,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
          allow_foreign_output: bool = False,
          precision: Precision = Precision.auto) -> None:
     from gdsynth.cli._common import finish_batch, sweep_output
-    from gdsynth.detection.params import parse_detector
+    from gdsynth.detection.detectors import parse_detector
     from gdsynth.errors import ConfigError
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
@@ -142,7 +145,7 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
         settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size,
                                    compile=compile_choice.value, precision=precision.value),
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
-        detector=None if detector is None else parse_detector(detector).value, explain=explain,
+        detector=None if detector is None else parse_detector(detector), explain=explain,
         prep_cache=cache, allow_foreign_output=allow_foreign_output,
     )
     sweep_output(out, prep)

@@ -37,7 +37,7 @@ import numpy as np
 
 from gdsynth.detection.detect import DetectionResult, detect_lesions, score_lesions
 from gdsynth.detection.logistic import fit_logistic, log_loss
-from gdsynth.detection.params import SCORE_FEATURES, DetectionParams, Detector
+from gdsynth.detection.params import SCORE_FEATURES, DetectionParams
 from gdsynth.detection.patient import calibrated_probability, probability_any
 from gdsynth.detection.scoring import design_matrix, logit, sigmoid
 from gdsynth.errors import ConfigError
@@ -165,7 +165,7 @@ def fit_calibration(
     info.update(lesion_f1(runs))
     feats = [les for r, _, _ in runs for les in r.lesions]
     y = np.array([t for _, tp, _ in runs for t in tp], dtype=float)
-    use_head = params.detector != Detector.difference.value
+    use_head = params.detector.needs_head
     x = design_matrix(feats, use_head=use_head)
     before = score_lesions(feats, params)
     info.update(n_lesion_candidates=int(y.size), n_true_lesions=int(y.sum()))
