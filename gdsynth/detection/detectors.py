@@ -82,9 +82,5 @@ def parse_detector(value: str | Detector) -> Detector:
     try:
         return Detector(value)
     except ValueError:
-        raise ConfigError(None, f"detector {value!r} invalid; choose one of {detector_names()}") from None
-
-
-def detector_names() -> str:
-    """The valid detector names, comma-separated (for errors and ``--help``)."""
-    return ", ".join(d.value for d in Detector)
+        valid = ", ".join(d.value for d in Detector)
+        raise ConfigError(None, f"detector {value!r} invalid; choose one of {valid}") from None
