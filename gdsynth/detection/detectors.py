@@ -3,7 +3,8 @@
 A detector is a member of :class:`Detector` (its name, and whether it needs the model's
 ``"enhancing"`` head probability map) and its candidates function in :data:`DETECTORS`:
 ``fn(enhancement, head, brain, spacing, params, info) -> int32 labels (X, Y, Z)`` (``head`` is
-None for a detector that does not need it; ``info`` receives the thresholds used). Adding a
+the ``"enhancing"`` map or None, never None for a detector that ``needs_head``; ``info`` receives
+the thresholds used). Adding a
 detector means adding both here (and a line to docs/detection.md); the CLI, the settings, the
 model card and the scoring read them from here.
 """
