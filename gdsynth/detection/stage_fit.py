@@ -2,7 +2,7 @@
 
 Input: one :class:`StageCase` per exam whose maps come from a generator that never trained on
 it (:func:`label_case` matches the exam's union candidates to its reference enhancing lesions with
-the MSSEG rule of :mod:`gdsynth.evaluation.lesions`).
+the MSSEG rule of :mod:`gdsynth.metrics.lesions`).
 
 :func:`fit_stage`:
 
