@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 from gdsynth.data.augment import AugmentConfig
 from gdsynth.data.module import DataConfig
 from gdsynth.errors import ConfigError
+from gdsynth.models.unet import parse_choice
 from gdsynth.runtime import Precision
 
 
@@ -87,15 +88,6 @@ class Tracker(str, Enum):
     none = "none"
 
 
-def parse_enum(enum: type[Enum], value: Any, what: str) -> Any:
-    """``enum(value)`` or a :class:`ConfigError` listing the valid choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        valid = ", ".join(str(m.value) for m in enum)
-        raise ConfigError(None, f"{what} {value!r} invalid; choose one of {valid}") from None
-
-
 @dataclass
 class TrainerConfig:
     max_steps: int = 1000
@@ -111,7 +103,7 @@ class TrainerConfig:
     num_threads: int | None = None  # torch intra-op threads (None: torch default)
 
     def __post_init__(self) -> None:
-        self.tracker = parse_enum(Tracker, self.tracker, "tracker")
+        self.tracker = parse_choice(Tracker, self.tracker, "tracker")
 
 
 @dataclass
@@ -240,7 +232,7 @@ def apply_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
             raise ConfigError(None, f"unknown config field {key}")
         current = getattr(target, name)
         if isinstance(current, Enum):
-            value = parse_enum(type(current), value, name)
+            value = parse_choice(type(current), value, name)
         setattr(target, name, value)
     return config
 
@@ -278,4 +270,4 @@ def apply_settings(config: TrainConfig, settings: Sequence[str]) -> TrainConfig:
 
 
 __all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "Tracker", "apply_overrides",
-           "apply_settings", "load_config", "parse_enum", "save_config"]
+           "apply_settings", "load_config", "save_config"]

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from gdsynth.errors import ConfigError
-from gdsynth.training.config import Tracker, parse_enum
+from gdsynth.models.unet import parse_choice
+from gdsynth.training.config import Tracker
 
 
 def validate_tracker(tracker: str | Tracker) -> Tracker:
     """The tracker named ``tracker``; a :class:`ConfigError` listing the valid ones, or saying
     which package is missing (tensorboard is not installed with gdsynth)."""
-    choice = parse_enum(Tracker, tracker, "tracker")
+    choice = parse_choice(Tracker, tracker, "tracker")
     if choice is Tracker.tensorboard:
         try:
             import tensorboard  # noqa: F401

@@ -49,3 +49,17 @@ def test_old_metric_names_read_as_the_new_ones(tmp_path):
     read = read_run(run)
     assert set(read.final) == {"steps", *RENAMED_VAL_METRICS.values()}
     assert read.series["val/ssim_brain_2d_slices"] == [(4, pytest.approx(0.9))]
+
+
+def test_tracker_is_an_enum_in_the_config_and_its_name_in_the_recipe():
+    import yaml
+
+    from gdsynth.errors import ConfigError
+    from gdsynth.training.config import Tracker, TrainConfig, apply_overrides
+
+    cfg = TrainConfig.from_dict({"trainer": {"tracker": "csv"}})
+    assert cfg.trainer.tracker is Tracker.csv
+    assert yaml.safe_load(yaml.safe_dump(cfg.to_dict()))["trainer"]["tracker"] == "csv"
+    assert apply_overrides(cfg, **{"trainer.tracker": "none"}).trainer.tracker is Tracker.none
+    with pytest.raises(ConfigError, match="wandb, csv, tensorboard, none"):
+        TrainConfig.from_dict({"trainer": {"tracker": "mlflow"}})
