@@ -80,7 +80,7 @@ def training_precision(work: Path, *, resolution: float = 2.0, subjects: int = 4
         cpu = _cpu_tree() - cpu0
         runs[p] = {"wall": t.wall, "cpu": cpu, "batches": result.steps,
                    "samples_per_cpu_s": result.steps * cfg.data.batch_size / cpu,
-                   "ssim": result.metrics.get("val/ssim_brain"),
+                   "ssim": result.metrics.get("val/ssim_brain_2d_slices"),
                    "mae": result.metrics.get("val/mae_brain")}
     return {"bare_cpu": bare, "bare_ratio": statistics.median(ratios), "bare_ratios": ratios,
             "runs": runs, "resolution": resolution, "threads": torch.get_num_threads(),

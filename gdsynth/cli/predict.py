@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 
 from gdsynth.cli._common import LABELS_HELP
+from gdsynth.detection.detectors import Detector
 from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice, Precision
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
@@ -59,8 +60,10 @@ _FOREIGN = typer.Option(
          "pipeline (another tool's derivatives, the phantom truth, a raw dataset); refused "
          "otherwise.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
+_DETECTORS = [d.value for d in Detector]
 _DETECTOR = typer.Option(None, "--detector",
-                         help="difference, segmentation or combined (default: the model card's).")
+                         help=f"{', '.join(_DETECTORS[:-1])} or {_DETECTORS[-1]} (default: the model "
+                              "card's).")
 _EXPLAIN = typer.Option(False, "--explain",
                         help="Attribute each lesion to the input sequences (ablation + IG).")
 _PREP = typer.Option(
@@ -173,7 +176,7 @@ def _prep_cache(o: PredictOptions):  # -> gdsynth.inference.prep.PrepCache | Non
 
 def _run(o: PredictOptions) -> None:
     from gdsynth.cli._common import finish_batch, sweep_output
-    from gdsynth.detection.params import parse_detector
+    from gdsynth.detection.detectors import parse_detector
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
 
@@ -182,10 +185,10 @@ def _run(o: PredictOptions) -> None:
     config = RunConfig(
         out=o.out, model=o.model, step=Step(o.step),
         settings=SynthesisSettings(mc_samples=o.mc_samples, seed=o.seed, batch_size=o.batch_size,
-                                   compile=o.compile.value, precision=o.precision.value),
+                                   compile=o.compile, precision=o.precision.value),
         device=o.device.value, overwrite=o.overwrite, shard=parse_shard(o.shard),
         workers=o.workers,
-        detector=None if o.detector is None else parse_detector(o.detector).value,
+        detector=None if o.detector is None else parse_detector(o.detector),
         explain=o.explain, prep_cache=cache, allow_foreign_output=o.allow_foreign_output,
     )
     sweep_output(o.out, o.prep)

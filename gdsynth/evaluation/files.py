@@ -169,7 +169,7 @@ def read_scores(path: Path | None) -> dict[int, float]:
     return out
 
 
-def read_summary(path: Path | None) -> tuple[float | None, bool | None]:
+def read_decision(path: Path | None) -> tuple[float | None, bool | None]:
     """``probability_active`` and ``refer_for_gadolinium`` from an activity summary JSON."""
     if path is None or not path.is_file():
         return None, None
@@ -217,7 +217,7 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
     if raw_pre is None or raw_post is None:
         notes.append("no synthesis metrics: real post-Gd missing or not on the T1w grid")
         return None, None
-    nawm = refmod.nawm_mask(brain, truth.get("wm"), truth.get("all"))
+    nawm = refmod.nawm_from_truth(brain, truth.get("wm"), truth.get("all"))
     pre_med = float(np.median(raw_pre[nawm])) if nawm.any() else 0.0
     if pre_med <= 0:
         notes.append("no synthesis metrics: empty NAWM or non-positive T1w NAWM median")
@@ -261,7 +261,7 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
     if pred["table"] is None:
         notes.append("no lesion table: every predicted lesion scored 1.0 (FROC has one point)")
     synthetic, real = _synthesis_arrays(exam, spec, pred["synthetic"], target, brain, truth, notes)
-    prob, refer = read_summary(pred["summary"])
+    prob, refer = read_decision(pred["summary"])
     result = evaluate_arrays(
         np.rint(enhancing).astype(np.int32), np.rint(labels).astype(np.int32), target.spacing,
         exam=exam.prefix, scores=read_scores(pred["table"]), synthetic=synthetic,

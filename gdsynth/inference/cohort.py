@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gdsynth.cli._common import CaseResult
+from gdsynth.detection.detectors import Detector
 from gdsynth.errors import ConfigError, GdsynthError, ModelError, OutputError
 from gdsynth.inference import outputs as O
 from gdsynth.inference.pipeline import (
@@ -69,7 +70,7 @@ class RunConfig:
     overwrite: bool = False
     shard: tuple[int, int] | None = None
     workers: int = 0
-    detector: str | None = None  # override the card's detector (difference|segmentation|combined)
+    detector: Detector | None = None  # override the card's detector
     explain: bool = False  # attribute each detected lesion to the input sequences
     prep_cache: PrepCache | None = None  # reuse (and with write=True fill) a preparation cache
     allow_foreign_output: bool = False  # write into a derivative folder of another pipeline
