@@ -36,7 +36,7 @@ def demo(
     from gdsynth.models.folder import resolve_model_dir
     from gdsynth.phantom import PhantomConfig
     from gdsynth.phantom.dataset import finish_dataset, iter_subjects, prepare_output
-    from gdsynth.preprocess import PrepConfig, prepare_cohort
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
     from gdsynth.review.site import SiteOptions, build_site
 
     t0 = time.perf_counter()
@@ -59,7 +59,7 @@ def demo(
     step("2/5 prepare: registration, brain mask, N4, NAWM normalization (cached: predict reuses it; reference for metrics)")
     prep_config = PrepConfig(spacing=card.spacing_mm, sequences=tuple(PRE_SEQUENCES))
     prep_dir = bids / "derivatives" / "gdsynth-prep"
-    prepared = prepare_cohort(exams, prep_dir, prep_config, workers=workers)
+    prepared = prepare_cohort_to_folder(exams, prep_dir, prep_config, workers=workers)
     finish_batch(prepared, "prepare")
 
     step(f"3/5 predict with model '{model}' ({mc_samples} MC-dropout samples) -> {pred}")
