@@ -47,9 +47,10 @@ def load_cases(
     """One calibration case per exam with predictions: arrays on the prepared grid."""
     from gdsynth.inference import outputs as O
     from gdsynth.inference.pipeline import read_synthesis
-    from gdsynth.inference.prep import move, prepare_exam
+    from gdsynth.inference.prep import prepare_exam
     from gdsynth.io import read_image
     from gdsynth.io.bids import discover, find_derivative
+    from gdsynth.preprocess import move_to_grid
 
     cases = []
     for exam in discover(bids_root, participants):
@@ -72,7 +73,8 @@ def load_cases(
             "flair": prep.volumes.get("FLAIR"),
             "uncertainty": synth.uncertainty,
             "heads": synth.heads,
-            "truth": move(truth, truth_geometry, prep.geometry, nearest=True).round().astype("int32"),
+            "truth": move_to_grid(truth, truth_geometry, prep.geometry,
+                                  interpolation="nearest").round().astype("int32"),
         })
     return cases
 

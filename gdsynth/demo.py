@@ -44,7 +44,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None],
     from gdsynth.io.bids import PRE_SEQUENCES
     from gdsynth.models.card import CARD_NAME, ModelCard
     from gdsynth.models.folder import resolve_model_dir
-    from gdsynth.preprocess import PrepConfig, prepare_cohort
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
     from gdsynth.review.site import SiteOptions, build_site
 
     o, t0 = options, time.perf_counter()
@@ -62,7 +62,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None],
     step("2/5 prepare: registration, brain mask, N4, NAWM normalization (cached: predict reuses it; reference for metrics)")
     prep_config = PrepConfig(spacing=card.spacing_mm, sequences=tuple(PRE_SEQUENCES))
     prep_dir = bids / "derivatives" / "gdsynth-prep"
-    finish_batch(prepare_cohort(exams, prep_dir, prep_config, workers=o.workers), "prepare")
+    finish_batch(prepare_cohort_to_folder(exams, prep_dir, prep_config, workers=o.workers), "prepare")
 
     step(f"3/5 predict with model '{o.model}' ({o.mc_samples} MC-dropout samples) -> {pred}")
     run = RunConfig(out=pred, model=o.model, step=Step.predict,

@@ -136,24 +136,13 @@ def read_truth_table(path: str | Path) -> dict[tuple[str, str | None], Path]:
     return out
 
 
-def on_grid(array: np.ndarray, geometry: Geometry, target: Geometry, *, nearest: bool) -> np.ndarray:
-    """``array`` (on ``geometry``) on the ``target`` grid: as is, exactly re-indexed, or resampled."""
-    if geometry.same_grid(target):
-        return array
-    from gdsynth.preprocess.orient import apply_index_map, index_map
-    from gdsynth.preprocess.resample import resample
-
-    m = index_map(geometry, target)
-    if m is not None:
-        return apply_index_map(array, m, target.shape)
-    return resample(array, geometry, target, interpolation="nearest" if nearest else "linear")
-
-
 def _read_on(path: Path | None, target: Geometry, *, nearest: bool) -> np.ndarray | None:
+    from gdsynth.preprocess.resample import move_to_grid
+
     if path is None:
         return None
     array, geometry = read_image(path, allow_constant=True)
-    return on_grid(array, geometry, target, nearest=nearest)
+    return move_to_grid(array, geometry, target, interpolation="nearest" if nearest else "linear")
 
 
 def read_scores(path: Path | None) -> dict[int, float]:
@@ -200,8 +189,10 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
     if missing:
         notes.append(f"no synthesis metrics (missing: {', '.join(missing)})")
         return None, None
+    from gdsynth.preprocess.resample import move_to_grid
+
     synthetic, sgeo = read_image(synthetic_path)
-    synthetic = on_grid(synthetic, sgeo, target, nearest=False)
+    synthetic = move_to_grid(synthetic, sgeo, target)
     prep = {k: _maybe(find_derivative(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
     raw_pre = _same_voxels(exam.t1w, target)
     if prep["T1w"] and prep["post"] and raw_pre is not None:

@@ -90,10 +90,10 @@ def prepare_with_post(exam: Exam, config: LabelConfig):  # -> PreparedVolumes
     """The exam prepared with its post-Gd: read from ``config.prep_root`` when a valid entry
     exists there, else computed (and written there when ``config.write_prep``)."""
     from gdsynth import preprocess
-    from gdsynth.preprocess.provenance import cache_key, input_hashes
+    from gdsynth.preprocess.provenance import cache_key, input_records
 
     prep_config = _prep_config(exam, config.spacing)
-    hashes = input_hashes(exam, prep_config)
+    hashes = input_records(exam, prep_config)
     if config.prep_root is not None:
         found = preprocess.find_prepared(exam, config.prep_root, prep_config, hashes=hashes)
         if found.prepared is not None:
@@ -120,7 +120,7 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     exam (summary last); returns the written paths."""
     from gdsynth.inference.pipeline import lesion_rows
     from gdsynth.inference.prep import from_volumes
-    from gdsynth.preprocess import to_native
+    from gdsynth.preprocess import move_to_grid
 
     if vols is None:
         vols = prepare_with_post(exam, config)
@@ -134,8 +134,8 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     if flags:
         raise ImageReadError(exam.t1w_gd, "not labelled, image quality: " + "; ".join(flags))
     prep = from_volumes(exam, vols)
-    labels = to_native(result.labels.astype(np.int32), vols.geometry, vols.native_geometry,
-                       interpolation="nearest").astype(np.int32)
+    labels = move_to_grid(result.labels.astype(np.int32), vols.geometry, vols.native_geometry,
+                          interpolation="nearest").astype(np.int32)
     n = len(result.lesions)
     volume = float(sum(les["volume_mm3"] for les in result.lesions))
     summary = {

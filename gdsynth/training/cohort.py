@@ -148,7 +148,7 @@ def prepare_cohort(
     prep_config: dict[str, Any] | None = None, progress: bool = True,
     inputs: Sequence[str] = ("T1w", "T2w", "FLAIR"), labels: Sequence[str | Path] = (),
 ) -> tuple[list[TrainingExam], list[PrepOutcome]]:
-    """Prepare every exam (``gdsynth.preprocess.prepare_exam``, cached) and return the training
+    """Prepare every exam (``gdsynth.preprocess.prepare_to_folder``, cached) and return the training
     exams plus one outcome per exam; a failing exam does not stop the rest.
 
     Each exam needs the T1w, the ``inputs`` and the post-Gd T1w; only those pre-contrast
@@ -158,9 +158,9 @@ def prepare_cohort(
     :class:`LabelsError`, exams without a mask there are logged (warning).
     """
     try:
-        from gdsynth.preprocess import PrepConfig, prepare_exam
+        from gdsynth.preprocess import PrepConfig, prepare_to_folder
     except ImportError as exc:
-        raise TrainingError(None, f"gdsynth.preprocess.prepare_exam is unavailable ({exc})") from None
+        raise TrainingError(None, f"gdsynth.preprocess.prepare_to_folder is unavailable ({exc})") from None
     from gdsynth.progress import track
 
     root = Path(bids_root)
@@ -177,7 +177,7 @@ def prepare_cohort(
         start = time.perf_counter()
         try:
             exam.require((*needed, "T1w_gd"))
-            prepared = prepare_exam(exam, out_root, config)
+            prepared = prepare_to_folder(exam, out_root, config)
             paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
             status = "skipped" if getattr(prepared, "cached", False) else "done"
         except (GdsynthError, OSError, RuntimeError, ValueError) as exc:
