@@ -137,12 +137,15 @@ def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair
     elif not single:
         default = (bids if bids.is_dir() else bids.parent) / "derivatives" / "gdsynth-prep"
         cache = PrepCache(default, write=False) if default.is_dir() else None
+    explainer = None
+    if explain:
+        from gdsynth.explain.exam import explain_lesions as explainer
     config = RunConfig(
         out=out, model=model, step=Step(step),
         settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size,
                                    compile=compile_choice.value, precision=precision.value),
         device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
-        detector=None if detector is None else parse_detector(detector).value, explain=explain,
+        detector=None if detector is None else parse_detector(detector).value, explain=explainer,
         prep_cache=cache, allow_foreign_output=allow_foreign_output,
     )
     sweep_output(out, prep)
