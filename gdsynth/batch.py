@@ -62,8 +62,8 @@ def error_line(exc: BaseException) -> str:
     return " ".join(text.split())[:500]
 
 
-def run_case(step: Callable[[T], Any], item: T, case: str,
-             catch: tuple[type[BaseException], ...] = (Exception,)) -> CaseResult:
+def attempt(step: Callable[[T], Any], item: T, case: str,
+            catch: tuple[type[BaseException], ...] = (Exception,)) -> CaseResult:
     """``step(item)`` timed and guarded: ``done`` with its value, ``skipped`` when it returns
     :class:`Skipped`, ``failed`` when it raises one of ``catch`` (other exceptions propagate)."""
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def precheck(items: Sequence[T], check: Callable[[T], Any], *, case: Callable[[T
     todo: dict[str, Any] = {}
     decided: dict[str, CaseResult] = {}
     for item in items:
-        result = run_case(check, item, case(item))
+        result = attempt(check, item, case(item))
         if result.status == DONE:
             todo[result.case] = result.value
         else:
@@ -126,7 +126,7 @@ def iter_batch(
         results = _with_ahead(items, step, case, decided, ahead, ahead_workers, catch)
     else:
         call = step if ahead is None else (lambda item: step(item, ahead(item)))
-        results = (decided.get(case(item)) or run_case(call, item, case(item), catch)
+        results = (decided.get(case(item)) or attempt(call, item, case(item), catch)
                    for item in items)
     yield from track(results, description, total=len(items), enabled=None if progress else False)
 
@@ -148,7 +148,7 @@ def _with_ahead(items: list[T], step: Callable[[T, Any], Any], case: Callable[[T
                 continue
             future = futures.pop(k, None)
             get = future.result if future is not None else (lambda item=item: ahead(item))
-            yield run_case(lambda item, get=get: step(item, get()), item, case(item), catch)
+            yield attempt(lambda item, get=get: step(item, get()), item, case(item), catch)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -159,7 +159,7 @@ def _in_processes(items: list[T], step: Callable[[T], Any], case: Callable[[T], 
     """The step of every undecided case in a pool of ``workers`` processes, results in order."""
     pool = ProcessPoolExecutor(max_workers=min(workers, len(items)))
     try:
-        futures = {k: pool.submit(run_case, step, item, case(item), catch)
+        futures = {k: pool.submit(attempt, step, item, case(item), catch)
                    for k, item in enumerate(items) if case(item) not in decided}
         for k, item in enumerate(items):
             yield decided[case(item)] if k not in futures else futures[k].result()
@@ -167,5 +167,5 @@ def _in_processes(items: list[T], step: Callable[[T], Any], case: Callable[[T], 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["DONE", "FAILED", "SKIPPED", "CaseResult", "Skipped", "error_line", "iter_batch",
-           "precheck", "run_case"]
+__all__ = ["DONE", "FAILED", "SKIPPED", "CaseResult", "Skipped", "attempt", "error_line",
+           "iter_batch", "precheck"]

@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from gdsynth.batch import CaseResult, Skipped, error_line, iter_batch, precheck, run_case
+from gdsynth.batch import CaseResult, Skipped, attempt, error_line, iter_batch, precheck
 from gdsynth.errors import InputFileMissingError
 
 
@@ -37,7 +37,7 @@ def test_catch_narrows_what_a_case_may_fail_with():
     def step(x):
         raise TypeError("a bug")
 
-    assert run_case(step, 1, "a", catch=(Exception,)).status == "failed"
+    assert attempt(step, 1, "a", catch=(Exception,)).status == "failed"
     with pytest.raises(TypeError, match="a bug"):
         list(iter_batch([1], step, case=str, description="t", progress=False,
                         catch=(OSError, ValueError)))
