@@ -177,6 +177,7 @@ def _prep_cache(o: PredictOptions):  # -> gdsynth.inference.prep.PrepCache | Non
 def _run(o: PredictOptions) -> None:
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.detection.detectors import parse_detector
+    from gdsynth.explain.exam import explain_lesions
     from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
 
@@ -189,7 +190,7 @@ def _run(o: PredictOptions) -> None:
         device=o.device.value, overwrite=o.overwrite, shard=parse_shard(o.shard),
         workers=o.workers,
         detector=None if o.detector is None else parse_detector(o.detector),
-        explain=o.explain, prep_cache=cache, allow_foreign_output=o.allow_foreign_output,
+        explain=explain_lesions if o.explain else None, prep_cache=cache, allow_foreign_output=o.allow_foreign_output,
     )
     sweep_output(o.out, o.prep)
     results = run_cohort(exams, config, bids_root=None if o.single else o.bids)

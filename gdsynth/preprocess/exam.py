@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from gdsynth.errors import GdsynthError, InputFileMissingError
+from gdsynth.batch import Skipped, iter_batch
+from gdsynth.errors import InputFileMissingError
 from gdsynth.io import Geometry, read_image, write_image, write_json, write_labels
 from gdsynth.io.bids import (
     Exam,
@@ -219,25 +219,16 @@ def load_prepared(prepared: PreparedFiles) -> PreparedVolumes:
                            prepared.provenance)
 
 
-def _run_one(args: tuple[Exam, Path, PrepConfig, bool, int]):
-    from gdsynth.cli._common import CaseResult
-
+def _run_one(args: tuple[Exam, Path, PrepConfig, bool, int]) -> None | Skipped:
+    """One exam of :func:`prepare_cohort` (in a worker process when ``threads``, SimpleITK's
+    threads there); :class:`~gdsynth.batch.Skipped` when it was prepared before."""
     exam, out_root, config, force, threads = args
     if threads:
         import SimpleITK as sitk
 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    start = time.perf_counter()
-    try:
-        prepared = prepare_to_folder(exam, out_root, config, force=force)
-    except GdsynthError as exc:
-        return CaseResult(exam.prefix, "failed", time.perf_counter() - start, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a batch reports every failure and goes on
-        log.debug("unexpected failure in %s", exam.prefix, exc_info=True)
-        return CaseResult(exam.prefix, "failed", time.perf_counter() - start,
-                          f"{type(exc).__name__}: {exc}")
-    status = "skipped" if prepared.cached else "done"
-    return CaseResult(exam.prefix, status, time.perf_counter() - start)
+    prepared = prepare_to_folder(exam, out_root, config, force=force)
+    return Skipped() if prepared.cached else None
 
 
 def prepare_cohort_to_folder(exams: Sequence[Exam], out_root: Path,
@@ -245,15 +236,11 @@ def prepare_cohort_to_folder(exams: Sequence[Exam], out_root: Path,
                              force: bool = False) -> list:
     """Prepare every exam into ``out_root`` (:func:`prepare_to_folder`); failures are recorded (``CaseResult`` with status ``failed``), not
     raised. ``workers`` > 1 runs exams in parallel processes."""
-    from gdsynth.progress import track
-
     jobs = [(e, Path(out_root), config, force, 0) for e in exams]
-    if workers <= 1 or len(jobs) <= 1:
-        return [_run_one(j) for j in track(jobs, "prepare", total=len(jobs))]
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    if workers > 1 and len(jobs) > 1:  # worker processes share the cores
+        import os
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(*j[:4], threads) for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(track(pool.map(_run_one, jobs), "prepare", total=len(jobs)))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        jobs = [(*j[:4], threads) for j in jobs]
+    return list(iter_batch(jobs, _run_one, case=lambda job: job[0].prefix, description="prepare",
+                           workers=workers))
