@@ -4,9 +4,9 @@
 
 Every file is classified as byte-identical, or, when the bytes differ: NIfTI images with the same
 header geometry and voxel values (compression differs), JSON documents that differ only in
-run-specific keys (times, durations, versions, paths of the run folder, hashes of those), or a real
-difference (listed with what differs). Files present on one side only are listed too. Exits 1 when
-anything differs beyond run-specific keys.
+run-specific keys (times, dates, durations), text files identical once each folder's absolute path
+is written as ``<OUT>``, or a real difference (listed with what differs). Files present on one side
+only are listed too. Exits 1 when anything differs beyond those.
 """
 
 from __future__ import annotations
@@ -48,14 +48,35 @@ def _json_diff(a, b, where: str = "") -> list[str]:
 
 
 def _is_run_key(path: str) -> bool:
-    leaf = path.split(".")[-1].split("[")[0].lower()
-    return leaf in RUN_KEYS or any(k in leaf for k in ("time", "date", "elapsed", "duration"))
+    """A key (anywhere on its path, e.g. ``timings_s.mask``) that says when or how long."""
+    parts = [p.split("[")[0].lower() for p in path.split(".")]
+    return any(p in RUN_KEYS or any(k in p for k in ("time", "timing", "date", "elapsed", "duration",
+                                                         "second"))
+               for p in parts)
+
+
+def _tsv_without_run_columns(text: str) -> list[list[str]]:
+    rows = [line.split("\t") for line in text.splitlines()]
+    if not rows:
+        return rows
+    keep = [i for i, name in enumerate(rows[0]) if not _is_run_key(name)]
+    return [[r[i] if i < len(r) else "" for i in keep] for r in rows]
+
+
+TEXT = (".json", ".tsv", ".txt", ".md", ".html", ".js", ".csv")
+
+
+def _text(path: Path, root: Path) -> str:
+    """The file's text with its output folder's absolute path written as ``<OUT>``."""
+    return path.read_text(encoding="utf-8").replace(str(root.resolve()), "<OUT>")
 
 
 def classify(before: Path, after: Path, rel: str) -> tuple[str, str]:
     a, b = before / rel, after / rel
     if _digest(a) == _digest(b):
         return "identical", ""
+    if rel.endswith(TEXT) and _text(a, before) == _text(b, after):
+        return "same-but-path", "identical once the output folder's path is written as <OUT>"
     if rel.endswith((".nii.gz", ".nii")):
         (xa, ga), (xb, gb) = read_image(a), read_image(b)
         if ga.same_grid(gb, 1e-6) and xa.shape == xb.shape and np.array_equal(xa, xb):
@@ -66,7 +87,7 @@ def classify(before: Path, after: Path, rel: str) -> tuple[str, str]:
         return "different", f"shape {xa.shape} vs {xb.shape}"
     if rel.endswith(".json"):
         try:
-            ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+            ja, jb = json.loads(_text(a, before)), json.loads(_text(b, after))
         except ValueError as err:
             return "different", f"not JSON: {err}"
         keys = _json_diff(ja, jb)
@@ -74,6 +95,9 @@ def classify(before: Path, after: Path, rel: str) -> tuple[str, str]:
         if not real:
             return "run-specific", "differs only in " + ", ".join(keys[:6])
         return "different", "keys " + ", ".join(real[:8])
+    if rel.endswith(".tsv"):
+        if _tsv_without_run_columns(_text(a, before)) == _tsv_without_run_columns(_text(b, after)):
+            return "run-specific", "differs only in timing columns"
     if rel.endswith(".gz"):
         if gzip.decompress(a.read_bytes()) == gzip.decompress(b.read_bytes()):
             return "same-voxels", "same content, different gzip header"
