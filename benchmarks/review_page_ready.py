@@ -1,16 +1,21 @@
 """Review site: page-ready time of an exam page in headless chromium and the site's size per exam.
 
     python benchmarks/review_page_ready.py SITE [SITE ...] [--page exam-e001.html] [--repeat 2]
+                                           [--profile]
 
 Each SITE (a folder written by ``gdsynth review``) is served over http on 127.0.0.1 (the way
 ``gdsynth review --serve`` does) and, when its volumes are embedded, also opened from file://.
 Page-ready time = ``performance.now()`` (ms since navigation start) when the viewer reports
-ready (``window.gdViewerReady``), polled every 50 ms. Needs /usr/bin/chromium + chromedriver.
+ready (``window.gdViewerReady``), polled every 50 ms. ``--profile`` also prints, for each run,
+the viewer's phases (``performance.measure`` entries ``gd:attach|read|image|layers <volume>``:
+start and end in s since navigation). Load averages are printed with the times: timings taken on
+a busy machine are not comparable. Needs /usr/bin/chromium + chromedriver.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,19 @@ def page_ready_s(driver, url: str, timeout: float = 300.0) -> float:
     raise TimeoutError(url)
 
 
+PHASES = ("return performance.getEntriesByType('measure').filter(m => m.name.startsWith('gd:'))"
+          ".map(m => [m.name.slice(3), m.startTime / 1000, (m.startTime + m.duration) / 1000])")
+
+
+def print_phases(driver) -> None:
+    for name, start, end in sorted(driver.execute_script(PHASES), key=lambda p: p[1]):
+        print(f"      {start:7.2f} - {end:7.2f} s  {name}")
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def site_size_mb(site: Path) -> dict[str, float]:
     return {d.name: sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) / 2**20
             for d in sorted((site / "data").iterdir()) if d.is_dir()}
@@ -49,6 +67,7 @@ def main() -> None:
     ap.add_argument("sites", nargs="+", type=Path)
     ap.add_argument("--page", default="exam-e001.html")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--profile", action="store_true", help="print the viewer's phases of each run")
     args = ap.parse_args()
     driver = start_driver("none")
     driver.set_script_timeout(600)  # a busy page blocks the poll: that time counts, not fails
@@ -60,11 +79,16 @@ def main() -> None:
                 site / "data" / "e001" / "volumes.js").exists()
             with serve_folder(site) as url:
                 for n in range(args.repeat):
-                    print(f"  http    run {n + 1}: ready in {page_ready_s(driver, url + args.page):.2f} s")
+                    t = page_ready_s(driver, url + args.page)
+                    print(f"  http    run {n + 1}: ready in {t:.2f} s ({load()})")
+                    if args.profile:
+                        print_phases(driver)
             if embedded:
                 for n in range(args.repeat):
                     t = page_ready_s(driver, (site / args.page).resolve().as_uri())
-                    print(f"  file:// run {n + 1}: ready in {t:.2f} s")
+                    print(f"  file:// run {n + 1}: ready in {t:.2f} s ({load()})")
+                    if args.profile:
+                        print_phases(driver)
     finally:
         stop_driver(driver)
 
