@@ -171,3 +171,18 @@ def test_lesion_outlines_are_axial_on_any_voxel_order():
         edge = outline(cube, axes)
         middle = np.take(edge, 4, axis=superior_axis)  # an axial slice through the cube
         assert middle.max() == 3 and middle[4, 4] == 0 and middle.sum() == 3 * 16
+
+
+def test_copied_niivue_skips_the_unused_gradient_pass(tmp_path):
+    """The site's NiiVue differs from the vendored build by NIIVUE_PATCH only; a build without
+    the patched code is refused with the file named (not copied unpatched)."""
+    from gdsynth.review.render import NIIVUE_PATCH, STATIC, copy_static, patched_niivue
+
+    copy_static(tmp_path / "static")
+    vendored = (STATIC / "niivue.umd.js").read_bytes()
+    copied = (tmp_path / "static" / "niivue.umd.js").read_bytes()
+    old, new = (s.encode() for s in NIIVUE_PATCH)
+    assert old not in copied and copied.count(new) == 1
+    assert copied.replace(new, old) == vendored
+    with pytest.raises(OutputError, match="niivue.umd.js"):
+        patched_niivue(vendored.replace(old, b""))

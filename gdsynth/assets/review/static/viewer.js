@@ -2,8 +2,11 @@
  * radiological convention, window presets per sequence and overlays. No network: a volume comes
  * from a script next to the page (item.script: base64 NIfTI, works from file://), from an
  * already loaded bundle (window[config.bundle]) or from a URL (item.file). Each file is read
- * once; overlays switched off are read only when first switched on. Stored values are scaled:
- * value = stored * item.scale + item.offset (windows and thresholds in the config are values). */
+ * (and gunzipped, natively) once; overlays switched off are read only when first switched on.
+ * A view gets its base volume and its visible overlays in one NiiVue update (each update redoes
+ * every layer on the GPU, in software in headless browsers). Stored values are scaled:
+ * value = stored * item.scale + item.offset (windows and thresholds in the config are values).
+ * Phases are recorded as performance.measure entries named "gd:<phase> <key>". */
 (function () {
   'use strict';
   var SLICE = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3 };
@@ -25,11 +28,30 @@
     });
   }
 
+  /* Bytes of a base64 string: natively where the browser can (Uint8Array.fromBase64), else
+   * through atob. */
   function base64ToBuffer(text) {
+    if (Uint8Array.fromBase64) { return Uint8Array.fromBase64(text).buffer; }
     var bin = window.atob(text);
     var bytes = new Uint8Array(bin.length);
     for (var i = 0; i < bin.length; i++) { bytes[i] = bin.charCodeAt(i); }
     return bytes.buffer;
+  }
+
+  /* Gunzip natively (DecompressionStream) when the bytes are gzip, so NiiVue gets a plain NIfTI
+   * and does not inflate it in JavaScript. */
+  async function gunzip(buffer) {
+    var head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
+    if (head[0] !== 0x1f || head[1] !== 0x8b || typeof DecompressionStream === 'undefined') {
+      return buffer;
+    }
+    var stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Response(stream).arrayBuffer();
+  }
+
+  /* performance.measure entries (gd:<name>) for the browser benchmark's profile. */
+  function measure(name, start) {
+    if (performance.measure) { performance.measure('gd:' + name, { start: start, end: performance.now() }); }
   }
 
   function toStored(item, value) {
@@ -49,10 +71,11 @@
     this.onLocation = null;
   }
 
-  /* The compressed NIfTI bytes of an item, read once whatever the number of panels. */
+  /* The NIfTI bytes of an item (gunzipped), read once whatever the number of panels. */
   LinkedViewer.prototype.read = function (item) {
     var self = this;
     if (!this.bytes[item.key]) {
+      var t0 = performance.now();
       var bundle = function () { return self.bundleName ? window[self.bundleName] : null; };
       var p;
       if (bundle() && bundle()[item.key]) {
@@ -66,37 +89,55 @@
         });
       }
       this.bytes[item.key] = p.then(function (buffer) {
-        if (buffer) { return buffer; }
-        var b = bundle();
-        if (!b || !b[item.key]) { throw new Error('volume ' + item.key + ' missing from ' + item.script); }
-        var out = base64ToBuffer(b[item.key]);
-        delete b[item.key];  // keep only the decoded bytes
-        return out;
-      });
+        if (!buffer) {
+          var b = bundle();
+          if (!b || !b[item.key]) { throw new Error('volume ' + item.key + ' missing from ' + item.script); }
+          buffer = base64ToBuffer(b[item.key]);
+          delete b[item.key];  // keep only the decoded bytes
+        }
+        return gunzip(buffer);
+      }).then(function (buffer) { measure('read ' + item.key, t0); return buffer; });
     }
     return this.bytes[item.key];
   };
 
   LinkedViewer.prototype.image = async function (item, opts) {
     var buffer = await this.read(item);
-    return niivue.NVImage.new(buffer.slice(0), item.name, opts.colormap, opts.opacity, null,
-      opts.cal_min, opts.cal_max, true);
+    var t0 = performance.now();
+    var img = await niivue.NVImage.new(buffer.slice(0), item.name.replace(/\.gz$/, ''), opts.colormap,
+      opts.opacity, null, opts.cal_min, opts.cal_max, true);
+    measure('image ' + item.key, t0);
+    return img;
+  };
+
+  /* Does overlay ``ov`` belong on panel ``p``? */
+  function onPanel(ov, p) {
+    return ov.panels.indexOf(p.vol.key) >= 0 || ov.panels.indexOf('all') >= 0;
+  }
+
+  LinkedViewer.prototype.imageOptions = function (ov, visible) {
+    var thr = this.thresholds[ov.key] !== undefined ? this.thresholds[ov.key] : ov.threshold;
+    return { colormap: ov.colormap, opacity: visible ? ov.opacity : 0,
+             cal_min: toStored(ov, thr), cal_max: toStored(ov, ov.max) };
   };
 
   LinkedViewer.prototype.init = async function () {
     var self = this;
     var cfg = this.config;
+    var visible = (cfg.overlays || []).filter(function (ov) { return ov.visible; });
+    // start reading every volume shown first now, while the views set up their WebGL contexts
+    cfg.volumes.concat(visible).forEach(function (item) { self.read(item).catch(function () {}); });
     var made = cfg.volumes.map(function (vol) { return self.makePanel(vol); });
-    await Promise.all(cfg.volumes.map(function (vol, i) { return self.loadBase(vol, made[i]); }));
-    this.instances = made.map(function (p) { return p.nv; });
     this.panels = made;
+    var loading = Promise.all(made.map(function (p) { return self.fill(p, visible); }));
+    visible.forEach(function (ov) { self.pending[ov.key] = loading; });
+    await loading;
+    this.instances = made.map(function (p) { return p.nv; });
     var all = this.instances;
     all.forEach(function (nv) {
       nv.broadcastTo(all.filter(function (o) { return o !== nv; }), { '2d': true, '3d': true });
     });
     this.setSliceType(cfg.sliceType || 'axial');
-    var visible = (cfg.overlays || []).filter(function (ov) { return ov.visible; });
-    await Promise.all(visible.map(function (ov) { return self.loadOverlay(ov, true); }));
     return this;
   };
 
@@ -132,13 +173,27 @@
     return { vol: vol, nv: nv, canvas: canvas };
   };
 
-  LinkedViewer.prototype.loadBase = async function (vol, panel) {
+  /* A panel's base volume and its visible overlays, handed to NiiVue together: NiiVue redoes
+   * every layer of a view (on the GPU) for each volume added, so adding them one by one would
+   * redo the base image once per overlay. */
+  LinkedViewer.prototype.fill = async function (panel, overlays) {
+    var self = this;
+    var vol = panel.vol;
+    var t0 = performance.now();
     await panel.nv.attachToCanvas(panel.canvas);
+    measure('attach ' + vol.key, t0);
     var win = vol.presets['default'];
-    var base = await this.image(vol, {
+    var mine = overlays.filter(function (ov) { return onPanel(ov, panel); });
+    var images = await Promise.all([this.image(vol, {
       colormap: 'gray', opacity: 1, cal_min: toStored(vol, win[0]), cal_max: toStored(vol, win[1]),
+    })].concat(mine.map(function (ov) { return self.image(ov, self.imageOptions(ov, true)); })));
+    t0 = performance.now();
+    panel.nv.volumes = images;
+    panel.nv.setVolume(images[0], 0);  // back + overlays, one GPU update
+    measure('layers ' + vol.key, t0);
+    mine.forEach(function (ov, i) {
+      self.overlays.push({ key: ov.key, nv: panel.nv, index: i + 1, opacity: ov.opacity, item: ov });
     });
-    panel.nv.addVolume(base);
   };
 
   /* Load an overlay into every panel it belongs to (once; later calls wait for the first). */
@@ -146,18 +201,15 @@
     var self = this;
     if (!this.pending[ov.key]) {
       this.pending[ov.key] = (async function () {
-        var thr = self.thresholds[ov.key] !== undefined ? self.thresholds[ov.key] : ov.threshold;
-        for (var i = 0; i < self.panels.length; i++) {
-          var p = self.panels[i];
-          if (ov.panels.indexOf(p.vol.key) < 0 && ov.panels.indexOf('all') < 0) { continue; }
-          var img = await self.image(ov, {
-            colormap: ov.colormap, opacity: visible ? ov.opacity : 0,
-            cal_min: toStored(ov, thr), cal_max: toStored(ov, ov.max),
-          });
-          p.nv.addVolume(img);
+        var mine = self.panels.filter(function (p) { return onPanel(ov, p); });
+        var images = await Promise.all(mine.map(function () {
+          return self.image(ov, self.imageOptions(ov, visible));
+        }));
+        mine.forEach(function (p, i) {
+          p.nv.addVolume(images[i]);
           self.overlays.push({ key: ov.key, nv: p.nv, index: p.nv.volumes.length - 1,
                                opacity: ov.opacity, item: ov });
-        }
+        });
       })();
     }
     return this.pending[ov.key];
