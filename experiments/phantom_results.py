@@ -18,8 +18,9 @@ Steps (every one resumable; a rerun with the same arguments redoes nothing):
 3. per model: a snapshot of the input folder (``DIR/snapshots/NAME``) synthesizes the calibration
    cohort; the detection calibration and refer operating point are fitted with
    :mod:`gdsynth.inference.calibrate` (as ``experiments/calibrate_detection.py``) into a copy,
-   ``DIR/models/NAME`` (the input
-   folder is untouched unless ``--calibrate-in-place NAME``); the copy predicts the test cohort.
+   ``DIR/models/NAME`` (the input folder is untouched unless ``--calibrate-in-place NAME``); the
+   copy predicts the test cohort. Both read the exams from the preparation cache of step 2
+   (:class:`gdsynth.inference.prep.PrepCache`, as ``gdsynth predict --prep-cache``).
    ``--calibrate NAME`` (repeatable) calibrates only those models, the others keep their card;
    ``--detector NAME=segmentation`` picks a model's detector (e.g. a segmentation network given as
    ``--model seg=FOLDER`` whose card has an ``enhancing`` head);
