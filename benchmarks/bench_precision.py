@@ -49,7 +49,7 @@ def training_precision(work: Path, *, resolution: float = 2.0, subjects: int = 4
     from gdsynth.training.cohort import prepare_cohort
     from gdsynth.training.config import load_config
     from gdsynth.training.module import Pix2PixModule
-    from gdsynth.training.run import train_run
+    from gdsynth.training.run import RunOptions, train_run
 
     cfg = load_config(ROOT / "experiments" / "phantom.yaml")
     cfg.trainer.tracker, cfg.trainer.max_time, cfg.validation.panels = "none", None, False
@@ -76,11 +76,11 @@ def training_precision(work: Path, *, resolution: float = 2.0, subjects: int = 4
         run_dir = Path(tempfile.mkdtemp(prefix=f"gdsynth-bench-train-{p}-", dir=work))
         cpu0 = _cpu_tree()
         with Timer() as t:
-            result = train_run(train, run_dir, cfg, val_exams=val, export=False)
+            result = train_run(train, run_dir, cfg, RunOptions(val_exams=val, export=False))
         cpu = _cpu_tree() - cpu0
         runs[p] = {"wall": t.wall, "cpu": cpu, "batches": result.steps,
                    "samples_per_cpu_s": result.steps * cfg.data.batch_size / cpu,
-                   "ssim": result.metrics.get("val/ssim_brain"),
+                   "ssim": result.metrics.get("val/ssim_brain_2d_slices"),
                    "mae": result.metrics.get("val/mae_brain")}
     return {"bare_cpu": bare, "bare_ratio": statistics.median(ratios), "bare_ratios": ratios,
             "runs": runs, "resolution": resolution, "threads": torch.get_num_threads(),

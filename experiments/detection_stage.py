@@ -88,15 +88,16 @@ def patterns(bids: Path, exam) -> dict[int, str]:
 
 
 def read_truth(bids: Path, exam, prep, kind: str) -> np.ndarray:
-    from gdsynth.inference.prep import move
     from gdsynth.io import read_image
     from gdsynth.io.bids import find_derivative
+    from gdsynth.preprocess import move_to_grid
 
     root = bids / "derivatives" / "phantom"
     path = find_derivative(root, exam, "dseg", desc="enhancing") if kind == "enhancing" \
         else find_derivative(root, exam, "mask", label="L", desc="all")
     arr, geometry = read_image(path, allow_constant=True)
-    return move(arr, geometry, prep.geometry, nearest=True).round().astype(np.int32)
+    arr = move_to_grid(arr, geometry, prep.geometry, interpolation="nearest")
+    return arr.round().astype(np.int32)
 
 
 def ceiling_case(exam, prep, all_lesions: np.ndarray, truth: np.ndarray):

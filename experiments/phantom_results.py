@@ -13,7 +13,7 @@ Steps (every one resumable; a rerun with the same arguments redoes nothing):
 1. phantom cohorts: CALIBRATION (sites A+B, seed 500) and TEST (unseen site C, seed 1000); the
    shipped model was trained on seed 0, sites A+B, so both hold unseen subjects. The resolution
    defaults to the first model card's ``spacing_mm``;
-2. ``gdsynth.preprocess.prepare_cohort`` of both (``derivatives/gdsynth-prep``: the reference of the
+2. ``gdsynth.preprocess.prepare_cohort_to_folder`` of both (``derivatives/gdsynth-prep``: the reference of the
    synthesis metrics);
 3. per model: a snapshot of the input folder (``DIR/snapshots/NAME``) synthesizes the calibration
    cohort; the detection calibration and refer operating point are fitted with
@@ -26,7 +26,7 @@ Steps (every one resumable; a rerun with the same arguments redoes nothing):
    ``--model seg=FOLDER`` whose card has an ``enhancing`` head);
 4. baselines on the test cohort, as prediction folders: ``post = pre`` (the input T1w) and the
    FLAIR-hyperintensity heuristic (prepared normalized FLAIR and brain mask, labels put back on the
-   input T1w grid with ``gdsynth.preprocess.to_native``);
+   input T1w grid with ``gdsynth.preprocess.move_to_grid``);
 5. ``gdsynth.evaluation.evaluate_folder`` of every prediction folder against the phantom truth
    (``DIR/evaluation/METHOD``); a Markdown table (``--out-table``) and a JSON file with every
    summary and timing (``--out-json``);
@@ -226,13 +226,13 @@ def make_cohort(root: Path, subjects: int, seed: int, resolution: float, sites: 
 
 def prepare(exams: list, bids: Path, spacing: float | None, workers: int, timings: Timings,
             tag: str) -> None:
-    """``prepare_cohort`` into ``bids/derivatives/gdsynth-prep`` (cached by provenance)."""
+    """``prepare_cohort_to_folder`` into ``bids/derivatives/gdsynth-prep`` (cached by provenance)."""
     from gdsynth.errors import GdsynthError
-    from gdsynth.preprocess import PrepConfig, prepare_cohort
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
 
     with timings.stage(f"prepare {tag}") as info:
-        results = prepare_cohort(exams, bids / "derivatives" / "gdsynth-prep",
-                                 PrepConfig(spacing=spacing), workers=workers)
+        results = prepare_cohort_to_folder(exams, bids / "derivatives" / "gdsynth-prep",
+                                           PrepConfig(spacing=spacing), workers=workers)
         info["work"] = any(r.status != "skipped" for r in results)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -284,8 +284,8 @@ def snapshot(spec: ModelSpec, work: Path) -> Path:
 def prep_cache(bids: Path):
     """The cohort's preparation cache (``bids/derivatives/gdsynth-prep``, read only), as
     ``gdsynth predict --prep-cache`` uses it: an exam prepared there for the model's preparation
-    (``prepare_cohort`` wrote it, same spacing and sequences) is read back, not prepared again
-    (identical arrays); another model's exams are prepared afresh."""
+    (``prepare_cohort_to_folder`` wrote it, same spacing and sequences) is read back, not
+    prepared again (identical arrays); another model's exams are prepared afresh."""
     from gdsynth.inference.prep import PrepCache
 
     return PrepCache(bids / "derivatives" / "gdsynth-prep")
@@ -398,7 +398,7 @@ def baseline_output(kind: str, exam, prep_root: Path):
 
     from gdsynth.evaluation import baselines as B
     from gdsynth.io import read_image
-    from gdsynth.preprocess import load_prepared, open_prepared, to_native
+    from gdsynth.preprocess import load_prepared, move_to_grid, open_prepared
 
     if kind == "post=pre":
         t1w, geometry = read_image(exam.t1w)
@@ -406,8 +406,8 @@ def baseline_output(kind: str, exam, prep_root: Path):
     prepared = open_prepared(exam, prep_root)
     vols = load_prepared(prepared)
     out = B.flair_heuristic(vols.images["FLAIR"], vols.mask, prepared.geometry.spacing)
-    native = to_native(out.labels, prepared.geometry, prepared.native_geometry,
-                       interpolation="nearest")
+    native = move_to_grid(out.labels, prepared.geometry, prepared.native_geometry,
+                          interpolation="nearest")
     kept = [k for k in np.unique(native) if k > 0]  # a lesion may vanish when resampled
     relabel = np.zeros(int(out.labels.max()) + 1, np.int32)
     relabel[kept] = np.arange(1, len(kept) + 1, dtype=np.int32)

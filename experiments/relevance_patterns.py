@@ -59,9 +59,10 @@ def prepared(bids: Path, n: int, prep: Path | None, work: Path, inputs=SEQS,
     cohort's own derivatives/gdsynth-prep when the cohort is complete (``.done``; read only),
     else ``work/prep``."""
     from gdsynth.io.bids import discover
-    from gdsynth.training.cohort import prepare_cohort, truth_path
+    from gdsynth.phantom import enhancing_truth_path
+    from gdsynth.training.cohort import prepare_cohort
 
-    exams = [e for e in discover(bids, labels) if e.t1w_gd is not None and truth_path(bids, e)][:n]
+    exams = [e for e in discover(bids, labels) if e.t1w_gd is not None and enhancing_truth_path(bids, e)][:n]
     if prep is None:
         shared = bids / "derivatives" / "gdsynth-prep"
         prep = shared if (bids / ".done").is_file() and shared.is_dir() else work / "prep"

@@ -140,7 +140,7 @@ def train_and_score(variant: str, train, test, base, run: Path, args) -> list[di
 
     from gdsynth.io import atomic_write_text
     from gdsynth.models.folder import load_model_folder
-    from gdsynth.training.run import train_run
+    from gdsynth.training.run import RunOptions, train_run
 
     cache = run / "rows.json"
     old = json.loads(cache.read_text()) if cache.is_file() else []
@@ -154,7 +154,7 @@ def train_and_score(variant: str, train, test, base, run: Path, args) -> list[di
     else:
         cfg = variant_config(base, variant, run, train, args.seed, args.cvae_steps)
         t0 = time.perf_counter()
-        result = train_run(train, run / "train", cfg, val_exams=[])
+        result = train_run(train, run / "train", cfg, RunOptions(val_exams=[]))
         seconds = round(time.perf_counter() - t0, 1)
         generator, card = load_model_folder(result.model_dir)
         steps = result.steps

@@ -12,7 +12,8 @@ T1w, 5 mm thick-slice FLAIR/T2w, the alternative lesion model, and all of these 
 model, at the model card's resolution:
 
 1. a phantom cohort of that site kind (seed :data:`SEED`, ``--subjects RES=N`` subjects at RES mm,
-   half of them with enhancing lesions), prepared with ``prepare_cohort`` (the synthesis reference);
+   half of them with enhancing lesions), prepared with ``prepare_cohort_to_folder`` (the synthesis
+   reference);
 2. ``gdsynth predict`` (``run_cohort``, 1 MC sample, the card's own detection parameters) and the
    ``post = pre`` baseline (the input T1w as the synthetic) on the same exams;
 3. ``evaluate_folder`` of both: SSIM / PSNR in the brain (normalized units, NAWM = 1), lesion F1,
@@ -194,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gdsynth.io import atomic_write_text, write_json
     from gdsynth.models.card import CARD_NAME, ModelCard
     from gdsynth.models.folder import resolve_model_dir
-    from gdsynth.preprocess import PrepConfig, prepare_cohort
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -272,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, kind in FOREIGN.items():
             bids = work / f"foreign-{kind}-r{res:g}"
             exams = make_foreign(c_bids, c_exams[0], bids, kind)
-            prepare_cohort(exams, bids / "derivatives" / "gdsynth-prep", PrepConfig(spacing=res))
+            prepare_cohort_to_folder(exams, bids / "derivatives" / "gdsynth-prep",
+                                     PrepConfig(spacing=res))
             pred = bids / "derivatives" / f"pred-{PR.slug(name)}"
             cfg = PR.run_config(pred, src, "predict", 1, args.workers, bids=bids)
             fails = PR.run(exams, cfg, bids, timings, f"predict {name} {kind}")

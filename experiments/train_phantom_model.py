@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from gdsynth.phantom import generate_dataset
     from gdsynth.training.cohort import prepare_cohort
     from gdsynth.training.config import apply_overrides, load_config
-    from gdsynth.training.run import last_checkpoint, train_run
+    from gdsynth.training.run import RunOptions, last_checkpoint, train_run
 
     cfg = load_config(args.config)
     apply_overrides(cfg, **{"trainer.max_steps": args.max_steps, "trainer.max_time": args.max_time,
@@ -77,12 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"prepared {len(training)} exams ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     run = args.work / "run"
-    result = train_run(training, run, cfg, resume=last_checkpoint(run).is_file(), progress=True,
-                       data_summary={"source": "gdsynth digital phantom (synthetic only)",
-                                     "subjects": args.subjects, "seed": args.seed,
-                                     "sites": args.sites.split(","),
-                                     "resolution_mm": args.resolution,
-                                     "n_exams": len(training)})
+    summary = {"source": "gdsynth digital phantom (synthetic only)", "subjects": args.subjects,
+               "seed": args.seed, "sites": args.sites.split(","),
+               "resolution_mm": args.resolution, "n_exams": len(training)}
+    result = train_run(training, run, cfg, RunOptions(resume=last_checkpoint(run).is_file(),
+                                                      progress=True, data_summary=summary))
     generator, card = load_model_folder(result.model_dir)
     card.name = "gdsynth-phantom"
     card.intended_use = INTENDED_USE

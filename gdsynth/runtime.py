@@ -34,13 +34,16 @@ class CompileChoice(str, Enum):
 
     @classmethod
     def parse(cls, value: str | bool | CompileChoice) -> CompileChoice:
+        """The choice named ``value`` (any case); a bool is ``on`` or ``off``. Anything else
+        raises :class:`ConfigError` listing the valid choices."""
         if isinstance(value, bool):
             return cls.on if value else cls.off
         text = value.value if isinstance(value, Enum) else str(value)
         try:
             return cls(text.lower())
         except ValueError:
-            raise ConfigError(None, f"compile {value!r} invalid; choose one of auto, on, off") from None
+            valid = ", ".join(m.value for m in cls)
+            raise ConfigError(None, f"compile {value!r} invalid; choose one of {valid}") from None
 
 
 class Precision(str, Enum):

@@ -6,11 +6,11 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import typer
 from typer.core import TyperCommand
 
+from gdsynth.batch import CaseResult
 from gdsynth.errors import GdsynthError, NotImplementedCommandError
 
 log = logging.getLogger("gdsynth")
@@ -84,16 +84,6 @@ def not_implemented(command: str, issue: str) -> None:
     raise NotImplementedCommandError(
         None, f"'gdsynth {command}' is not implemented yet (tracked in {issue})"
     )
-
-
-@dataclass
-class CaseResult:
-    """Outcome of one case in a batch command."""
-
-    case: str
-    status: str  # "done", "skipped", "failed"
-    seconds: float = 0.0
-    error: str = ""
 
 
 def finish_batch(results: Sequence[CaseResult], what: str) -> None:

@@ -45,11 +45,10 @@ def phantom(
     """Generate a digital MS phantom cohort as a BIDS dataset with ground truth."""
     from dataclasses import replace
 
-    from gdsynth.cli._common import CaseResult, finish_batch, sweep_output
+    from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.errors import ConfigError
     from gdsynth.phantom import PhantomConfig
     from gdsynth.phantom.dataset import finish_dataset, iter_subjects, prepare_output
-    from gdsynth.progress import track
 
     chosen = tuple(s.strip() for item in (sites or []) for s in item.split(",") if s.strip())
     base = PhantomConfig()
@@ -59,12 +58,8 @@ def phantom(
         raise ConfigError(None, "--seed must be >= 0")
     sweep_output(out)
     prepare_output(out, seed, config)
-    results = []
-    cases = []
-    stream = iter_subjects(out, subjects=subjects, seed=seed, config=config, workers=workers)
-    for r in track(stream, "phantom subjects", total=subjects):
-        results.append(r)
-        cases.append(CaseResult(f"sub-{r.subject}", r.status, r.seconds, r.error))
+    results = list(iter_subjects(out, subjects=subjects, seed=seed, config=config,
+                                 workers=workers, progress=True))
     finish_dataset(out, results)
     typer.echo(f"wrote {out}", err=True)
-    finish_batch(cases, "phantom")
+    finish_batch(results, "phantom")

@@ -13,11 +13,13 @@ parameters, as the cache of ``gdsynth prepare`` decides) is read back, not prepa
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from gdsynth.cli._common import LABELS_HELP
+from gdsynth.detection.detectors import Detector
 from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoice, Precision
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
@@ -58,8 +60,10 @@ _FOREIGN = typer.Option(
          "pipeline (another tool's derivatives, the phantom truth, a raw dataset); refused "
          "otherwise.")
 _SEED = typer.Option(0, "--seed", help="Seed of the MC-dropout masks.")
+_DETECTORS = [d.value for d in Detector]
 _DETECTOR = typer.Option(None, "--detector",
-                         help="difference, segmentation or combined (default: the model card's).")
+                         help=f"{', '.join(_DETECTORS[:-1])} or {_DETECTORS[-1]} (default: the model "
+                              "card's).")
 _EXPLAIN = typer.Option(False, "--explain",
                         help="Attribute each lesion to the input sequences (ablation + IG).")
 _PREP = typer.Option(
@@ -104,54 +108,97 @@ def single_exam(t1w: Path | None, t2w: Path | None, flair: Path | None, subject:
     return exam
 
 
-def _run(step: str, bids: Path | None, t1w: Path | None, t2w: Path | None, flair: Path | None,
-         subject: str | None, model: str, out: Path, labels: list[str] | None, mc_samples: int,
-         device: DeviceChoice, batch_size: int, workers: int, shard: str | None,
-         overwrite: bool, seed: int, detector: str | None = None, explain: bool = False,
-         prep: Path | None = None, compile_choice: CompileChoice = CompileChoice.auto,
-         allow_foreign_output: bool = False,
-         precision: Precision = Precision.auto) -> None:
-    from gdsynth.cli._common import finish_batch, sweep_output
-    from gdsynth.detection.params import parse_detector
+@dataclass(frozen=True)
+class PredictOptions:
+    """The options of one ``gdsynth synthesize|detect|predict`` call (``step``), as parsed.
+
+    An exam comes either from ``bids`` (a BIDS folder or cohort table, ``labels`` selecting
+    subjects) or from ``t1w/t2w/flair`` (``subject`` naming it)."""
+
+    step: str
+    model: str
+    out: Path
+    bids: Path | None = None
+    t1w: Path | None = None
+    t2w: Path | None = None
+    flair: Path | None = None
+    subject: str | None = None
+    labels: list[str] | None = None
+    mc_samples: int = 1
+    device: DeviceChoice = DeviceChoice.auto
+    batch_size: int = 8
+    workers: int = 0
+    shard: str | None = None
+    overwrite: bool = False
+    seed: int = 0
+    detector: str | None = None
+    explain: bool = False
+    prep: Path | None = None
+    compile: CompileChoice = CompileChoice.auto
+    allow_foreign_output: bool = False
+    precision: Precision = Precision.auto
+
+    @property
+    def single(self) -> bool:
+        """One exam given as ``--t1w/--t2w/--flair`` (not a BIDS folder or table)."""
+        return any(p is not None for p in (self.t1w, self.t2w, self.flair))
+
+
+def _exams(o: PredictOptions) -> list:  # list[gdsynth.io.bids.Exam]
+    """The exams ``o`` names; contradictory options are a :class:`ConfigError`."""
     from gdsynth.errors import ConfigError
-    from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
-    from gdsynth.inference.pipeline import SynthesisSettings
-    from gdsynth.inference.prep import PrepCache
     from gdsynth.io.bids import discover
 
-    single = any(p is not None for p in (t1w, t2w, flair))
-    if single == (bids is not None):
+    if o.single == (o.bids is not None):
         raise ConfigError(None, "give either a BIDS folder/table or --t1w/--t2w/--flair, not both")
-    if single and labels:
+    if o.single and o.labels:
         raise ConfigError(None, "--participant-label selects exams of a BIDS folder; with "
                                 "--t1w/--t2w/--flair use --subject")
-    if not single and subject is not None:
+    if not o.single and o.subject is not None:
         raise ConfigError(None, "--subject names a single exam given as --t1w/--t2w/--flair")
-    if single:
-        exams = [single_exam(t1w, t2w, flair, subject, out, overwrite)]
-    else:
-        exams = discover(bids, labels)
-    cache = None
-    if prep is not None:
-        cache = PrepCache(prep, write=True)
-    elif not single:
-        default = (bids if bids.is_dir() else bids.parent) / "derivatives" / "gdsynth-prep"
-        cache = PrepCache(default, write=False) if default.is_dir() else None
+    if o.single:
+        return [single_exam(o.t1w, o.t2w, o.flair, o.subject, o.out, o.overwrite)]
+    return discover(o.bids, o.labels)
+
+
+def _prep_cache(o: PredictOptions):  # -> gdsynth.inference.prep.PrepCache | None
+    """``--prep DIR`` (read and written), else ``BIDS/derivatives/gdsynth-prep`` when it
+    exists (read only), else none."""
+    from gdsynth.inference.prep import PrepCache
+
+    if o.prep is not None:
+        return PrepCache(o.prep, write=True)
+    if not o.single:
+        default = (o.bids if o.bids.is_dir() else o.bids.parent) / "derivatives" / "gdsynth-prep"
+        return PrepCache(default, write=False) if default.is_dir() else None
+    return None
+
+
+def _run(o: PredictOptions) -> None:
+    from gdsynth.cli._common import finish_batch, sweep_output
+    from gdsynth.detection.detectors import parse_detector
+    from gdsynth.explain.exam import explain_lesions
+    from gdsynth.inference.cohort import RunConfig, Step, parse_shard, run_cohort
+    from gdsynth.inference.pipeline import SynthesisSettings
+
+    exams = _exams(o)
+    cache = _prep_cache(o)
     config = RunConfig(
-        out=out, model=model, step=Step(step),
-        settings=SynthesisSettings(mc_samples=mc_samples, seed=seed, batch_size=batch_size,
-                                   compile=compile_choice.value, precision=precision.value),
-        device=device.value, overwrite=overwrite, shard=parse_shard(shard), workers=workers,
-        detector=None if detector is None else parse_detector(detector).value, explain=explain,
-        prep_cache=cache, allow_foreign_output=allow_foreign_output,
+        out=o.out, model=o.model, step=Step(o.step),
+        settings=SynthesisSettings(mc_samples=o.mc_samples, seed=o.seed, batch_size=o.batch_size,
+                                   compile=o.compile, precision=o.precision.value),
+        device=o.device.value, overwrite=o.overwrite, shard=parse_shard(o.shard),
+        workers=o.workers,
+        detector=None if o.detector is None else parse_detector(o.detector),
+        explain=explain_lesions if o.explain else None, prep_cache=cache, allow_foreign_output=o.allow_foreign_output,
     )
-    sweep_output(out, prep)
-    results = run_cohort(exams, config, bids_root=None if single else bids)
+    sweep_output(o.out, o.prep)
+    results = run_cohort(exams, config, bids_root=None if o.single else o.bids)
     if cache is not None and (cache.reused or cache.prepared):
         typer.echo(f"preparation: {len(cache.reused)} exam(s) reused from the cache in "
                    f"{cache.root}" + (f", {len(cache.prepared)} prepared and cached there"
                                       if cache.prepared else ""), err=True)
-    finish_batch(results, f"gdsynth {step}")
+    finish_batch(results, f"gdsynth {o.step}")
 
 
 def synthesize(
@@ -163,9 +210,11 @@ def synthesize(
     precision: Precision = _PRECISION,
 ) -> None:
     """Synthesize virtual post-gadolinium T1w (and MC-dropout uncertainty) for a cohort."""
-    _run("synthesize", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed, prep=prep, compile_choice=compile,
-         allow_foreign_output=allow_foreign_output, precision=precision)
+    _run(PredictOptions(
+        "synthesize", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
+        workers=workers, shard=shard, overwrite=overwrite, seed=seed, prep=prep, compile=compile,
+        allow_foreign_output=allow_foreign_output, precision=precision))
 
 
 def detect(
@@ -177,9 +226,11 @@ def detect(
     allow_foreign_output: bool = _FOREIGN,
 ) -> None:
     """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
-    _run("detect", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed, detector, explain, prep,
-         allow_foreign_output=allow_foreign_output)
+    _run(PredictOptions(
+        "detect", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
+        workers=workers, shard=shard, overwrite=overwrite, seed=seed, detector=detector,
+        explain=explain, prep=prep, allow_foreign_output=allow_foreign_output))
 
 
 def predict(
@@ -192,7 +243,9 @@ def predict(
     precision: Precision = _PRECISION,
 ) -> None:
     """Synthesize then detect, for a cohort or one exam."""
-    _run("predict", bids, t1w, t2w, flair, subject, model, out, participant_label, mc_samples,
-         device, batch_size, workers, shard, overwrite, seed, detector, explain, prep,
-         compile_choice=compile, allow_foreign_output=allow_foreign_output,
-         precision=precision)
+    _run(PredictOptions(
+        "predict", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
+        workers=workers, shard=shard, overwrite=overwrite, seed=seed, detector=detector,
+        explain=explain, prep=prep, compile=compile, allow_foreign_output=allow_foreign_output,
+        precision=precision))

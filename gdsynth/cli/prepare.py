@@ -31,7 +31,7 @@ def prepare(
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.errors import OutputError
     from gdsynth.io.bids import PRE_SEQUENCES, discover
-    from gdsynth.preprocess import PrepConfig, prepare_cohort
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
 
     exams = discover(bids, participant_label or None)
     root = bids if bids.is_dir() else bids.parent
@@ -40,6 +40,6 @@ def prepare(
         raise OutputError(out_root, "output folder must not be the input dataset itself")
     config = PrepConfig(spacing=spacing, n4=n4, sequences=tuple(sequences or PRE_SEQUENCES))
     sweep_output(out_root)
-    results = prepare_cohort(exams, out_root, config, workers=workers, force=force)
+    results = prepare_cohort_to_folder(exams, out_root, config, workers=workers, force=force)
     typer.echo(f"prepared space written to {out_root}", err=True)
     finish_batch(results, "prepare")

@@ -61,12 +61,12 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
 ) -> None:
     """Serve the study to readers (threaded; answers go to STUDY/answers.sqlite)."""
-    from gdsynth.review.server import serve as run
+    from gdsynth.review.server import run_study_server
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: serving on {host}: readers' tokens travel unencrypted", err=True)
     typer.echo(f"reader study at http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    run(study, host=host, port=port)
+    run_study_server(study, host=host, port=port)
 
 
 @app.command("analyze", cls=Command)

@@ -53,63 +53,37 @@ def train(
     One progress line shows steps, ETA and losses (third-party messages: --verbose). At the end
     it prints where the run is and how to look at it ('gdsynth runs RUN', 'wandb sync ...').
     """
-    import logging
-
-    from gdsynth.cli._common import CaseResult, finish_batch, log, sweep_output
-    from gdsynth.errors import ConfigError, TrainingError
-    from gdsynth.io.bids import discover
     from gdsynth.progress import is_quiet
-    from gdsynth.training.cohort import prepare_cohort
-    from gdsynth.training.config import apply_overrides, apply_settings, load_config
-    from gdsynth.training.loggers import validate_tracker
-    from gdsynth.training.run import last_checkpoint, train_run
+    from gdsynth.training.launch import collect_training_set, load_run_config, train_from_set
 
-    if resume and not last_checkpoint(output).is_file():
-        raise TrainingError(last_checkpoint(output), "nothing to resume: no last.ckpt in this run folder")
-    run_config = output / "config.yaml"
-    if config is None and resume and run_config.is_file():
-        config = run_config  # resume with the exact configuration of the run
-    cfg = apply_settings(load_config(config), settings or [])
-    apply_overrides(cfg, **{"trainer.max_steps": max_steps, "trainer.max_time": max_time,
-                            "trainer.devices": devices, "trainer.accelerator": accelerator,
-                            "trainer.strategy": strategy, "trainer.precision": precision,
-                            "trainer.seed": seed, "trainer.tracker": tracker})
-    validate_tracker(cfg.trainer.tracker)  # before any exam is prepared or folder written
-    exams = discover(bids, participant_label or None)
-    sweep_output(output, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None))
-    usable = [e for e in exams if e.t1w_gd is not None]
-    if len(usable) < len(exams):
-        log.warning("%d exam(s) without post-Gd T1w are not used for training",
-                    len(exams) - len(usable))
-    if not usable:
-        raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
-    training, outcomes = prepare_cohort(bids, usable, prep_root=prep_dir, prep_config=cfg.prep,
-                                        inputs=cfg.data.inputs, labels=labels or (),
-                                        progress=not is_quiet())
-    prepared = [CaseResult(o.case, o.status, o.seconds, o.error) for o in outcomes]
-    if not training:
+    cfg = load_run_config(config, output, resume=resume, settings=settings or [], overrides={
+        "trainer.max_steps": max_steps, "trainer.max_time": max_time, "trainer.devices": devices,
+        "trainer.accelerator": accelerator, "trainer.strategy": strategy,
+        "trainer.precision": precision, "trainer.seed": seed, "trainer.tracker": tracker})
+    data = collect_training_set(bids, output, cfg, participant_labels=participant_label or (),
+                                labels=labels or (), prep_dir=prep_dir, progress=not is_quiet())
+    _report_preparation(data)
+    result = train_from_set(data, output, cfg, resume=resume, prep_dir=prep_dir,
+                            fit_detector=not no_fit_detector, progress=not is_quiet())
+    if result.after_export:
+        typer.echo(result.after_export, err=True)
+    typer.echo(where_to_look(result), err=True)
+
+
+def _report_preparation(data) -> None:  # data: gdsynth.training.launch.TrainingSet
+    """Name the exams that failed preparation; stop (exit 1 after the batch summary, or a
+    ConfigError) when none could be prepared."""
+    from gdsynth.cli._common import CaseResult, finish_batch
+    from gdsynth.errors import ConfigError
+
+    prepared = [CaseResult(o.case, o.status, o.seconds, o.error) for o in data.outcomes]
+    if not data.training:
         finish_batch(prepared, "prepare")
-        raise ConfigError(bids, "no exam could be prepared")
+        raise ConfigError(data.bids, "no exam could be prepared")
     if any(r.status == "failed" for r in prepared):
         typer.echo(f"prepare: {sum(r.status == 'failed' for r in prepared)} exam(s) failed and "
                    "are not used: " + ", ".join(r.case for r in prepared if r.status == "failed"),
                    err=True)
-    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # --verbose
-
-    def fit_detector(model_dir: Path, held_out: list[str]) -> str:
-        from gdsynth.inference.fit_stage import FitOptions, fit_after_training
-
-        held = [e for e in usable if e.prefix in held_out]
-        return fit_after_training(model_dir, held, FitOptions(prep_dir=prep_dir),
-                                  bids_root=bids if bids.is_dir() else None)
-
-    result = train_run(training, output, cfg, resume=resume, progress=not is_quiet(),
-                       data_summary={"source": str(bids), "n_exams": len(training),
-                                     "exams": [e.id for e in training]}, verbose=verbose,
-                       after_export=None if no_fit_detector else fit_detector)
-    if result.after_export:
-        typer.echo(result.after_export, err=True)
-    typer.echo(where_to_look(result), err=True)
 
 
 def where_to_look(result) -> str:  # result: gdsynth.training.run.TrainResult

@@ -2,7 +2,7 @@
 
 2.5D: a ``(P, P, 2k+1)`` patch of each sequence ``(1, X, Y, Z)`` becomes ``(2k+1, X, Y)``; the
 sequences are concatenated sequence-major, so the input is ``(C * (2k+1), H=X, W=Y)`` with channel
-``c * (2k+1) + j`` = sequence ``c``, slice ``z - k + j``. Target, pre, brain and lesion are the
+``c * (2k+1) + j`` = sequence ``c``, slice ``z - k + j`` (:mod:`gdsynth.data.layout`). Target, pre, brain and lesion are the
 central slice ``(1, H, W)``. 3D keeps ``(C, X, Y, Z)``.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torchio as tio
 
+from gdsynth.data.layout import slices_to_channels
 from gdsynth.data.subjects import ALL_LESIONS, BRAIN, LESION, TARGET
 from gdsynth.models.card import Mode
 
@@ -23,12 +24,6 @@ def patch_size_for(mode: str, patch: int, context_slices: int) -> tuple[int, int
         return (patch, patch, patch)
     k = context_slices if Mode(mode) is Mode.two_half_d else 0
     return (patch, patch, 2 * k + 1)
-
-
-def stack_slices(volume: torch.Tensor) -> torch.Tensor:
-    """``(C, X, Y, S)`` → ``(C * S, X, Y)``, sequence-major."""
-    c, x, y, s = volume.shape
-    return volume.permute(0, 3, 1, 2).reshape(c * s, x, y)
 
 
 class TensorLabelSampler(tio.LabelSampler):
@@ -65,7 +60,7 @@ def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str) -> dict[str, 
     if Mode(mode) is Mode.three_d:
         return out
     centre = x.shape[-1] // 2
-    res = {"input": stack_slices(x)}
+    res = {"input": slices_to_channels(x)}
     for k, v in out.items():
         if k != "input":
             res[k] = v[..., centre]

@@ -32,7 +32,7 @@ class TrainingExam:
     """One prepared exam for training.
 
     ``paths``: prepared NIfTI files keyed ``T1w``, ``T2w``, ``FLAIR``, ``T1w_gd``, ``mask`` (as
-    ``gdsynth.preprocess.PreparedExam.paths``). ``truth``: optional enhancing-lesion label map
+    ``gdsynth.preprocess.PreparedFiles.paths``). ``truth``: optional enhancing-lesion label map
     (phantom ``_desc-enhancing_dseg``) on any grid overlapping the prepared one (usually
     the native T1w grid); it is resampled by world coordinates (nearest neighbour).
     """

@@ -6,28 +6,32 @@ on validation cases). Parameters travel in :class:`DetectionParams` (model card 
 See docs/detection.md.
 """
 
-from gdsynth.detection.calibration import fit_calibration
-from gdsynth.detection.detect import (
-    DetectionResult,
-    add_world_coordinates,
-    detect_lesions,
-    score_lesions,
-)
-from gdsynth.detection.params import DetectionParams, Detector, parse_detector
-from gdsynth.detection.patient import quality_flags, summarize_patient
-from gdsynth.detection.real_post import detect_real_post, real_post_params
+from __future__ import annotations
 
-__all__ = [
-    "DetectionParams",
-    "DetectionResult",
-    "Detector",
-    "add_world_coordinates",
-    "detect_lesions",
-    "detect_real_post",
-    "fit_calibration",
-    "parse_detector",
-    "quality_flags",
-    "real_post_params",
-    "score_lesions",
-    "summarize_patient",
-]
+import importlib
+from typing import Any
+
+# imported lazily, so that the light modules (``detectors``: the Enum the CLI lists) stay light
+_EXPORTS = {
+    "DETECTORS": "gdsynth.detection.detectors",
+    "DetectionParams": "gdsynth.detection.params",
+    "DetectionResult": "gdsynth.detection.detect",
+    "Detector": "gdsynth.detection.detectors",
+    "add_world_coordinates": "gdsynth.detection.detect",
+    "detect_lesions": "gdsynth.detection.detect",
+    "detect_real_post": "gdsynth.detection.real_post",
+    "fit_calibration": "gdsynth.detection.calibration",
+    "parse_detector": "gdsynth.detection.detectors",
+    "quality_flags": "gdsynth.detection.patient",
+    "real_post_params": "gdsynth.detection.real_post",
+    "score_lesions": "gdsynth.detection.detect",
+    "summarize_patient": "gdsynth.detection.patient",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gdsynth.detection' has no attribute {name!r}")

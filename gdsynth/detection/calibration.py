@@ -9,7 +9,7 @@ Rules (:func:`fit_calibration`):
 
 1. optional hysteresis tuning: each ``(high, low)`` of ``tune_grid`` is run on every case and the
    pair with the best pooled lesion F1 is kept (ties: first in the grid);
-2. matching: detections vs reference with :func:`gdsynth.evaluation.lesions.match_lesions`
+2. matching: detections vs reference with :func:`gdsynth.metrics.lesions.match_lesions`
    (MSSEG/Anima: a component counts when ≥ alpha = 10 % of it is covered, with the beta/gamma
    guards); a detection is a positive example when it is a true positive;
 3. lesion score: L2 logistic regression (:func:`fit_logistic`) on the score features of all
@@ -37,18 +37,18 @@ import numpy as np
 
 from gdsynth.detection.detect import DetectionResult, detect_lesions, score_lesions
 from gdsynth.detection.logistic import fit_logistic, log_loss
-from gdsynth.detection.params import SCORE_FEATURES, DetectionParams, Detector
+from gdsynth.detection.params import SCORE_FEATURES, DetectionParams
 from gdsynth.detection.patient import calibrated_probability, probability_any
 from gdsynth.detection.scoring import design_matrix, logit, sigmoid
 from gdsynth.errors import ConfigError
+from gdsynth.metrics.lesions import match_lesions
+from gdsynth.metrics.roc import roc_auc
 
 _INPUTS = ("flair", "t1w", "t2w", "uncertainty", "heads")
 
 
 def run_case(case: dict[str, Any], params: DetectionParams) -> tuple[DetectionResult, list[bool], list[bool]]:
     """Detect on one case; return ``(result, tp per lesion (label order), detected per reference)``."""
-    from gdsynth.evaluation.lesions import match_lesions
-
     for key in ("enhancement", "brain_mask", "spacing", "truth"):
         if key not in case:
             raise ConfigError(None, f"calibration case {case.get('id', '?')} lacks {key!r}")
@@ -78,15 +78,6 @@ def lesion_f1(runs: Sequence[tuple[DetectionResult, list[bool], list[bool]]]) ->
     return {"lesion_sensitivity": sens, "lesion_ppv": ppv, "lesion_f1": f1}
 
 
-def roc_auc(prob: np.ndarray, positive: np.ndarray) -> float | None:
-    """Rank-based ROC AUC (ties count ½); ``None`` when one class is absent."""
-    pos, neg = prob[positive], prob[~positive]
-    if pos.size == 0 or neg.size == 0:
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (pos.size * neg.size))
-
-
 def choose_threshold(prob: np.ndarray, positive: np.ndarray, target: float) -> float | None:
     """Refer threshold keeping mean(prob[positive] ≥ t) ≥ ``target``; ``None`` without positives.
 
@@ -106,7 +97,8 @@ def choose_threshold(prob: np.ndarray, positive: np.ndarray, target: float) -> f
 
 
 def operating_metrics(prob: np.ndarray, positive: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Patient-level sensitivity, specificity, PPV, NPV (``None`` when undefined) at ``threshold``."""
+    """Patient-level sensitivity, specificity, PPV, NPV and ROC AUC (``None`` when undefined) at
+    ``threshold``."""
     refer = prob >= threshold
     tp = int(np.sum(refer & positive))
     fn = int(np.sum(~refer & positive))
@@ -116,6 +108,7 @@ def operating_metrics(prob: np.ndarray, positive: np.ndarray, threshold: float) 
     def ratio(a: int, b: int) -> float | None:
         return a / b if b else None
 
+    auc = roc_auc(positive, prob)
     return {
         "sensitivity": ratio(tp, tp + fn),
         "specificity": ratio(tn, tn + fp),
@@ -123,7 +116,7 @@ def operating_metrics(prob: np.ndarray, positive: np.ndarray, threshold: float) 
         "npv": ratio(tn, tn + fn),
         "n_positive": tp + fn,
         "n_negative": tn + fp,
-        "auc": roc_auc(prob, positive),
+        "auc": None if math.isnan(auc) else auc,
     }
 
 
@@ -165,7 +158,7 @@ def fit_calibration(
     info.update(lesion_f1(runs))
     feats = [les for r, _, _ in runs for les in r.lesions]
     y = np.array([t for _, tp, _ in runs for t in tp], dtype=float)
-    use_head = params.detector != Detector.difference.value
+    use_head = params.detector.needs_head
     x = design_matrix(feats, use_head=use_head)
     before = score_lesions(feats, params)
     info.update(n_lesion_candidates=int(y.size), n_true_lesions=int(y.sum()))

@@ -30,6 +30,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
+from gdsynth.metrics.robust import robust_sd
+
 
 def smooth_in_mask(
     image: np.ndarray, mask: np.ndarray, sigma_mm: float, spacing: Sequence[float]
@@ -45,13 +47,6 @@ def smooth_in_mask(
     out = np.zeros_like(values)
     np.divide(num, den, out=out, where=mask & (den > 1e-3))
     return out
-
-
-def robust_sd(values: np.ndarray) -> float:
-    """1.4826 × median absolute deviation (the SD of a Gaussian, robust to outliers)."""
-    if values.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def remove_background(

@@ -8,7 +8,8 @@ Steps (arrays (X, Y, Z) on one grid, ``spacing`` in mm):
    smoothed with ``sigma_mm`` inside the brain, minus its slowly varying background; each region
    trimmed to ≥ ``peak_fraction`` × its peak; ``segmentation`` = hysteresis
    (``seg_high``/``seg_low``) on ``heads["enhancing"]``; ``combined`` = 26-connected components of
-   the union of both candidate masks (each component then scored with both evidences);
+   the union of both candidate masks (each component then scored with both evidences); the
+   registry of detectors is :data:`gdsynth.detection.detectors.DETECTORS`;
 3. components below ``min_volume_mm3`` dropped;
 4. features and suppression of non-lesion enhancement (too large, surface, vessel, CSF/choroid
    plexus, not FLAIR-bright);
@@ -24,16 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdsynth.detection.candidates import (
-    difference_candidates,
-    hysteresis_components,
-    remove_small,
-    trim_to_peak,
-    union_components,
-)
-from gdsynth.detection.context import DIST_CAP_MM, tissue_context
+from gdsynth.detection.candidates import remove_small
+from gdsynth.detection.context import DIST_CAP_MM, TissueContext, tissue_context
+from gdsynth.detection.detectors import DETECTORS, HEAD_NAME, Detector
 from gdsynth.detection.features import component_features
-from gdsynth.detection.params import DetectionParams, Detector
+from gdsynth.detection.params import DetectionParams
 from gdsynth.detection.patient import quality_flags, summarize_patient
 from gdsynth.detection.scoring import design_matrix, score_matrix
 from gdsynth.detection.stage import LesionStage, stage_summary
@@ -48,8 +44,6 @@ from gdsynth.errors import ConfigError, GeometryError
 
 if TYPE_CHECKING:
     from gdsynth.io import Geometry
-
-HEAD_NAME = "enhancing"
 
 
 @dataclass
@@ -76,8 +70,7 @@ def _check_shapes(enhancement: np.ndarray, **arrays: np.ndarray | None) -> None:
 
 def score_lesions(feats: Sequence[dict[str, Any]], params: DetectionParams) -> np.ndarray:
     """Scores (N,) in 0..1 of candidate feature dicts under ``params.score_coefficients``."""
-    use_head = params.detector != Detector.difference.value
-    x = design_matrix(list(feats), use_head=use_head)
+    x = design_matrix(list(feats), use_head=params.detector.needs_head)
     return score_matrix(x, params.score_coefficients)
 
 
@@ -89,20 +82,10 @@ def enhancement_candidates(
     params: DetectionParams,
     info: dict[str, Any],
 ) -> np.ndarray:
-    """int32 candidate labels of the enhancement map by ``params.detector`` (step 2 above);
-    ``info`` receives the thresholds used."""
-    detector = Detector(params.detector)
-    diff = None
-    seg = None
-    if detector in (Detector.difference, Detector.combined):
-        diff = difference_candidates(enh, brain, spacing, params, info)
-    if detector in (Detector.segmentation, Detector.combined):
-        assert head is not None
-        seg = hysteresis_components(head, params.seg_high, params.seg_low, brain)
-        seg = trim_to_peak(seg, head, params.peak_fraction)
-    if diff is not None and seg is not None:
-        return union_components(diff, seg)
-    return diff if diff is not None else seg  # type: ignore[return-value]
+    """int32 candidate labels of the enhancement map by ``params.detector`` (step 2 above, the
+    detector's function in :data:`gdsynth.detection.detectors.DETECTORS`); ``info`` receives the
+    thresholds used."""
+    return DETECTORS[params.detector](enh, head, brain, spacing, params, info)
 
 
 def detect_lesions(
@@ -122,34 +105,21 @@ def detect_lesions(
 
     ``flair``/``t1w``/``t2w`` are the normalized pre-contrast images (NAWM ≈ 1) used for CSF
     estimation and FLAIR gating; ``uncertainty`` an MC-dropout std map; ``heads`` maps head name →
-    probability map (``"enhancing"`` is needed by the segmentation/combined detectors).
+    probability map (``"enhancing"`` is needed by the detectors whose ``needs_head`` is set).
     With a fitted ``stage`` (:mod:`gdsynth.detection.stage`) the learned lesion stage replaces
     steps 4–6: ``labels`` holds the candidates at or above its lesion threshold, ``lesions``
     every candidate with its score (``in_dseg`` says which are labelled).
     """
     params = params or DetectionParams()
     heads = dict(heads or {})
-    head = heads.get(HEAD_NAME)
-    _check_shapes(
-        enhancement, brain_mask=brain_mask, flair=flair, t1w=t1w, t2w=t2w,
-        uncertainty=uncertainty, head=head,
-    )
-    if params.detector != Detector.difference.value and head is None:
-        raise ConfigError(
-            None,
-            f"detector {params.detector!r} needs heads[{HEAD_NAME!r}]; got heads {sorted(heads)}",
-        )
+    head = _checked_head(enhancement, params, heads, brain_mask=brain_mask, flair=flair, t1w=t1w,
+                         t2w=t2w, uncertainty=uncertainty)
     brain = brain_mask.astype(bool)
     enh = np.nan_to_num(np.asarray(enhancement, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     quality = quality_flags(brain, spacing, params, enhancement=enhancement, t1w=t1w, flair=flair,
                             t2w=t2w)
-    empty = np.zeros(enh.shape, np.int32)
     if not brain.any():
-        summary = summarize_patient([], params, quality=quality)
-        summary.update(n_candidates=0, suppressed=dict.fromkeys(REASONS, 0),
-                       detector=params.detector, brain_volume_ml=0.0)
-        return DetectionResult(empty, [], summary)
-
+        return _empty_result(enh.shape, params, quality)
     info: dict[str, Any] = {}
     if stage is not None:
         return _detect_with_stage(enh, brain, spacing, params, stage, quality, info,
@@ -161,6 +131,35 @@ def detect_lesions(
     feats = component_features(
         cand, enh, ctx, params, flair=flair, t2w=t2w, uncertainty=uncertainty, head=head
     )
+    return _scored_result(cand, feats, ctx, params, quality, info)
+
+
+def _checked_head(enhancement: np.ndarray, params: DetectionParams, heads: dict[str, np.ndarray],
+                  **arrays: np.ndarray | None) -> np.ndarray | None:
+    """The ``"enhancing"`` head map (None when absent) after checking every array's shape and
+    that a detector which needs the head has it (steps before 1)."""
+    head = heads.get(HEAD_NAME)
+    _check_shapes(enhancement, **arrays, head=head)
+    if params.detector.needs_head and head is None:
+        raise ConfigError(
+            None,
+            f"detector {params.detector.value!r} needs heads[{HEAD_NAME!r}]; got heads {sorted(heads)}",
+        )
+    return head
+
+
+def _empty_result(shape: tuple[int, ...], params: DetectionParams, quality: list[str]) -> DetectionResult:
+    """The result of an exam without brain voxels: no lesion, every count 0."""
+    summary = summarize_patient([], params, quality=quality)
+    summary.update(n_candidates=0, suppressed=dict.fromkeys(REASONS, 0),
+                   detector=params.detector.value, brain_volume_ml=0.0)
+    return DetectionResult(np.zeros(shape, np.int32), [], summary)
+
+
+def _scored_result(cand: np.ndarray, feats: list[dict[str, Any]], ctx: TissueContext,
+                   params: DetectionParams, quality: list[str], info: dict[str, Any]) -> DetectionResult:
+    """Steps 4–6 on the candidates ``cand`` and their features: suppression, score, labels
+    renumbered 1..K by decreasing score, patient summary."""
     kept, suppressed = [], []
     for f in feats:
         reason = suppression_reason(f, params)
@@ -176,16 +175,15 @@ def detect_lesions(
         f = kept[idx]
         lut[f["label"]] = new
         lesions.append({**f, "label": new, "candidate_label": f["label"], "score": float(scores[idx])})
-    labels = lut[cand]
     summary = summarize_patient(lesions, params, quality=quality)
     summary.update(
         n_candidates=len(feats),
         suppressed={r: sum(s["reason"] == r for s in suppressed) for r in REASONS},
-        detector=params.detector,
+        detector=params.detector.value,
         brain_volume_ml=ctx.brain_volume_ml,
         **info,
     )
-    return DetectionResult(labels, lesions, summary, suppressed)
+    return DetectionResult(lut[cand], lesions, summary, suppressed)
 
 
 def _detect_with_stage(
@@ -217,7 +215,7 @@ def _detect_with_stage(
                         "mean_uncertainty": None if uncertainty is None else f["unc_mean"],
                         "location": _location(f, spacing, params)})
     summary = stage_summary(lesions, stage, quality=quality)
-    summary.update(detector=params.detector, brain_volume_ml=found.brain_volume_ml,
+    summary.update(detector=params.detector.value, brain_volume_ml=found.brain_volume_ml,
                    n_enhancement_candidates=found.n_enhancement,
                    n_precontrast_candidates=found.n_precontrast, **info)
     return DetectionResult(dseg_lut[found.labels], lesions, summary, [])
@@ -263,7 +261,7 @@ def stage_candidates(
     ctx = tissue_context(brain, spacing, params, t1w=images.get("T1w"), t2w=images.get("T2w"),
                          flair=images.get("FLAIR"))
     if enhancement_labels is None:
-        p = params if HEAD_NAME in heads else params.replace(detector=Detector.difference.value)
+        p = params if HEAD_NAME in heads else params.replace(detector=Detector.difference)
         enhancement_labels = remove_small(
             enhancement_candidates(enh, heads.get(HEAD_NAME), brain, spacing, p, info),
             params.min_volume_mm3, spacing)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from enum import Enum
 from typing import Any
 
+from gdsynth.detection.detectors import Detector, parse_detector
 from gdsynth.errors import ConfigError
+
+__all__ = ["DEFAULT_SCORE_COEFFICIENTS", "SCORE_FEATURES", "DetectionParams", "Detector", "check_field_types",
+           "parse_detector"]
 
 #: Features of the per-lesion logistic score, in order (see :mod:`gdsynth.detection.scoring`).
 SCORE_FEATURES = (
@@ -41,23 +44,6 @@ DEFAULT_SCORE_COEFFICIENTS = {
     "csf_term": 0.5,
     "head_probability": 3.0,
 }
-
-
-class Detector(str, Enum):
-    """Where candidates come from."""
-
-    difference = "difference"  # hysteresis on the smoothed enhancement map (synthetic post − pre)
-    segmentation = "segmentation"  # hysteresis on the "enhancing" head probability
-    combined = "combined"  # union of both candidate sets, scored with both evidences
-
-
-def parse_detector(value: str | Detector) -> Detector:
-    """``Detector`` from its name, with an error listing the valid ones."""
-    try:
-        return Detector(value)
-    except ValueError:
-        valid = ", ".join(d.value for d in Detector)
-        raise ConfigError(None, f"detector {value!r} invalid; choose one of {valid}") from None
 
 
 def _finite_number(v: Any) -> bool:
@@ -109,7 +95,7 @@ class DetectionParams:
     ``max_t1w_t2w_correlation``.
     """
 
-    detector: str = Detector.difference.value
+    detector: Detector = Detector.difference
     high: float = 0.25
     low: float = 0.12
     seg_high: float = 0.5
@@ -158,7 +144,7 @@ class DetectionParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        self.detector = parse_detector(self.detector).value
+        self.detector = parse_detector(self.detector)
         self.nawm_shell_mm = tuple(float(v) for v in self.nawm_shell_mm)  # type: ignore[assignment]
         if not self.low <= self.high:
             raise ConfigError(None, f"hysteresis low {self.low} must be ≤ high {self.high}")
@@ -178,6 +164,7 @@ class DetectionParams:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (the model card's ``detection`` section)."""
         out = asdict(self)
+        out["detector"] = self.detector.value
         out["nawm_shell_mm"] = list(self.nawm_shell_mm)
         return out
 

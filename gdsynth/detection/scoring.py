@@ -11,7 +11,7 @@
 ``log_elongation``     ln(elongation) (0 for a sphere)
 ``surface_term``       min(distance to brain edge, 10 mm) / 10 mm
 ``csf_term``           min(distance to CSF, 10 mm) / 10 mm (1 when no CSF estimate)
-``head_probability``   max "enhancing" head probability (segmentation/combined detectors only)
+``head_probability``   max "enhancing" head probability (detectors with ``needs_head`` only)
 =====================  ==================================================================
 
 Hand-set defaults live in :data:`gdsynth.detection.params.DEFAULT_SCORE_COEFFICIENTS`; fitted

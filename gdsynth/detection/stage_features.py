@@ -2,7 +2,7 @@
 
 Candidates are the 26-connected components of the UNION of
 
-* the enhancement-map candidates of any detector (``difference``/``segmentation``/``combined``,
+* the enhancement-map candidates of any detector (:data:`gdsynth.detection.detectors.DETECTORS`,
   :func:`gdsynth.detection.detect.enhancement_candidates`, or any label map a caller passes:
   the generator is pluggable), and
 * pre-contrast lesion candidates (:func:`precontrast_candidates`): FLAIR (or T2w)

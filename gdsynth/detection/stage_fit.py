@@ -2,7 +2,7 @@
 
 Input: one :class:`StageCase` per exam whose maps come from a generator that never trained on
 it (:func:`label_case` matches the exam's union candidates to its reference enhancing lesions with
-the MSSEG rule of :mod:`gdsynth.evaluation.lesions`).
+the MSSEG rule of :mod:`gdsynth.metrics.lesions`).
 
 :func:`fit_stage`:
 
@@ -34,6 +34,14 @@ from gdsynth.detection.scoring import logit
 from gdsynth.detection.stage import LesionStage
 from gdsynth.detection.stage_features import STAGE_FEATURES, CandidateSettings, feature_matrix
 from gdsynth.errors import ConfigError
+from gdsynth.metrics.lesions import (
+    DetectionCriteria,
+    components,
+    detected_rows,
+    overlap_table,
+    size_class,
+)
+from gdsynth.metrics.roc import auc_ci_delong, roc_auc
 
 
 @dataclass
@@ -59,14 +67,6 @@ class StageCase:
 def label_case(case_id: str, labels: np.ndarray, features: list[dict[str, Any]],
                truth: np.ndarray, spacing: Sequence[float]) -> StageCase:
     """Match candidate ``labels`` (1..K, ``features[k-1]`` for label k) to the reference."""
-    from gdsynth.evaluation.lesions import (
-        DetectionCriteria,
-        components,
-        detected_rows,
-        overlap_table,
-        size_class,
-    )
-
     crit = DetectionCriteria()
     sp = tuple(float(s) for s in spacing)
     ref_cc, ref_src = components(truth, sp, crit)
@@ -174,8 +174,6 @@ def fit_stage(
     target_sensitivity: float = 0.95, settings: CandidateSettings | None = None,
 ) -> tuple[LesionStage, list[np.ndarray]]:
     """Fitted :class:`LesionStage` and the OOF lesion scores per case (see module doc)."""
-    from gdsynth.evaluation.patient import auc_ci_delong, roc_auc
-
     cases = list(cases)
     y = np.concatenate([c.tp for c in cases]) if cases else np.zeros(0, bool)
     positive = np.array([c.positive for c in cases])

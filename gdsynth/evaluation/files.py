@@ -136,24 +136,13 @@ def read_truth_table(path: str | Path) -> dict[tuple[str, str | None], Path]:
     return out
 
 
-def on_grid(array: np.ndarray, geometry: Geometry, target: Geometry, *, nearest: bool) -> np.ndarray:
-    """``array`` (on ``geometry``) on the ``target`` grid: as is, exactly re-indexed, or resampled."""
-    if geometry.same_grid(target):
-        return array
-    from gdsynth.preprocess.orient import apply_index_map, index_map
-    from gdsynth.preprocess.resample import resample
-
-    m = index_map(geometry, target)
-    if m is not None:
-        return apply_index_map(array, m, target.shape)
-    return resample(array, geometry, target, interpolation="nearest" if nearest else "linear")
-
-
 def _read_on(path: Path | None, target: Geometry, *, nearest: bool) -> np.ndarray | None:
+    from gdsynth.preprocess.resample import move_to_grid
+
     if path is None:
         return None
     array, geometry = read_image(path, allow_constant=True)
-    return on_grid(array, geometry, target, nearest=nearest)
+    return move_to_grid(array, geometry, target, interpolation="nearest" if nearest else "linear")
 
 
 def read_scores(path: Path | None) -> dict[int, float]:
@@ -169,7 +158,7 @@ def read_scores(path: Path | None) -> dict[int, float]:
     return out
 
 
-def read_summary(path: Path | None) -> tuple[float | None, bool | None]:
+def read_decision(path: Path | None) -> tuple[float | None, bool | None]:
     """``probability_active`` and ``refer_for_gadolinium`` from an activity summary JSON."""
     if path is None or not path.is_file():
         return None, None
@@ -200,8 +189,10 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
     if missing:
         notes.append(f"no synthesis metrics (missing: {', '.join(missing)})")
         return None, None
+    from gdsynth.preprocess.resample import move_to_grid
+
     synthetic, sgeo = read_image(synthetic_path)
-    synthetic = on_grid(synthetic, sgeo, target, nearest=False)
+    synthetic = move_to_grid(synthetic, sgeo, target)
     prep = {k: _maybe(find_derivative(spec.prep, exam, s, **e)) for k, (s, e) in PREP_FILES.items()}
     raw_pre = _same_voxels(exam.t1w, target)
     if prep["T1w"] and prep["post"] and raw_pre is not None:
@@ -217,7 +208,7 @@ def _synthesis_arrays(exam: Exam, spec: ReferenceSpec, synthetic_path: Path | No
     if raw_pre is None or raw_post is None:
         notes.append("no synthesis metrics: real post-Gd missing or not on the T1w grid")
         return None, None
-    nawm = refmod.nawm_mask(brain, truth.get("wm"), truth.get("all"))
+    nawm = refmod.nawm_from_truth(brain, truth.get("wm"), truth.get("all"))
     pre_med = float(np.median(raw_pre[nawm])) if nawm.any() else 0.0
     if pre_med <= 0:
         notes.append("no synthesis metrics: empty NAWM or non-positive T1w NAWM median")
@@ -261,7 +252,7 @@ def evaluate_exam(exam: Exam, prediction_root: str | Path, spec: ReferenceSpec,
     if pred["table"] is None:
         notes.append("no lesion table: every predicted lesion scored 1.0 (FROC has one point)")
     synthetic, real = _synthesis_arrays(exam, spec, pred["synthetic"], target, brain, truth, notes)
-    prob, refer = read_summary(pred["summary"])
+    prob, refer = read_decision(pred["summary"])
     result = evaluate_arrays(
         np.rint(enhancing).astype(np.int32), np.rint(labels).astype(np.int32), target.spacing,
         exam=exam.prefix, scores=read_scores(pred["table"]), synthetic=synthetic,

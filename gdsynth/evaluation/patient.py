@@ -11,57 +11,14 @@ the expected calibration error ECE = sum_b (n_b / N) |observed_b - predicted_b|.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import norm
+
+from gdsynth.metrics.roc import auc_ci_delong, labels_and_scores, roc_auc, roc_curve
+
+__all__ = ["Z95", "auc_ci_delong", "calibration", "operating_point", "patient_metrics", "roc_auc",
+           "roc_curve", "wilson_interval"]
 
 Z95 = float(norm.ppf(0.975))
-
-
-def _xy(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    yt = np.asarray(y, dtype=bool).ravel()
-    s = np.asarray(score, dtype=np.float64).ravel()
-    if yt.shape != s.shape:
-        raise ValueError(f"y {yt.shape} and score {s.shape} differ in length")
-    return yt, s
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U / (n_pos n_neg), ties count 1/2); NaN with one class."""
-    yt, s = _xy(y, score)
-    n_pos, n_neg = int(yt.sum()), int((~yt).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)  # average ranks handle ties
-    return float((ranks[yt].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def auc_ci_delong(y: np.ndarray, score: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """DeLong confidence interval of the AUC (normal approximation, clipped to [0, 1])."""
-    yt, s = _xy(y, score)
-    pos, neg = s[yt], s[~yt]
-    if len(pos) < 2 or len(neg) < 2:
-        return float("nan"), float("nan")
-    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-    auc = psi.mean()
-    var = psi.mean(axis=1).var(ddof=1) / len(pos) + psi.mean(axis=0).var(ddof=1) / len(neg)
-    z = float(norm.ppf(0.5 + level / 2))
-    half = z * np.sqrt(var)
-    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
-
-
-def roc_curve(y: np.ndarray, score: np.ndarray) -> list[dict]:
-    """ROC points (``threshold``, ``fpr``, ``tpr``), threshold decreasing, from (0, 0) to (1, 1);
-    a case is called positive when ``score >= threshold``."""
-    yt, s = _xy(y, score)
-    n_pos, n_neg = int(yt.sum()), int((~yt).sum())
-    points = [{"threshold": float("inf"), "fpr": 0.0, "tpr": 0.0}]
-    for t in np.unique(s)[::-1]:
-        called = s >= t
-        points.append({
-            "threshold": float(t),
-            "fpr": float((called & ~yt).sum() / n_neg) if n_neg else float("nan"),
-            "tpr": float((called & yt).sum() / n_pos) if n_pos else float("nan"),
-        })
-    return points
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -81,7 +38,7 @@ def _prop(k: int, n: int) -> dict:
 
 def operating_point(y: np.ndarray, decision: np.ndarray) -> dict:
     """Confusion counts and sensitivity, specificity, PPV, NPV (each with k, n, Wilson CI)."""
-    yt, d = _xy(y, decision)
+    yt, d = labels_and_scores(y, decision)
     d = d.astype(bool)
     tp, fn = int((yt & d).sum()), int((yt & ~d).sum())
     fp, tn = int((~yt & d).sum()), int((~yt & ~d).sum())
@@ -100,7 +57,7 @@ def calibration(y: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> dic
     Each bin: ``lower``, ``upper``, ``count``, ``mean_predicted``, ``observed`` (fraction
     positive; NaN in empty bins). Empty bins do not enter ECE.
     """
-    yt, p = _xy(y, probability)
+    yt, p = labels_and_scores(y, probability)
     if np.any((p < 0) | (p > 1)):
         raise ValueError("probabilities must lie in [0, 1]")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -127,7 +84,7 @@ def patient_metrics(
     y: np.ndarray, probability: np.ndarray, decision: np.ndarray, n_bins: int = 10
 ) -> dict:
     """All patient-level metrics in one JSON-ready dict (counts included)."""
-    yt, p = _xy(y, probability)
+    yt, p = labels_and_scores(y, probability)
     lo, hi = auc_ci_delong(yt, p)
     return {
         "n_exams": int(len(yt)),

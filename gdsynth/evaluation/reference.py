@@ -34,7 +34,7 @@ def scale_field(prepared_pre: np.ndarray, raw_pre: np.ndarray, brain: np.ndarray
     return f.astype(np.float32)
 
 
-def nawm_mask(brain: np.ndarray, wm_probability: np.ndarray | None = None,
+def nawm_from_truth(brain: np.ndarray, wm_probability: np.ndarray | None = None,
               lesions: np.ndarray | None = None) -> np.ndarray:
     """Normal-appearing white matter: WM probability >= 0.5 (else the whole brain) inside the
     brain, minus lesions dilated by one voxel (26-neighbourhood)."""

@@ -56,7 +56,7 @@ def psnr(synthetic: np.ndarray, real: np.ndarray, mask: np.ndarray | None = None
     return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
 
 
-def ssim_map(synthetic: np.ndarray, real: np.ndarray, data_range: float = DATA_RANGE, *,
+def ssim_map_3d(synthetic: np.ndarray, real: np.ndarray, data_range: float = DATA_RANGE, *,
              sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
     """Local SSIM of two (X, Y, Z) volumes (Gaussian window, reflect borders), float64 map."""
     x, y, _ = _pair(synthetic, real, None)
@@ -80,7 +80,7 @@ def ssim(synthetic: np.ndarray, real: np.ndarray, mask: np.ndarray | None = None
         return float("nan")
     if mask is not None:
         x, y = np.where(m, x, 0.0), np.where(m, y, 0.0)
-    return float(ssim_map(x, y, data_range)[m].mean())
+    return float(ssim_map_3d(x, y, data_range)[m].mean())
 
 
 def synthesis_metrics(

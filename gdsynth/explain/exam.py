@@ -133,6 +133,18 @@ def explain_detection(prep, generator: nn.Module, card, labels: np.ndarray,
         residual=card.residual, **kwargs)
 
 
+def explain_lesions(out: Path, exam, prep, generator: nn.Module, card, result) -> list[Path]:
+    """``gdsynth predict --explain``'s per-exam step (``RunConfig.explain`` of
+    :mod:`gdsynth.inference.cohort`): explain every lesion of the detection ``result`` that is in
+    its label map, add the attribution columns to ``result.lesions`` and write the maps
+    (:func:`write_attribution_maps`); return their paths."""
+    explanation = explain_detection(prep, generator, card, result.labels,
+                                    [les["label"] for les in result.lesions
+                                     if les.get("in_dseg", True)])
+    explanation.annotate(result.lesions)
+    return write_attribution_maps(out, exam, prep, explanation)
+
+
 def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> list[Path]:
     """Write ``_desc-attribution<Seq>_T1w.nii.gz`` (IG or ablation) and
     ``_desc-relevance<Seq>_T1w.nii.gz`` (LRP), each with its sidecar, per sequence on the input
@@ -146,6 +158,6 @@ def write_attribution_maps(out: Path, exam, prep, explanation: Explanation) -> l
                              (O.relevance_output, explanation.relevance, "LRP relevance")):
         for s, m in maps.items():
             path = write_image(kind(s).path(out, exam), to_native(prep, m), prep.native_geometry)
-            written += [path, O.write_sidecar(out, exam, path, f"{what} of the synthetic "
+            written += [path, O.write_output_sidecar(out, exam, path, f"{what} of the synthetic "
                                               f"enhancement to the input {s}")]
     return written

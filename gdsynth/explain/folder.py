@@ -11,14 +11,13 @@ and ``out/sequence_importance.tsv`` (:func:`gdsynth.explain.importance.sequence_
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gdsynth.cli._common import CaseResult
+from gdsynth.batch import DONE, CaseResult, iter_batch
 from gdsynth.explain.attribution import Method
 from gdsynth.explain.exam import explain_detection, write_attribution_maps
 from gdsynth.explain.importance import IMPORTANCE_COLUMNS, sequence_importance
@@ -63,7 +62,6 @@ def explain_folder(
 ) -> tuple[list[CaseResult], list[dict[str, Any]]]:
     """Explain every exam; return per-exam results and the cohort importance rows (also written
     to ``out/sequence_importance.tsv``)."""
-    from gdsynth.inference.cohort import error_line
     from gdsynth.io.bids import write_dataset_description
     from gdsynth.models.folder import load_model_folder
     from gdsynth.runtime import resolve_device
@@ -75,18 +73,14 @@ def explain_folder(
         write_dataset_description(out, "gdsynth-explain",
                                   description="per-lesion attribution to the input sequences",
                                   ignore=O.BIDS_IGNORE)
-    results: list[CaseResult] = []
-    lesions: list[dict[str, Any]] = []
-    for exam in sorted(exams, key=lambda e: e.id):
-        start = time.perf_counter()
-        try:
-            prep = (prepare or prepare_exam)(exam, card)
-            lesions += explain_exam(Path(pred), out, exam, generator, card, prep, methods, n_steps)
-            results.append(CaseResult(exam.id, "done", time.perf_counter() - start))
-        except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
-            log.debug("exam %s failed", exam.id, exc_info=True)
-            results.append(CaseResult(exam.id, "failed", time.perf_counter() - start,
-                                      error_line(exc)))
+
+    def explain_one(exam: Exam) -> list[dict[str, Any]]:
+        prep = (prepare or prepare_exam)(exam, card)
+        return explain_exam(Path(pred), out, exam, generator, card, prep, methods, n_steps)
+
+    results = list(iter_batch(sorted(exams, key=lambda e: e.id), explain_one, case=lambda e: e.id,
+                              description="gdsynth explain", progress=False))
+    lesions = [row for r in results if r.status == DONE for row in r.value]
     importance = sequence_importance(lesions, card.inputs, methods)
     write_tsv(out / IMPORTANCE_FILE, importance, IMPORTANCE_COLUMNS)
     return results, importance
@@ -104,49 +98,47 @@ def collect_patterns(
     from gdsynth.errors import OutputError
     from gdsynth.explain.attribution import baseline_volume
     from gdsynth.explain.patterns import lesion_pattern
-    from gdsynth.inference.cohort import error_line
     from gdsynth.models.folder import load_model_folder
+    from gdsynth.phantom.dataset import enhancing_truth_path
     from gdsynth.runtime import resolve_device
-    from gdsynth.training.cohort import truth_path
 
     generator, card = load_model_folder(model, resolve_device(device))
     generator.eval()
-    patterns: list = []
-    results: list[CaseResult] = []
-    for exam in sorted(exams, key=lambda e: e.id):
-        start = time.perf_counter()
-        try:
-            table = O.LESION_TABLE.path(pred, exam)
-            labels_path = O.LESION_LABELS.path(pred, exam)
-            if not table.is_file() or not labels_path.is_file():
-                raise OutputError(table, "no lesion table/labels: run 'gdsynth predict' first")
-            prep = prepare_exam(exam, card)
-            native, _ = read_image(labels_path, allow_constant=True)
-            labels = np.rint(to_prepared(prep, native, nearest=True)).astype(np.int32)
-            truth = truth_path(bids, exam) if bids is not None else None
-            active_mask = None
-            if truth is not None:
-                tnative, _ = read_image(truth, allow_constant=True)
-                active_mask = to_prepared(prep, tnative, nearest=True) > 0.5
-            volume = prep.stack(card.inputs)
-            base = baseline_volume(volume, prep.brain_mask) if ig_steps else None
-            spacing = prep.geometry.spacing
-            for row in read_tsv(table):
-                label = int(float(row["label"]))
-                mask = labels == label
-                if not mask.any():
-                    continue
-                active = None if active_mask is None else bool((mask & active_mask).any())
-                info = {k: row[k] for k in ("score", "volume_mm3", "mean_enhancement") if k in row}
-                pattern, _ = lesion_pattern(
-                    generator, volume, mask, spacing, sequences=card.inputs, mode=card.mode,
-                    context=card.context_slices, residual=card.residual, exam=exam.id,
-                    label=label, active=active, epsilon=epsilon, ig_steps=ig_steps,
-                    baseline=base, info=info)
-                patterns.append(pattern)
-            results.append(CaseResult(exam.id, "done", time.perf_counter() - start))
-        except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
-            log.debug("exam %s failed", exam.id, exc_info=True)
-            results.append(CaseResult(exam.id, "failed", time.perf_counter() - start,
-                                      error_line(exc)))
+
+    def exam_patterns(exam: Exam) -> list:
+        table = O.LESION_TABLE.path(pred, exam)
+        labels_path = O.LESION_LABELS.path(pred, exam)
+        if not table.is_file() or not labels_path.is_file():
+            raise OutputError(table, "no lesion table/labels: run 'gdsynth predict' first")
+        prep = prepare_exam(exam, card)
+        native, _ = read_image(labels_path, allow_constant=True)
+        labels = np.rint(to_prepared(prep, native, nearest=True)).astype(np.int32)
+        truth = enhancing_truth_path(bids, exam) if bids is not None else None
+        active_mask = None
+        if truth is not None:
+            tnative, _ = read_image(truth, allow_constant=True)
+            active_mask = to_prepared(prep, tnative, nearest=True) > 0.5
+        volume = prep.stack(card.inputs)
+        base = baseline_volume(volume, prep.brain_mask) if ig_steps else None
+        spacing = prep.geometry.spacing
+        patterns = []
+        for row in read_tsv(table):
+            label = int(float(row["label"]))
+            mask = labels == label
+            if not mask.any():
+                continue
+            active = None if active_mask is None else bool((mask & active_mask).any())
+            info = {k: row[k] for k in ("score", "volume_mm3", "mean_enhancement") if k in row}
+            pattern, _ = lesion_pattern(
+                generator, volume, mask, spacing, sequences=card.inputs, mode=card.mode,
+                context=card.context_slices, residual=card.residual, exam=exam.id,
+                label=label, active=active, epsilon=epsilon, ig_steps=ig_steps,
+                baseline=base, info=info)
+            patterns.append(pattern)
+        return patterns
+
+    results = list(iter_batch(sorted(exams, key=lambda e: e.id), exam_patterns,
+                              case=lambda e: e.id, description="gdsynth explain --patterns",
+                              progress=False))
+    patterns = [p for r in results if r.status == DONE for p in r.value]
     return patterns, results, list(card.inputs)

@@ -199,8 +199,3 @@ def lrp(forward: nn.Module, x: torch.Tensor, *, epsilon: float = DEFAULT_EPSILON
     finally:
         net.train(was_training)
     return Relevance((inp.detach() * grad)[0], float(value.detach()))
-
-
-def sequence_relevance(rel: Relevance) -> list[float]:
-    """Per-sequence sums of a LesionForward relevance ``(S, x, y, Zin)``."""
-    return rel.relevance.flatten(1).sum(1).tolist()

@@ -6,27 +6,29 @@
 * Shards: after sorting by exam id, exam k belongs to shard ``k mod N``, so array jobs or GPUs
   split a cohort without talking to each other.
 * Failures: an exam that fails (missing or corrupt file...) is recorded with a one-line message;
-  the others go on. ``OUT/run_summary[_shard-I-of-N].tsv`` lists every exam after each one.
+  the others go on (:func:`gdsynth.batch.iter_batch`). ``OUT/run_summary[_shard-I-of-N].tsv``
+  lists every exam after each one.
 * ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
 * ``settings.compile`` (``auto``) is decided once per run from the exams to synthesize
-  (:meth:`_Runner.resolve_compile`); the compiled generator then serves every exam.
+  (:meth:`_Runner.resolve_compile` returns ``on`` or ``off``, passed on to every exam); the
+  compiled generator then serves every exam.
 * ``prep_cache`` (:class:`gdsynth.inference.prep.PrepCache`): an exam whose preparation is cached
   there (same inputs and parameters) is read back instead of being prepared again.
+* ``explain``: an optional per-exam step after detection (:data:`Explain`), given by the caller.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gdsynth.cli._common import CaseResult
-from gdsynth.errors import ConfigError, GdsynthError, ModelError, OutputError
+from gdsynth.batch import CaseResult, Skipped, iter_batch, precheck
+from gdsynth.detection.detectors import Detector
+from gdsynth.errors import ConfigError, ModelError, OutputError
 from gdsynth.inference import outputs as O
 from gdsynth.inference.pipeline import (
     SynthesisSettings,
@@ -39,11 +41,15 @@ from gdsynth.inference.pipeline import (
 from gdsynth.inference.prep import PreparedExam, PrepCache, prepare_exam
 from gdsynth.io import write_tsv
 from gdsynth.io.bids import Exam, write_dataset_description
-from gdsynth.progress import track
+from gdsynth.runtime import CompileChoice
 
 log = logging.getLogger(__name__)
 
 Prepare = Callable[[Exam, Any], PreparedExam]
+#: ``RunConfig.explain``: a per-exam step after detection, ``explain(out, exam, prep, generator,
+#: card, result) -> written paths``, that may add columns to ``result.lesions`` (the CLI passes
+#: :func:`gdsynth.explain.exam.explain_lesions`; inference does not import the explain layer).
+Explain = Callable[[Path, Exam, PreparedExam, Any, Any, Any], list[Path]]
 SUMMARY_COLUMNS = ("exam", "status", "seconds", "error")
 
 
@@ -67,8 +73,8 @@ class RunConfig:
     overwrite: bool = False
     shard: tuple[int, int] | None = None
     workers: int = 0
-    detector: str | None = None  # override the card's detector (difference|segmentation|combined)
-    explain: bool = False  # attribute each detected lesion to the input sequences
+    detector: Detector | None = None  # override the card's detector
+    explain: Explain | None = None  # e.g. attribute each detected lesion to the input sequences
     prep_cache: PrepCache | None = None  # reuse (and with write=True fill) a preparation cache
     allow_foreign_output: bool = False  # write into a derivative folder of another pipeline
 
@@ -155,10 +161,11 @@ def summary_path(out: Path, shard: tuple[int, int] | None) -> Path:
     return Path(out) / f"run_summary{tag}.tsv"
 
 
-def error_line(exc: BaseException) -> str:
-    """One line for a failed exam: the GdsynthError message, else the exception type and text."""
-    text = str(exc) if isinstance(exc, GdsynthError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:500]
+def write_run_summary(path: Path, results: Sequence[CaseResult]) -> Path:
+    """``OUT/run_summary[_shard-I-of-N].tsv``: one row per exam so far (:data:`SUMMARY_COLUMNS`)."""
+    rows = [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3), "error": r.error}
+            for r in results]
+    return write_tsv(path, rows, SUMMARY_COLUMNS)
 
 
 class _Runner:
@@ -170,7 +177,6 @@ class _Runner:
         self.prepare = prepare
         self.generator, self.card = load_model_folder(config.model, resolve_device(config.device))
         self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
-        self.settings = config.settings
         self.params = None
         from gdsynth.detection.params import DetectionParams
         from gdsynth.models.card import CARD_NAME
@@ -194,22 +200,21 @@ class _Runner:
             if self.card.lesion_stage.get("status") == "not fitted":
                 self.uncalibrated = self.card.lesion_stage.get("reason", "not fitted")
 
-    def resolve_compile(self, n_exams: int) -> None:
-        """Decide ``settings.compile`` once for the run: ``auto`` weighs every exam x MC sample
-        to synthesize, in 1 mm exams (the card's spacing; :func:`gdsynth.inference.pipeline.use_compile`)."""
-        from dataclasses import replace
-
+    def resolve_compile(self, n_exams: int) -> CompileChoice:
+        """``settings.compile`` decided once for a run synthesizing ``n_exams`` exams: ``on`` or
+        ``off`` (``auto`` weighs every exam x MC sample, in 1 mm exams: the card's spacing;
+        :func:`gdsynth.inference.pipeline.use_compile`); unchanged when nothing is synthesized."""
         from gdsynth.inference.pipeline import use_compile
 
+        settings = self.config.settings
         if self.config.step is Step.detect or n_exams == 0:
-            return
+            return settings.compile
         spacing = float(self.card.spacing_mm or 1.0)
-        samples = n_exams * self.settings.mc_samples / spacing**3
-        on = use_compile(self.generator, self.settings, samples)
-        self.settings = replace(self.settings, compile=on)
+        on = use_compile(self.generator, settings, n_exams * settings.mc_samples / spacing**3)
         if on:
             log.info("torch.compile: compiling the generator for %d exam(s) x %d sample(s); "
-                     "the first batch takes longer", n_exams, self.settings.mc_samples)
+                     "the first batch takes longer", n_exams, settings.mc_samples)
+        return CompileChoice.on if on else CompileChoice.off
 
     def key(self, exam: Exam) -> dict[str, Any]:
         exam.require(("T1w", *self.card.inputs))
@@ -221,7 +226,7 @@ class _Runner:
         key = {"model": self.fingerprint, "input_sha256": hashes, "settings": settings}
         if self.config.detector is not None and self.config.step is not Step.synthesize:
             key["detector"] = self.config.detector
-        if self.config.explain and self.config.step is not Step.synthesize:
+        if self.config.explain is not None and self.config.step is not Step.synthesize:
             key["explain"] = True
         return key
 
@@ -232,12 +237,19 @@ class _Runner:
     def is_done(self, exam: Exam, key: dict[str, Any]) -> bool:
         return not self.config.overwrite and O.is_complete(self.marker(exam), key)
 
-    def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any]) -> None:
-        """Produce this step's outputs of ``exam``, replacing the earlier ones as a set: a file of
-        the exam that this run does not write again (an uncertainty map of an earlier
-        ``--mc-samples 3`` run, attribution maps of an earlier ``--explain``) is removed once the
-        new files are written and before the completion record, so a failure half-way keeps the
-        earlier record and files (:func:`remove_stale_outputs`)."""
+    def check(self, exam: Exam) -> dict[str, Any] | Skipped:
+        """Before the run: the exam's key, or :class:`Skipped` when its outputs are complete."""
+        key = self.key(exam)
+        return Skipped() if self.is_done(exam, key) else key
+
+    def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any],
+                settings: SynthesisSettings) -> None:
+        """Produce this step's outputs of ``exam`` (synthesized with ``settings``), replacing the
+        earlier ones as a set: a file of the exam that this run does not write again (an
+        uncertainty map of an earlier ``--mc-samples 3`` run, attribution maps of an earlier
+        ``--explain``) is removed once the new files are written and before the completion
+        record, so a failure half-way keeps the earlier record and files
+        (:func:`remove_stale_outputs`)."""
         out, step = self.config.out, self.config.step
         record = {"exam": exam.id, **key}
         written: list[Path] = []
@@ -249,7 +261,7 @@ class _Runner:
             synth = read_synthesis(out, exam, prep, self.card)
             written += synthesis_paths(out, exam, synth)
         else:
-            synth = synthesize_prepared(prep, self.generator, self.card, self.settings)
+            synth = synthesize_prepared(prep, self.generator, self.card, settings)
             written += write_synthesis(out, exam, prep, synth, record)
         if step is Step.synthesize:
             remove_stale_outputs(out, exam, keep=written)
@@ -263,14 +275,8 @@ class _Runner:
                 f"model not calibrated (lesion stage not fitted: {self.uncalibrated}); "
                 f"referred. {result.summary['reason']}"))
         add_quality_flags(result.summary, prep.provenance.get("quality_flags", []))
-        if self.config.explain:
-            from gdsynth.explain.exam import explain_detection, write_attribution_maps
-
-            explanation = explain_detection(prep, self.generator, self.card, result.labels,
-                                            [les["label"] for les in result.lesions
-                                             if les.get("in_dseg", True)])
-            explanation.annotate(result.lesions)
-            written += write_attribution_maps(out, exam, prep, explanation)
+        if self.config.explain is not None:
+            written += self.config.explain(out, exam, prep, self.generator, self.card, result)
         detection = [o.path(out, exam) for o in (O.LESION_LABELS, O.LESION_TABLE, O.SUMMARY)]
         remove_stale_outputs(out, exam, keep=[*written, *detection])
         write_detection(out, exam, prep, result, record)
@@ -318,28 +324,6 @@ def remove_stale_outputs(out: Path, exam: Exam, *, keep: Sequence[Path]) -> list
     return stale
 
 
-def _prepared(runner: _Runner, exams: list[Exam], todo: dict[str, dict], workers: int
-              ) -> Iterator[tuple[Exam, Callable[[], PreparedExam]]]:
-    """Yield (exam, get_prepared); with ``workers`` > 0 upcoming exams are prepared ahead in
-    background threads (get_prepared then waits for, or re-raises from, that thread)."""
-    def now(exam: Exam) -> Callable[[], PreparedExam]:
-        return lambda: runner.prepare(exam, runner.card)
-
-    if workers <= 0:
-        for exam in exams:
-            yield exam, now(exam)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: dict[str, Future] = {}
-        pending = [e for e in exams if e.id in todo]
-        for exam in exams:
-            while pending and len(futures) < workers + 1:
-                nxt = pending.pop(0)
-                futures[nxt.id] = pool.submit(runner.prepare, nxt, runner.card)
-            future = futures.pop(exam.id, None)
-            yield exam, (future.result if future is not None else now(exam))
-
-
 def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | None = None,
                prepare: Prepare | None = None) -> list[CaseResult]:
     """Run ``config.step`` on this shard's exams; return one :class:`CaseResult` per exam.
@@ -368,35 +352,14 @@ def run_cohort(exams: Sequence[Exam], config: RunConfig, *, bids_root: Path | No
         sources=[bids_root] if bids_root is not None and Path(bids_root).is_dir() else [],
         readme=O.README, ignore=O.BIDS_IGNORE)
     mine = shard_exams(exams, config.shard)
-    results: list[CaseResult] = []
-    todo: dict[str, dict] = {}
-    failed_key: dict[str, BaseException] = {}
-    for exam in mine:
-        try:
-            key = runner.key(exam)
-        except Exception as exc:  # noqa: BLE001 - a missing/unreadable input fails this exam only
-            failed_key[exam.id] = exc
-            continue
-        if not runner.is_done(exam, key):
-            todo[exam.id] = key
-    runner.resolve_compile(len(todo))
+    todo, decided = precheck(mine, runner.check, case=lambda e: e.id)
+    settings = replace(config.settings, compile=runner.resolve_compile(len(todo)))
     table = summary_path(config.out, config.shard)
-    stream = _prepared(runner, mine, todo, config.workers)
-    for exam, get_prepared in track(stream, f"gdsynth {config.step.value}", total=len(mine)):
-        start = time.perf_counter()
-        if exam.id in failed_key:
-            result = CaseResult(exam.id, "failed", 0.0, error_line(failed_key[exam.id]))
-        elif exam.id not in todo:
-            result = CaseResult(exam.id, "skipped")
-        else:
-            try:
-                runner.process(exam, get_prepared(), todo[exam.id])
-                result = CaseResult(exam.id, "done", time.perf_counter() - start)
-            except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
-                log.debug("exam %s failed", exam.id, exc_info=True)
-                result = CaseResult(exam.id, "failed", time.perf_counter() - start, error_line(exc))
+    results: list[CaseResult] = []
+    for result in iter_batch(
+            mine, lambda exam, prep: runner.process(exam, prep, todo[exam.id], settings),
+            case=lambda e: e.id, description=f"gdsynth {config.step.value}", decided=decided,
+            ahead=lambda exam: runner.prepare(exam, runner.card), ahead_workers=config.workers):
         results.append(result)
-        rows = [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3),
-                 "error": r.error} for r in results]
-        write_tsv(table, rows, SUMMARY_COLUMNS)
+        write_run_summary(table, results)
     return results

@@ -27,14 +27,16 @@ import logging
 import weakref
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx.experimental._config
 from torch import Tensor, nn
-from torch.nn.modules.dropout import _DropoutNd
 
 from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice
+
+if TYPE_CHECKING:
+    from gdsynth.models.unet import UNetGenerator
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class Compiled:
 
 # ------------------------------------------------------------------------ compiled generators
 _PLAIN: weakref.WeakKeyDictionary[nn.Module, Compiled] = weakref.WeakKeyDictionary()
-_UNET: weakref.WeakKeyDictionary[nn.Module, CompiledUNet | None] = weakref.WeakKeyDictionary()
+_UNET: weakref.WeakKeyDictionary[nn.Module, CompiledUNet] = weakref.WeakKeyDictionary()
 
 
 def compiled_model(model: nn.Module, *, backend: str = "inductor") -> Compiled:
@@ -171,89 +173,33 @@ def compiled_model(model: nn.Module, *, backend: str = "inductor") -> Compiled:
     return found
 
 
-def unet_encode(m: nn.Module, x: Tensor) -> tuple[list[Tensor], Tensor]:
-    """The U-Net's stem, encoder and bottleneck: (skip tensors, bottleneck output)."""
-    skips = [m.stem(x)]
-    for down in m.down:
-        skips.append(down(skips[-1]))
-    return skips, m.bottleneck(skips[-1])
-
-
-def unet_decode(m: nn.Module, skips: list[Tensor], y: Tensor, masks: list[Tensor]) -> Tensor:
-    """The U-Net's decoder and head for ``n = masks[0].shape[0]`` dropout samples.
-
-    ``skips`` and ``y`` hold B items (one copy); they are repeated ``n`` times (sample-major,
-    as :class:`gdsynth.inference.mc.MCDropoutPredictor` stacks samples). ``masks``: one
-    (n, C, *spatial) tensor per dropout module in decoder order (deepest first), each the
-    multiplier that the eager forward hook applies (keep / (1 - p))."""
-    n = masks[0].shape[0]
-    if n > 1:
-        skips = [t.repeat(n, *([1] * (t.dim() - 1))) for t in skips]
-        y = y.repeat(n, *([1] * (y.dim() - 1)))
-    k = 0
-    for i in reversed(range(len(m.up))):
-        h = torch.cat([y, skips[i + 1]], dim=1)
-        for mod in m.up[i]:
-            if isinstance(mod, _DropoutNd):
-                mask = masks[k]
-                k += 1
-                if n == 1:
-                    h = h * mask[0].to(h.dtype)
-                else:
-                    h = (h.reshape(n, -1, *h.shape[1:]) * mask[:, None].to(h.dtype)).reshape(h.shape)
-            else:
-                h = mod(h)
-        y = h
-    return m.head(torch.cat([y, skips[0]], dim=1))
-
-
 class CompiledUNet:
-    """Compiled encoder and decoder of one :class:`gdsynth.models.unet.UNetGenerator` for MC
-    dropout (see :func:`compiled_unet`). ``dropouts[k]`` is the k-th dropout module the decoder
-    meets (deepest block first) and ``levels[k]`` the skip level whose shape its input has."""
+    """The compiled :meth:`~gdsynth.models.unet.UNetGenerator.encode` and
+    :meth:`~gdsynth.models.unet.UNetGenerator.decode` of one U-Net, for MC dropout with the masks
+    as inputs of the decoder graph (see :func:`compiled_unet`)."""
 
-    def __init__(self, model: nn.Module, *, backend: str = "inductor") -> None:
+    def __init__(self, model: UNetGenerator, *, backend: str = "inductor") -> None:
         self.model = model
         # Inductor runs the convolutions channels-last on CPU; by default it converts graph
         # outputs back to eager's layout, a copy of every skip tensor that the decoder graph
         # then converts again (this made the split graphs slower than eager, not 1.5x faster)
         keep_layout = {"keep_output_stride": False}
-        self.encode = Compiled(lambda x: unet_encode(model, x), "the U-Net encoder",
+        self.encode = Compiled(lambda x: model.encode(x), "the U-Net encoder",
                                backend=backend, options=keep_layout)
-        self.decode = Compiled(lambda skips, y, masks: unet_decode(model, skips, y, masks),
+        self.decode = Compiled(lambda skips, y, masks: model.decode(skips, y, masks),
                                "the U-Net decoder", backend=backend, options=keep_layout)
-        self.dropouts: list[nn.Module] = []
-        self.levels: list[int] = []
-        for i in reversed(range(len(model.up))):
-            for mod in model.up[i]:
-                if isinstance(mod, _DropoutNd):
-                    self.dropouts.append(mod)
-                    self.levels.append(i)
 
     @property
     def active(self) -> bool:
         return self.encode.active and self.decode.active
 
 
-def compiled_unet(model: nn.Module, *, backend: str = "inductor") -> CompiledUNet | None:
-    """The :class:`CompiledUNet` of ``model`` (one per model and process), or None when ``model``
-    is not a U-Net whose dropout modules all sit last in decoder blocks (their input then has the
-    shape of that level's skip tensor, which the masks are drawn for)."""
-    if model in _UNET:
-        return _UNET[model]
-    from gdsynth.models.unet import UNetGenerator
-
-    found = None
-    if type(model) is UNetGenerator:
-        in_encoder = any(isinstance(mod, _DropoutNd)
-                         for part in (model.stem, model.down, model.bottleneck, model.head)
-                         for mod in part.modules())
-        blocks_ok = all(isinstance(mod, nn.Sequential) and not any(
-            isinstance(sub, _DropoutNd) for sub in list(mod)[:-1]) for mod in model.up)
-        has_dropout = any(isinstance(mod, _DropoutNd) for mod in model.up.modules())
-        if has_dropout and blocks_ok and not in_encoder:
-            found = CompiledUNet(model, backend=backend)
-    _UNET[model] = found
+def compiled_unet(model: UNetGenerator, *, backend: str = "inductor") -> CompiledUNet:
+    """The :class:`CompiledUNet` of ``model`` (one per model and process). Which U-Nets run MC
+    dropout split this way: :meth:`gdsynth.inference.mc.SharedEncoder.wrap`."""
+    found = _UNET.get(model)
+    if found is None:
+        found = _UNET[model] = CompiledUNet(model, backend=backend)
     return found
 
 

@@ -32,11 +32,11 @@ from gdsynth.inference.prep import (
     Prepare,
     PreparedExam,
     PrepCache,
-    move,
     prep_config,
     prepare_exam,
 )
 from gdsynth.io.bids import Exam, derivative_path, find_derivative
+from gdsynth.preprocess.resample import move_to_grid
 
 log = logging.getLogger(__name__)
 TRUTH_FOLDER = Path("derivatives") / "phantom"
@@ -69,8 +69,8 @@ def exam_truth(exam: Exam, prep: PreparedExam, card, truth_dir: Path | None
         path = find_derivative(truth_dir, exam, "dseg", desc="enhancing")  # or its 0.1 name
         if path.is_file():
             truth, geometry = read_image(path, allow_constant=True)
-            return move(truth, geometry, prep.geometry, nearest=True).round().astype(np.int32), \
-                "phantom truth"
+            truth = move_to_grid(truth, geometry, prep.geometry, interpolation="nearest")
+            return truth.round().astype(np.int32), "phantom truth"
     if exam.t1w_gd is None:
         raise ConfigError(exam.t1w, "no reference: neither a truth label map nor a real post-Gd "
                                     "T1w to derive the enhancing lesions from")

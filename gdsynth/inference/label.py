@@ -23,9 +23,7 @@ with a reason; one that fails (missing or corrupt file) is reported and the othe
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,20 +31,19 @@ from typing import Any
 import numpy as np
 
 from gdsynth import __version__
-from gdsynth.cli._common import CaseResult
+from gdsynth.batch import CaseResult, Skipped, iter_batch, precheck
 from gdsynth.detection import DetectionParams, detect_real_post, real_post_params
 from gdsynth.errors import GdsynthError, ImageReadError, MissingSequenceError
 from gdsynth.inference import outputs as O
 from gdsynth.inference.cohort import (
     check_inputs_outside,
     check_output_location,
-    error_line,
     shard_exams,
     summary_path,
+    write_run_summary,
 )
 from gdsynth.io import write_json, write_labels, write_tsv
 from gdsynth.io.bids import PRE_SEQUENCES, Exam, write_dataset_description
-from gdsynth.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +87,10 @@ def prepare_with_post(exam: Exam, config: LabelConfig):  # -> PreparedVolumes
     """The exam prepared with its post-Gd: read from ``config.prep_root`` when a valid entry
     exists there, else computed (and written there when ``config.write_prep``)."""
     from gdsynth import preprocess
-    from gdsynth.preprocess.provenance import cache_key, input_hashes
+    from gdsynth.preprocess.provenance import cache_key, input_records
 
     prep_config = _prep_config(exam, config.spacing)
-    hashes = input_hashes(exam, prep_config)
+    hashes = input_records(exam, prep_config)
     if config.prep_root is not None:
         found = preprocess.find_prepared(exam, config.prep_root, prep_config, hashes=hashes)
         if found.prepared is not None:
@@ -120,7 +117,7 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     exam (summary last); returns the written paths."""
     from gdsynth.inference.pipeline import lesion_rows
     from gdsynth.inference.prep import from_volumes
-    from gdsynth.preprocess import to_native
+    from gdsynth.preprocess import move_to_grid
 
     if vols is None:
         vols = prepare_with_post(exam, config)
@@ -134,8 +131,8 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     if flags:
         raise ImageReadError(exam.t1w_gd, "not labelled, image quality: " + "; ".join(flags))
     prep = from_volumes(exam, vols)
-    labels = to_native(result.labels.astype(np.int32), vols.geometry, vols.native_geometry,
-                       interpolation="nearest").astype(np.int32)
+    labels = move_to_grid(result.labels.astype(np.int32), vols.geometry, vols.native_geometry,
+                          interpolation="nearest").astype(np.int32)
     n = len(result.lesions)
     volume = float(sum(les["volume_mm3"] for les in result.lesions))
     summary = {
@@ -158,7 +155,7 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     sources = [p for s in (*PRE_SEQUENCES, "T1w_gd") if (p := exam.path(s)) is not None]
     return [
         labels_path,
-        O.write_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "
+        O.write_output_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "
                         "post-Gd T1w (difference module): instance labels 1..N (rows of the "
                         "lesion table), 0 elsewhere", sources=sources),
         write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),
@@ -178,50 +175,23 @@ def label_cohort(exams: Sequence[Exam], config: LabelConfig, *,
         check_output_location(config.prep_root, bids_root)
     write_dataset_description(config.out, "gdsynth",
                               description="enhancing lesions annotated from the real post-Gd T1w")
-    results: list[CaseResult] = []
     table = summary_path(config.out, config.shard)
     mine = shard_exams(exams, config.shard)
-    todo: dict[str, dict[str, Any]] = {}
-    skipped: dict[str, CaseResult] = {}
-    for exam in mine:
+
+    def check(exam: Exam) -> dict[str, Any] | Skipped:
         if exam.t1w_gd is None:
-            skipped[exam.id] = CaseResult(exam.id, "skipped", 0.0, "no post-Gd T1w")
-            continue
-        try:
-            key = run_key(exam, config)
-        except Exception as exc:  # noqa: BLE001 - a missing/unreadable input fails this exam only
-            skipped[exam.id] = CaseResult(exam.id, "failed", 0.0, error_line(exc))
-            continue
+            return Skipped(reason="no post-Gd T1w")
+        key = run_key(exam, config)
         if not config.overwrite and O.is_complete(O.SUMMARY.path(config.out, exam), key):
-            skipped[exam.id] = CaseResult(exam.id, "skipped")
-        else:
-            todo[exam.id] = key
-    pool = ThreadPoolExecutor(max_workers=config.workers) if config.workers > 0 else None
-    ahead: dict[str, Future] = {}
-    pending = [e for e in mine if e.id in todo]
-    try:
-        for exam in track(mine, "gdsynth label"):
-            start = time.perf_counter()
-            if exam.id in skipped:
-                result = skipped[exam.id]
-            else:
-                while pool is not None and pending and len(ahead) < config.workers + 1:
-                    nxt = pending.pop(0)
-                    ahead[nxt.id] = pool.submit(prepare_with_post, nxt, config)
-                try:
-                    future = ahead.pop(exam.id, None)
-                    vols = future.result() if future is not None else None
-                    label_exam(exam, config, todo[exam.id], vols)
-                    result = CaseResult(exam.id, "done", time.perf_counter() - start)
-                except Exception as exc:  # noqa: BLE001 - reported per exam, the batch goes on
-                    log.debug("exam %s failed", exam.id, exc_info=True)
-                    result = CaseResult(exam.id, "failed", time.perf_counter() - start,
-                                        error_line(exc))
-            results.append(result)
-            write_tsv(table, [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3),
-                               "error": r.error} for r in results],
-                      ("exam", "status", "seconds", "error"))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            return Skipped()
+        return key
+
+    todo, decided = precheck(mine, check, case=lambda e: e.id)
+    results: list[CaseResult] = []
+    for result in iter_batch(
+            mine, lambda exam, vols: label_exam(exam, config, todo[exam.id], vols),
+            case=lambda e: e.id, description="gdsynth label", decided=decided,
+            ahead=lambda exam: prepare_with_post(exam, config), ahead_workers=config.workers):
+        results.append(result)
+        write_run_summary(table, results)
     return results

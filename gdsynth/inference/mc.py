@@ -5,25 +5,30 @@ prediction and the standard deviation over samples (population std, ``ddof=0``) 
 
 Masks are not drawn from torch's global RNG. Each dropout module ``m`` and sample ``s`` gets one
 mask, drawn by a ``torch.Generator`` seeded from ``(seed, m, s)`` over the module's input shape
-without its batch axis, and shared by every item of the batch. Sample ``s`` is therefore one
-fixed "thinned network" applied to every slice (or window) of the volume, and the masks do not
-depend on the batch size, the order of slices or how many samples share one forward: results are
-byte-identical for a given seed and batch settings, and equal up to float rounding of the
-convolution kernels across batch sizes. Samples are stacked along the batch axis (sample-major), as many per forward as
-``max_items`` allows.
+without its batch axis, and shared by every item of the batch (:class:`SeededMasks`). Sample
+``s`` is therefore one fixed "thinned network" applied to every slice (or window) of the volume,
+and the masks do not depend on the batch size, the order of slices or how many samples share one
+forward: results are byte-identical for a given seed and batch settings, and equal up to float
+rounding of the convolution kernels across batch sizes. Samples are stacked along the batch axis
+(sample-major), as many per forward as ``max_items`` allows.
 
 The mean and std are computed relative to the first sample (shifted data), so when all samples
 are equal (dropout off, ``p=0``, no dropout module) the std is exactly zero.
 
-:class:`SharedEncoder` runs the part of a U-Net before its first dropout (stem, encoder,
-bottleneck: about half the forward time on CPU, memory-bound full-resolution layers) once per
-slice instead of once per sample; the samples differ only from the first dropout on.
+With a :class:`gdsynth.models.unet.UNetGenerator`, :class:`SharedEncoder` runs the part before
+the dropout modules (:meth:`~gdsynth.models.unet.UNetGenerator.encode`: stem, encoder,
+bottleneck, about half the forward time on CPU, memory-bound full-resolution layers) once per
+batch of slices instead of once per sample, and passes the masks to
+:meth:`~gdsynth.models.unet.UNetGenerator.decode` as values. Any other generator gets its masks
+through forward hooks on its dropout modules, for the duration of each forward.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,12 +36,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from gdsynth.inference.predictor import Predictor
+from gdsynth.inference.predictor import ModelRun, Predictor
+from gdsynth.models.unet import UNetGenerator, times_mask
+from gdsynth.runtime import Precision
 
 if TYPE_CHECKING:
     from gdsynth.inference.compiled import CompiledUNet
 
 log = logging.getLogger(__name__)
+
+#: The encoder output of a U-Net: (skip tensors, bottleneck output).
+Features = tuple[list[Tensor], Tensor]
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -44,35 +54,26 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, _DropoutNd)]
 
 
-def enable_mc_dropout(model: nn.Module) -> int:
-    """Put only the dropout modules of ``model`` in training mode (global-RNG MC dropout).
-
-    Returns how many were switched. :class:`MCDropoutPredictor` does not need this (it applies
-    its own seeded masks with the model in eval mode); it is here for callers that want torch's
-    own dropout at test time.
-    """
-    mods = dropout_modules(model)
-    for m in mods:
-        m.train()
-    return len(mods)
-
-
 def _mask_seed(seed: int, module_index: int, sample: int) -> int:
     state = np.random.SeedSequence([int(seed) % (2**32), module_index, sample]).generate_state(2)
     return int(state[0]) << 32 | int(state[1])
 
 
-class _SeededMasks:
-    """Forward hooks that replace each dropout module's output by ``input * mask_s / (1 - p)``."""
+class SeededMasks:
+    """The dropout multipliers ``keep / (1 - p)`` of ``model``'s dropout modules for ``seed``:
+    one per module (by its index in :func:`dropout_modules`), sample and input shape (without
+    the batch axis), drawn once and memoised."""
 
     def __init__(self, model: nn.Module, seed: int) -> None:
         self.modules = dropout_modules(model)
         self.seed = seed
-        self.samples: tuple[int, int] = (0, 1)
+        self._index = {id(m): i for i, m in enumerate(self.modules)}
         self._cache: dict[tuple, Tensor] = {}
 
-    def mask(self, index: int, module: nn.Module, sample: int, shape: tuple[int, ...],
+    def mask(self, module: nn.Module, sample: int, shape: tuple[int, ...],
              device: torch.device) -> Tensor:
+        """The multiplier of ``module`` for ``sample`` over an input of ``shape`` (no batch axis)."""
+        index = self._index[id(module)]
         key = (index, sample, shape, str(device))
         cached = self._cache.get(key)
         if cached is not None:
@@ -93,152 +94,128 @@ class _SeededMasks:
             self._cache[key] = m
         return m
 
-    def hook(self, index: int):
-        def fn(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
-            x = args[0]
-            s0, s1 = self.samples
-            n = s1 - s0
-            per = x.shape[0] // n
-            shape = tuple(x.shape[1:])
-            if n == 1:  # broadcast: keeps x's memory format (channels-last) and dtype
-                return x * self.mask(index, module, s0, shape, x.device).to(x.dtype)
-            masks = torch.stack([self.mask(index, module, s, shape, x.device) for s in range(s0, s1)])
-            y = x.reshape(n, per, *shape) * masks[:, None].to(x.dtype)
-            return y.reshape(x.shape)
-
-        return fn
+    def stacked(self, module: nn.Module, samples: range, shape: tuple[int, ...],
+                device: torch.device) -> Tensor:
+        """``(len(samples), *shape)``: the masks of ``module`` for ``samples``."""
+        return torch.stack([self.mask(module, s, shape, device) for s in samples])
 
     @contextmanager
-    def active(self):
-        handles = [m.register_forward_hook(self.hook(i)) for i, m in enumerate(self.modules)]
+    def hooked(self, samples: range) -> Iterator[None]:
+        """Within the block, each dropout module's output is its input times the masks of
+        ``samples`` (the batch holds ``len(samples)`` copies of the items, sample-major)."""
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+            x = args[0]
+            return times_mask(x, self.stacked(module, samples, tuple(x.shape[1:]), x.device))
+
+        handles = [m.register_forward_hook(hook) for m in self.modules]
         try:
-            yield self
+            yield
         finally:
             for h in handles:
                 h.remove()
 
 
-class SharedEncoder(nn.Module):
-    """A :class:`gdsynth.models.unet.UNetGenerator` for MC dropout, whose encoder (everything
-    before the dropout modules) runs once per batch of slices, not once per sample.
+class SharedEncoder:
+    """A :class:`gdsynth.models.unet.UNetGenerator` run for MC dropout: :meth:`encode` once per
+    batch of slices, then :meth:`decode` for each group of samples with their masks as values.
+    Same outputs as running ``model`` on the repeated batch with the masks hooked in, up to float
+    rounding (instance norm is per item). Build it with :meth:`wrap`, which returns None when
+    the model is not a U-Net with dropout (only) in its decoder.
 
-    The input batch is ``copies`` identical copies (sample-major, as :class:`MCDropoutPredictor`
-    stacks them): the encoder runs on one copy and its outputs are repeated; the decoder runs on
-    all. When consecutive forwards get the same slices (the samples of one batch split over
-    several forwards, as on CPU), the last encoder result is reused. Same outputs as
-    ``model(x)`` up to float rounding (instance norm is per item). Build it with :meth:`wrap`,
-    which returns None when the model is not a U-Net with dropout only in its decoder.
-
-    ``compiled`` (:class:`gdsynth.inference.compiled.CompiledUNet`): the encoder and decoder run
-    through ``torch.compile``; the decoder then applies the current samples' masks (``masks``,
-    set by :class:`MCDropoutPredictor`) as inputs instead of through the forward hooks.
+    ``run`` (:class:`gdsynth.inference.predictor.ModelRun`): device, precision and memory format,
+    as :func:`gdsynth.inference.predictor.make_predictor` runs the whole model. ``compiled``
+    (:class:`gdsynth.inference.compiled.CompiledUNet`): encode and decode through
+    ``torch.compile``.
     """
 
-    def __init__(self, model: nn.Module, compiled: CompiledUNet | None = None) -> None:
-        super().__init__()
+    def __init__(self, model: UNetGenerator, run: ModelRun,
+                 compiled: CompiledUNet | None = None) -> None:
         self.model = model
-        self.copies = 1
+        self.run = run
         self.compiled = compiled
-        self.masks: _SeededMasks | None = None  # set by MCDropoutPredictor (compiled decoder)
-        self._last: tuple[Tensor, list[Tensor], Tensor] | None = None
-
-    def reset(self) -> None:
-        """Forget the cached encoder result."""
-        self._last = None
-
-    def encode(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
-        """(skip tensors, bottleneck output) of ``x``, reused when ``x`` equals the last input."""
-        last = self._last
-        if last is not None and last[0].shape == x.shape and last[0].device == x.device \
-                and torch.equal(last[0], x):
-            return last[1], last[2]
-        if self.compiled is not None:
-            skips, y = self.compiled.encode(x)
-        else:
-            m = self.model
-            skips = [m.stem(x)]
-            for down in m.down:
-                skips.append(down(skips[-1]))
-            y = m.bottleneck(skips[-1])
-        self._last = (x, skips, y)
-        return skips, y
 
     @classmethod
-    def wrap(cls, model: nn.Module, *, compile: bool = False) -> SharedEncoder | None:
-        """The wrapper, or None when the encoder-sharing shortcut does not apply to ``model``.
+    def wrap(cls, model: nn.Module, *, precision: str | Precision = Precision.auto,
+             channels_last: bool | None = None, compile: bool = False) -> SharedEncoder | None:
+        """The shared encoder of ``model``, or None when the shortcut does not apply to it.
 
-        ``compile``: run the encoder and the decoder compiled
-        (:func:`gdsynth.inference.compiled.compiled_unet`) when the model's layout allows it."""
-        from gdsynth.models.unet import UNetGenerator
-
+        ``compile``: encode and decode through ``torch.compile``
+        (:func:`gdsynth.inference.compiled.compiled_unet`)."""
         if type(model) is not UNetGenerator:
             return None
-        in_decoder = {id(m) for m in dropout_modules(model.up)}
-        if not in_decoder or any(id(m) not in in_decoder for m in dropout_modules(model)):
+        in_decoder = model.decoder_dropouts()
+        if not in_decoder or len(in_decoder) != len(dropout_modules(model)):
             return None
         compiled = None
         if compile:
             from gdsynth.inference.compiled import compiled_unet
 
             compiled = compiled_unet(model)
-        return cls(model, compiled)
+        return cls(model, ModelRun(model, precision=precision, channels_last=channels_last),
+                   compiled)
 
-    def forward(self, x: Tensor) -> Tensor:
-        m = self.model
-        n = self.copies if self.copies >= 1 and x.shape[0] % self.copies == 0 else 1
-        skips, y = self.encode(x[: x.shape[0] // n])
-        if self.compiled is not None and self.masks is not None:
-            return self.compiled.decode(skips, y, self._decoder_masks(skips, n, x.device))
-        if n > 1:
-            def rep(t: Tensor) -> Tensor:
-                return t.repeat(n, *([1] * (t.dim() - 1)))
+    def encode(self, batch: Tensor) -> Features:
+        """The encoder output of ``batch`` (B, C_in, *spatial), on the model's device."""
+        encode = self.compiled.encode if self.compiled is not None else self.model.encode
+        with torch.inference_mode():
+            x = self.run.input(batch)
+            with self.run.autocast():
+                return encode(x)
 
-            skips, y = [rep(t) for t in skips], rep(y)
-        for i in reversed(range(len(m.up))):
-            y = m.up[i](torch.cat([y, skips[i + 1]], dim=1))
-        return m.head(torch.cat([y, skips[0]], dim=1))
-
-    def _decoder_masks(self, skips: list[Tensor], n: int, device: torch.device) -> list[Tensor]:
-        """The compiled decoder's dropout multipliers: for each dropout module, (n, *shape) for
-        the current samples, drawn as the eager forward hook draws them."""
-        assert self.compiled is not None and self.masks is not None
-        s0, s1 = self.masks.samples
-        if s1 - s0 != n:
-            raise RuntimeError(f"{n} copies in the batch but samples {s0}..{s1 - 1} active")
-        index = {id(mod): k for k, mod in enumerate(self.masks.modules)}
-        return [torch.stack([self.masks.mask(index[id(mod)], mod, s, tuple(skips[level].shape[1:]),
-                                             device) for s in range(s0, s1)])
-                for mod, level in zip(self.compiled.dropouts, self.compiled.levels, strict=True)]
+    def decode(self, features: Features, masks: SeededMasks, samples: range) -> Tensor:
+        """The outputs of MC ``samples`` for the batch ``features`` were encoded from:
+        ``(len(samples) * B, out_channels, *spatial)``, sample-major, CPU float32."""
+        decode = self.compiled.decode if self.compiled is not None else self.model.decode
+        skips, y = features
+        with torch.inference_mode():
+            multipliers = [masks.stacked(mod, samples, tuple(skips[level].shape[1:]),
+                                         skips[level].device)
+                           for level, mod in self.model.decoder_dropouts()]
+            with self.run.autocast():
+                out = decode(skips, y, multipliers)
+            return self.run.output(out)
 
 
 class MCDropoutPredictor:
     """``predictor(batch) -> cat([mean, std], dim=1)`` over ``n_samples`` seeded dropout samples.
 
     ``model`` is the generator (kept in eval mode; its dropout modules get seeded masks) and
-    ``predict`` the plain predictor around it (:func:`gdsynth.inference.predictor.make_predictor`).
+    ``forward`` how it runs: a :class:`SharedEncoder` of it (the encoder once per batch, masks
+    passed to the decoder), or the plain predictor around it
+    (:func:`gdsynth.inference.predictor.make_predictor`; masks applied by forward hooks).
     Output: (B, 2*C, ...) where channels ``:C`` are the mean and ``C:`` the std of the C output
     channels. ``max_items`` bounds the items per forward (batch × samples); default: all samples
-    of a batch in one forward. ``shared``: the :class:`SharedEncoder` that ``predict`` runs, if
-    any (its ``copies`` is set to the samples of each forward). ``per_forward``: samples per
-    forward whatever the batch size (a compiled model: the smaller last batch would otherwise
-    stack more samples, a new batch layout to compile).
+    of a batch in one forward. ``per_forward``: samples per forward whatever the batch size (a
+    compiled model: the smaller last batch would otherwise stack more samples, a new batch
+    layout to compile).
     """
 
-    def __init__(self, model: nn.Module, predict: Predictor, n_samples: int, *, seed: int = 0,
-                 max_items: int | None = None, shared: SharedEncoder | None = None,
+    def __init__(self, model: nn.Module, forward: Predictor | SharedEncoder, n_samples: int, *,
+                 seed: int = 0, max_items: int | None = None,
                  per_forward: int | None = None) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1 (got {n_samples})")
-        self.predict = predict
+        self.forward = forward
+        self.shared = forward if isinstance(forward, SharedEncoder) else None
         self.n_samples = int(n_samples)
         self.max_items = max_items
         self.per_forward = per_forward
-        self.shared = shared
-        self.masks = _SeededMasks(model, seed)
-        if shared is not None:
-            shared.masks = self.masks
+        self.masks = SeededMasks(model, seed)
         if n_samples > 1 and not any(float(m.p) > 0 for m in self.masks.modules):
             log.warning("model has no active dropout: MC samples are identical, uncertainty is 0")
+
+    def _samples(self, batch: Tensor) -> Callable[[range], Tensor]:
+        """``run(samples) -> (len(samples) * B, C, ...)``: the outputs of MC ``samples`` for
+        ``batch``, sample-major (the encoder of a :class:`SharedEncoder` runs here, once)."""
+        if self.shared is not None:
+            return partial(self.shared.decode, self.shared.encode(batch), self.masks)
+        predict = self.forward
+
+        def run(samples: range) -> Tensor:
+            with self.masks.hooked(samples):
+                return predict(batch.repeat(len(samples), *([1] * (batch.dim() - 1))))
+
+        return run
 
     def __call__(self, batch: Tensor) -> Tensor:
         n, b = self.n_samples, batch.shape[0]
@@ -246,25 +223,19 @@ class MCDropoutPredictor:
             per = min(n, self.per_forward)
         else:
             per = n if not self.max_items else max(1, min(n, self.max_items // max(b, 1)))
+        run = self._samples(batch)
         first = dsum = d2sum = None
-        with self.masks.active():
-            for s0 in range(0, n, per):
-                s1 = min(n, s0 + per)
-                self.masks.samples = (s0, s1)
-                if self.shared is not None:
-                    self.shared.copies = s1 - s0
-                reps = batch.repeat(s1 - s0, *([1] * (batch.dim() - 1)))
-                y = self.predict(reps)
-                y = y.reshape(s1 - s0, b, *y.shape[1:]).double()
-                if first is None:
-                    first = y[0].clone()
-                    dsum = torch.zeros_like(first)
-                    d2sum = torch.zeros_like(first)
-                d = y - first
-                dsum += d.sum(0)
-                d2sum += (d * d).sum(0)
-        if self.shared is not None:
-            self.shared.reset()
+        for s0 in range(0, n, per):
+            samples = range(s0, min(n, s0 + per))
+            y = run(samples)
+            y = y.reshape(len(samples), b, *y.shape[1:]).double()
+            if first is None:
+                first = y[0].clone()
+                dsum = torch.zeros_like(first)
+                d2sum = torch.zeros_like(first)
+            d = y - first
+            dsum += d.sum(0)
+            d2sum += (d * d).sum(0)
         mean_d = dsum / n
         mean = first + mean_d
         std = (d2sum / n - mean_d * mean_d).clamp_min(0).sqrt()

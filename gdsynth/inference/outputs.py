@@ -100,7 +100,7 @@ suffix for are listed in `.bidsignore`.
 """
 
 
-def write_sidecar(out: str | Path, exam: Exam, image: Path, description: str, *,
+def write_output_sidecar(out: str | Path, exam: Exam, image: Path, description: str, *,
                   sources: list[Path] | None = None) -> Path:
     """The BIDS sidecar of an output image on the input T1w grid: ``Sources`` (the exam's
     pre-contrast inputs unless given), ``SpatialReference`` (the input T1w) and

@@ -33,6 +33,7 @@ from gdsynth.inference.volume import predict_volume
 from gdsynth.io import read_image, write_image, write_json, write_labels, write_tsv
 from gdsynth.io.bids import Exam
 from gdsynth.models.card import ModelCard
+from gdsynth.runtime import CompileChoice
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ class SynthesisSettings:
     ``max_items`` caps batch × MC samples in one forward. Default: on CPU ``batch_size`` (one
     sample per forward: bigger forwards were slower per item in benchmarks/bench_inference.py,
     their activations no longer fit the caches), on CUDA all samples of a batch in one forward.
-    ``compile``: ``auto``, ``on`` or ``off`` (or a bool), run the generator through
-    ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on CPU for runs of
-    least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
+    ``compile`` (:class:`gdsynth.runtime.CompileChoice`; its name or a bool is parsed): run the
+    generator through ``torch.compile`` (:mod:`gdsynth.inference.compiled`); ``auto`` compiles on
+    CPU for runs of at least ``COMPILE_AUTO_MIN_SAMPLES`` exam × MC samples (in 1 mm exams;
     :func:`gdsynth.inference.cohort.run_cohort` counts the cohort, one exam alone is below it).
     ``precision``: ``auto``, ``bf16`` or ``fp32`` (:class:`gdsynth.runtime.Precision`; ``auto`` is
     bf16 on hardware with bf16 units); ``channels_last``: the memory format of the forward
@@ -58,8 +59,11 @@ class SynthesisSettings:
     overlap: float = 0.5
     max_items: int | None = None
     channels_last: bool | None = None
-    compile: str | bool = "auto"
+    compile: CompileChoice = CompileChoice.auto
     precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compile", CompileChoice.parse(self.compile))
 
     def key(self) -> dict[str, Any]:
         """The settings that change the outputs (part of the resume key)."""
@@ -103,19 +107,21 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
     from gdsynth.inference.predictor import module_device
 
     compiled = use_compile(generator, settings)
+    layout, precision = settings.channels_last, settings.precision
     if settings.mc_samples <= 1:
-        predictor: Predictor = make_predictor(generator, channels_last=settings.channels_last,
-                                              compile=compiled, precision=settings.precision)
+        predictor: Predictor = make_predictor(generator, channels_last=layout, compile=compiled,
+                                              precision=precision)
     else:
         # the encoder (before the dropout modules) runs once per batch of slices, not per sample
-        shared = SharedEncoder.wrap(generator, compile=compiled)
-        if compiled and (shared is None or shared.compiled is None):
-            warn_once("torch.compile: MC dropout with this generator runs eagerly (compiled MC "
-                      "needs a U-Net with dropout only at the end of decoder blocks)",
-                      level=logging.INFO)
-            compiled = False
-        plain = make_predictor(shared or generator, channels_last=settings.channels_last,
-                               precision=settings.precision)
+        forward: Predictor | SharedEncoder | None = SharedEncoder.wrap(
+            generator, channels_last=layout, precision=precision, compile=compiled)
+        if forward is None:
+            if compiled:
+                warn_once("torch.compile: MC dropout with this generator runs eagerly (compiled "
+                          "MC needs a U-Net with dropout only at the end of decoder blocks)",
+                          level=logging.INFO)
+                compiled = False
+            forward = make_predictor(generator, channels_last=layout, precision=precision)
         max_items = settings.max_items
         if max_items is None and module_device(generator).type == "cpu":
             max_items = settings.batch_size
@@ -123,9 +129,8 @@ def build_predictor(generator: nn.Module, settings: SynthesisSettings) -> Predic
         if compiled:
             per_forward = settings.mc_samples if max_items is None else \
                 max(1, min(settings.mc_samples, max_items // settings.batch_size))
-        predictor = MCDropoutPredictor(generator, plain, settings.mc_samples, seed=settings.seed,
-                                       max_items=max_items, shared=shared,
-                                       per_forward=per_forward)
+        predictor = MCDropoutPredictor(generator, forward, settings.mc_samples, seed=settings.seed,
+                                       max_items=max_items, per_forward=per_forward)
     # a one-slice last batch would compile a second graph (size 1 is specialised)
     return PadSingle(predictor) if compiled and settings.batch_size > 1 else predictor
 
@@ -182,7 +187,7 @@ def write_synthesis(out: Path, exam: Exam, prep: PreparedExam, synth: Synthesis,
     for head, prob in synth.heads.items():
         written.append(write_image(O.head_output(head).path(out, exam), to_native(prep, prob), native))
         notes.append(f"Probability of '{head}' from the model head")
-    written += [O.write_sidecar(out, exam, path, note) for path, note in zip(written, notes, strict=True)]
+    written += [O.write_output_sidecar(out, exam, path, note) for path, note in zip(written, notes, strict=True)]
     written.append(write_json(O.SYNTHESIS_RECORD.path(out, exam), record))
     return written
 
@@ -266,7 +271,7 @@ def write_detection(out: Path, exam: Exam, prep: PreparedExam, result,
     labels_path = write_labels(O.LESION_LABELS.path(out, exam), labels, prep.native_geometry)
     return [
         labels_path,
-        O.write_sidecar(out, exam, labels_path, "Detected enhancing lesions: instance labels "
+        O.write_output_sidecar(out, exam, labels_path, "Detected enhancing lesions: instance labels "
                         "1..N (rows of the lesion table), 0 elsewhere",
                         sources=[O.ENHANCEMENT.path(out, exam)]),
         write_tsv(O.LESION_LOOKUP.path(out, exam), O.lesion_lookup(rows), ("index", "name")),

@@ -106,11 +106,11 @@ class PrepCache:
     def prepare(self, exam: Exam, card: ModelCard, fallback: Prepare | None = None) -> PreparedExam:
         from gdsynth import preprocess
         from gdsynth.errors import GdsynthError
-        from gdsynth.preprocess.provenance import cache_key, input_hashes
+        from gdsynth.preprocess.provenance import cache_key, input_records
 
         config = prep_config(card)
         exam.require(config.sequences)
-        hashes = input_hashes(exam, replace(config, use_post=True))
+        hashes = input_records(exam, replace(config, use_post=True))
         found = preprocess.find_prepared(exam, self.root, config, hashes=hashes, post_optional=True)
         if found.prepared is not None:
             try:
@@ -126,7 +126,7 @@ class PrepCache:
             log.info("%s: the cache in %s is not used (%s)", exam.prefix, self.root, found.reason)
         if not self.write or found.foreign:
             return (fallback or prepare_exam)(exam, card)
-        pre = {k: v for k, v in hashes.items() if k != "T1w_gd"}  # = input_hashes(exam, config)
+        pre = {k: v for k, v in hashes.items() if k != "T1w_gd"}  # = input_records(exam, config)
         vols = preprocess.prepare_arrays(exam, config, hashes=pre)
         try:
             preprocess.write_prepared(exam, self.root, vols, cache_key(pre, config))
@@ -142,12 +142,10 @@ def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
     volumes, mask, grids and the map back to the input T1w's intensity scale."""
     from gdsynth.io import read_image
     from gdsynth.preprocess.orient import reorient_to_ras
-    from gdsynth.preprocess.resample import resample
+    from gdsynth.preprocess.resample import move_to_grid
 
     raw, native = read_image(exam.t1w)  # type: ignore[arg-type]
-    raw, ras = reorient_to_ras(raw, native)
-    if not ras.same_grid(prep.geometry):
-        raw = resample(raw, ras, prep.geometry)
+    raw = move_to_grid(*reorient_to_ras(raw, native), prep.geometry)
     median = float(prep.provenance["nawm_median"]["T1w"])
     scale = t1w_scale_map(raw, prep.images["T1w"], prep.mask, prep.geometry.spacing, median)
     return PreparedExam(
@@ -190,25 +188,18 @@ def t1w_scale_map(raw: np.ndarray, normalized: np.ndarray, mask: np.ndarray,
     return full.astype(np.float32)
 
 
-def move(array: np.ndarray, source: Geometry, target: Geometry, *, nearest: bool = False
-         ) -> np.ndarray:
-    """Put an (X, Y, Z) array on ``source`` onto ``target``: an exact axis permutation/flip when
-    both grids hold the same voxels (prepared = reoriented T1w), else world-space resampling
-    (linear, or nearest for labels)."""
-    from gdsynth.preprocess.orient import apply_index_map, index_map
-    from gdsynth.preprocess.resample import resample
-
-    m = index_map(source, target)
-    if m is not None:
-        return apply_index_map(array, m, target.shape)
-    return resample(array, source, target, interpolation="nearest" if nearest else "linear")
-
-
 def to_native(prep: PreparedExam, array: np.ndarray, *, nearest: bool = False) -> np.ndarray:
-    """A prepared-grid array on the input T1w grid (exact unless preprocessing resampled)."""
-    return move(array, prep.geometry, prep.native_geometry, nearest=nearest)
+    """A prepared-grid array on the input T1w grid (exact unless preprocessing resampled;
+    :func:`gdsynth.preprocess.move_to_grid`, nearest neighbour for labels)."""
+    from gdsynth.preprocess.resample import move_to_grid
+
+    return move_to_grid(array, prep.geometry, prep.native_geometry,
+                        interpolation="nearest" if nearest else "linear")
 
 
 def to_prepared(prep: PreparedExam, array: np.ndarray, *, nearest: bool = False) -> np.ndarray:
     """Inverse of :func:`to_native`: a native-grid array onto the prepared grid."""
-    return move(array, prep.native_geometry, prep.geometry, nearest=nearest)
+    from gdsynth.preprocess.resample import move_to_grid
+
+    return move_to_grid(array, prep.native_geometry, prep.geometry,
+                        interpolation="nearest" if nearest else "linear")

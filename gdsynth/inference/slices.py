@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gdsynth.data.layout import slices_to_channels
 from gdsynth.errors import ConfigError
 from gdsynth.inference.predictor import Predictor
 
@@ -59,17 +60,17 @@ def pad_to_multiple(x: Tensor, multiple: int, mode: str | PadMode = PadMode.cons
 
 
 def stack_slices(volume: Tensor, z_indices: Sequence[int], context: int) -> Tensor:
-    """Model input for axial slices ``z_indices`` of ``volume`` (S, X, Y, Z).
-
-    Returns (B, S*(2*context+1), X, Y) with ``channel = s*(2k+1) + offset_index``.
+    """Model input for axial slices ``z_indices`` of ``volume`` (S, X, Y, Z): the slab of
+    ``2 * context + 1`` slices around each, edge-clamped, as channels
+    (:func:`gdsynth.data.layout.slices_to_channels`). Returns (B, S*(2*context+1), X, Y) with
+    ``channel = s*(2k+1) + offset_index``.
     """
     n_z = volume.shape[-1]
     offsets = torch.arange(-context, context + 1)
     z = torch.as_tensor(list(z_indices), dtype=torch.long)
     idx = (z[:, None] + offsets[None, :]).clamp(0, n_z - 1)  # (B, 2k+1)
     picked = volume[..., idx]  # (S, X, Y, B, 2k+1)
-    s, x, y, b, o = picked.shape
-    return picked.permute(3, 0, 4, 1, 2).reshape(b, s * o, x, y)
+    return slices_to_channels(picked.permute(3, 0, 1, 2, 4))  # from (B, S, X, Y, 2k+1)
 
 
 class _Stacker:

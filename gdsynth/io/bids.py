@@ -177,9 +177,6 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
     return sorted(exams, key=lambda e: (e.subject, e.session or ""))
 
 
-_TABLE_COLUMNS = {"subject", "session", "t1w", "t2w", "flair", "t1w_gd", "mask"}
-
-
 def read_table(path: str | Path) -> list[Exam]:
     """Read a cohort table (TSV or CSV, UTF-8 with or without a byte-order mark) with columns
     subject, [session], t1w, t2w, flair, [t1w_gd], [mask]. Relative paths are relative to the

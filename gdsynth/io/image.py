@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 #: Largest image accepted by default (voxels): 512³, about 0.5 GB as float32.
 DEFAULT_MAX_VOXELS = 512**3
 
-_IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-
 
 @dataclass(frozen=True)
 class ImageInfo:
@@ -360,9 +358,3 @@ def write_labels(path: str | Path, labels: np.ndarray, geometry: Geometry) -> Pa
         raise ValueError("label maps must be non-negative")
     dt = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
     return write_image(path, lab.astype(dt), geometry, dtype=dt)
-
-
-def is_image_path(path: str | Path) -> bool:
-    """True when the name has an image extension gdsynth reads (or is a folder: DICOM)."""
-    name = str(path).lower()
-    return name.endswith(_IMAGE_EXTENSIONS) or Path(path).is_dir()

@@ -10,7 +10,6 @@ from typing import Any
 
 _EXPORTS = {
     "UNetGenerator": "gdsynth.models.unet",
-    "enable_mc_dropout": "gdsynth.models.unet",
     "PatchDiscriminator": "gdsynth.models.patchgan",
     "AdversarialLoss": "gdsynth.models.losses",
     "AdversarialCriterion": "gdsynth.models.losses",

@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def lesion_region(mask: torch.Tensor, grow: int) -> torch.Tensor:
+def dilate_lesion(mask: torch.Tensor, grow: int) -> torch.Tensor:
     """``mask`` (B, 1, P, P) dilated by ``grow`` voxels (max pooling)."""
     return F.max_pool2d(mask, 2 * grow + 1, stride=1, padding=grow) if grow > 0 else mask
 
 
 def condition(x: torch.Tensor, mask: torch.Tensor, grow: int = 1) -> torch.Tensor:
     """``(B, C + 1, P, P)``: mask, then ``x`` with the lesion region set to 1.0 (NAWM)."""
-    region = lesion_region(mask, grow)
+    region = dilate_lesion(mask, grow)
     return torch.cat([mask, x * (1 - region) + region], 1)
 
 
@@ -71,7 +71,7 @@ class LesionCVAE(nn.Module):
         generated intensities (1 + decoder output) inside."""
         zmap = z[:, :, None, None].expand(-1, -1, *cond.shape[2:])
         inside = 1.0 + self.decoder(torch.cat([cond, zmap], 1))
-        region = lesion_region(cond[:, :1], self.grow)
+        region = dilate_lesion(cond[:, :1], self.grow)
         return cond[:, 1:] * (1 - region) + inside * region
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor
@@ -84,7 +84,7 @@ class LesionCVAE(nn.Module):
     def loss(self, x: torch.Tensor, mask: torch.Tensor, beta: float = 0.05) -> dict[str, torch.Tensor]:
         """``recon`` (mean L1 in the lesion region), ``kl`` (per sample), ``total``."""
         recon, mu, logvar = self(x, mask)
-        region = lesion_region(mask, self.grow).expand_as(x)
+        region = dilate_lesion(mask, self.grow).expand_as(x)
         l1 = ((recon - x).abs() * region).sum() / region.sum().clamp_min(1.0)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1).mean()
         return {"recon": l1, "kl": kl, "total": l1 + beta * kl}

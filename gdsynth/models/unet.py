@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
 
 from gdsynth.errors import ConfigError
 
@@ -167,9 +168,10 @@ class UNetGenerator(nn.Module):
     """pix2pix U-Net: strided-conv encoder, transposed-conv (or upsample+conv) decoder, skips.
 
     Dropout (``nn.Dropout`` modules, rate ``dropout``) sits in the ``dropout_blocks`` deepest
-    decoder blocks (default ``max(1, depth // 2)``), as in pix2pix, so MC dropout can switch them
-    on at test time (:func:`gdsynth.models.enable_mc_dropout`). ``heads`` adds one logit channel
-    each after the synthesis channel (``out_channels = 1 + len(heads)``).
+    decoder blocks (default ``max(1, depth // 2)``), as in pix2pix; MC dropout
+    (:mod:`gdsynth.inference.mc`) passes its seeded masks to :meth:`decode` in their place.
+    ``heads`` adds one logit channel each after the synthesis channel
+    (``out_channels = 1 + len(heads)``). The forward is :meth:`encode` then :meth:`decode`.
     """
 
     def __init__(
@@ -245,24 +247,54 @@ class UNetGenerator(nn.Module):
                 f"input spatial shape {tuple(spatial)} must have {self.spatial_dims} dims, each "
                 f"divisible by {self.size_multiple} (2**depth)"
             )
+        return self.decode(*self.encode(x))
+
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Stem, encoder and bottleneck of ``x`` (B, C_in, *spatial), sizes unchecked (see
+        :meth:`forward`): ``(skips, bottleneck output)``, ``skips[0]`` the stem output (full
+        size) and ``skips[i]`` the i-th downsampling block's (size / 2**i)."""
         skips = [self.stem(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
-        y = self.bottleneck(skips[-1])
+        return skips, self.bottleneck(skips[-1])
+
+    def decode(self, skips: list[torch.Tensor], y: torch.Tensor,
+               masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Decoder and head on the output of :meth:`encode`: ``(B, out_channels, *spatial)``.
+
+        ``masks`` None: the dropout modules run as modules (identity in eval mode). Else MC
+        dropout with the given multipliers (``keep / (1 - p)``) in place of the dropout modules,
+        one ``(n, C, *spatial)`` tensor per module in the order :meth:`decoder_dropouts` lists
+        them, for ``n`` samples: ``skips`` and ``y`` (B items) are repeated ``n`` times,
+        sample-major, and the output has ``n * B`` items."""
+        n = masks[0].shape[0] if masks else 1
+        if n > 1:
+            skips = [t.repeat(n, *([1] * (t.dim() - 1))) for t in skips]
+            y = y.repeat(n, *([1] * (y.dim() - 1)))
+        k = 0
         for i in reversed(range(len(self.up))):
-            y = self.up[i](torch.cat([y, skips[i + 1]], dim=1))
+            h = torch.cat([y, skips[i + 1]], dim=1)
+            for mod in self.up[i]:
+                if masks is not None and isinstance(mod, _DropoutNd):
+                    h = times_mask(h, masks[k])
+                    k += 1
+                else:
+                    h = mod(h)
+            y = h
         return self.head(torch.cat([y, skips[0]], dim=1))
 
+    def decoder_dropouts(self) -> list[tuple[int, nn.Module]]:
+        """``(level, module)`` of each dropout module in the order :meth:`decode` meets them
+        (deepest block first). The module ends decoder block ``up[level]``, so its input has the
+        shape of ``skips[level]``."""
+        return [(i, mod) for i in reversed(range(len(self.up))) for mod in self.up[i]
+                if isinstance(mod, _DropoutNd)]
 
-def enable_mc_dropout(module: nn.Module) -> int:
-    """Put ``module`` in eval mode except its dropout modules (train mode): MC dropout.
 
-    Returns the number of dropout modules switched on (0 means MC dropout is not possible).
-    """
-    module.eval()
-    n = 0
-    for m in module.modules():
-        if isinstance(m, nn.Dropout | nn.Dropout2d | nn.Dropout3d | nn.AlphaDropout):
-            m.train()
-            n += 1
-    return n
+def times_mask(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``h`` (n * B, C, *spatial), sample-major, times ``mask`` (n, C, *spatial): sample s's
+    multiplier for its B items."""
+    n = mask.shape[0]
+    if n == 1:  # broadcast: keeps h's memory format (channels-last) and dtype
+        return h * mask[0].to(h.dtype)
+    return (h.reshape(n, -1, *h.shape[1:]) * mask[:, None].to(h.dtype)).reshape(h.shape)

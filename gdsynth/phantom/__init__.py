@@ -5,7 +5,7 @@
 """
 
 from gdsynth.phantom.config import SITES, PhantomConfig, Site, get_site
-from gdsynth.phantom.dataset import SubjectResult, generate_dataset, truth_path
+from gdsynth.phantom.dataset import enhancing_truth_path, generate_dataset, truth_path
 from gdsynth.phantom.simulate import ExamVolumes, SubjectVolumes, simulate_subject
 
 __all__ = [
@@ -13,8 +13,8 @@ __all__ = [
     "ExamVolumes",
     "PhantomConfig",
     "Site",
-    "SubjectResult",
     "SubjectVolumes",
+    "enhancing_truth_path",
     "generate_dataset",
     "get_site",
     "simulate_subject",

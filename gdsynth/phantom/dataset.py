@@ -8,15 +8,15 @@ are skipped, so an interrupted run can be resumed).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from gdsynth import __version__
+from gdsynth.batch import FAILED, CaseResult, Skipped, iter_batch
 from gdsynth.errors import ConfigError, OutputError
 from gdsynth.io import read_image, read_tsv, write_image, write_json, write_labels
 from gdsynth.io.atomic import atomic_write_text, write_tsv
@@ -66,16 +66,13 @@ _RAW = {"T1w": ("T1w", {}), "T2w": ("T2w", {}), "FLAIR": ("FLAIR", {}),
 
 
 @dataclass
-class SubjectResult:
-    """Outcome of one subject: ``status`` is done, skipped (already complete) or failed."""
+class SubjectFiles:
+    """One subject as written (or found complete): its exams with their paths and its row of
+    ``participants.tsv`` (``summary``); the ``value`` of the subject's :class:`CaseResult`."""
 
     index: int
-    subject: str
-    status: str
-    seconds: float = 0.0
-    error: str = ""
-    exams: list[Exam] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
+    exams: list[Exam]
+    summary: dict
 
 
 def subject_label(index: int) -> str:
@@ -97,6 +94,15 @@ def raw_paths(root: Path, exam: Exam) -> Exam:
 def truth_path(root: Path, exam: Exam, suffix: str, ext: str = ".nii.gz", **entities: str) -> Path:
     """Path of a truth file of ``exam`` under ``root/derivatives/phantom``."""
     return derivative_path(Path(root) / TRUTH_DIR, exam, suffix, ext, **entities)
+
+
+def enhancing_truth_path(root: Path, exam: Exam) -> Path | None:
+    """The enhancing-lesion label map of ``exam`` under ``root/derivatives/phantom`` when it
+    exists (also under its gdsynth 0.1 name, :func:`gdsynth.io.bids.find_derivative`)."""
+    from gdsynth.io.bids import find_derivative
+
+    p = find_derivative(Path(root) / TRUTH_DIR, exam, "dseg", desc="enhancing")
+    return p if p.is_file() else None
 
 
 def _expected_files(root: Path, exam: Exam) -> list[Path]:
@@ -164,29 +170,22 @@ def _summary(index: int, config: PhantomConfig, rows_per_exam: list[list[dict]],
     }
 
 
-def _subject_task(root: str, index: int, seed: int, config: PhantomConfig) -> SubjectResult:
-    """Simulate and write one subject (runs in a worker process); never raises."""
-    start = time.perf_counter()
-    label = subject_label(index)
+def _subject_task(root: str, index: int, seed: int, config: PhantomConfig
+                  ) -> SubjectFiles | Skipped:
+    """Simulate and write one subject (runs in a worker process), or read back a complete one."""
     out = Path(root)
     exams = exam_entries(index, config)
-    try:
-        if all(p.exists() for e in exams for p in _expected_files(out, e)):
-            rows = [read_tsv(truth_path(out, e, "lesions", ".tsv")) for e in exams]
-            _, geometry = read_image(raw_paths(out, exams[0]).t1w)  # type: ignore[arg-type]
-            site = config.sites[index % len(config.sites)]
-            summary = _summary(index, config, rows, site, geometry.orientation)
-            return SubjectResult(index, label, "skipped", time.perf_counter() - start,
-                                 exams=[raw_paths(out, e) for e in exams], summary=summary)
-        subject = simulate_subject(index, seed, config)
-        written = [write_exam(out, ev) for ev in subject.exams]
-        summary = _summary(index, config, [ev.lesions for ev in subject.exams], subject.site,
-                           subject.orientation)
-        return SubjectResult(index, label, "done", time.perf_counter() - start, exams=written,
-                             summary=summary)
-    except Exception as exc:  # noqa: BLE001 - a batch continues past a failed subject
-        return SubjectResult(index, label, "failed", time.perf_counter() - start,
-                             error=f"{type(exc).__name__}: {exc}")
+    if all(p.exists() for e in exams for p in _expected_files(out, e)):
+        rows = [read_tsv(truth_path(out, e, "lesions", ".tsv")) for e in exams]
+        _, geometry = read_image(raw_paths(out, exams[0]).t1w)  # type: ignore[arg-type]
+        site = config.sites[index % len(config.sites)]
+        summary = _summary(index, config, rows, site, geometry.orientation)
+        return Skipped(SubjectFiles(index, [raw_paths(out, e) for e in exams], summary))
+    subject = simulate_subject(index, seed, config)
+    written = [write_exam(out, ev) for ev in subject.exams]
+    summary = _summary(index, config, [ev.lesions for ev in subject.exams], subject.site,
+                       subject.orientation)
+    return SubjectFiles(index, written, summary)
 
 
 def prepare_output(out: Path, seed: int, config: PhantomConfig) -> None:
@@ -217,36 +216,36 @@ def prepare_output(out: Path, seed: int, config: PhantomConfig) -> None:
 
 
 def iter_subjects(
-    out: Path, *, subjects: int, seed: int, config: PhantomConfig, workers: int = 1
-) -> Iterator[SubjectResult]:
-    """Simulate and write subjects 0..subjects-1, yielding results as they finish."""
-    if workers <= 1 or subjects <= 1:
-        for i in range(subjects):
-            yield _subject_task(str(out), i, seed, config)
-        return
-    import multiprocessing
+    out: Path, *, subjects: int, seed: int, config: PhantomConfig, workers: int = 1,
+    progress: bool = False,
+) -> Iterator[CaseResult]:
+    """Simulate and write subjects 0..subjects-1 (``workers`` processes), yielding one result per
+    subject (case ``sub-<label>``, value :class:`SubjectFiles`) in subject order; a failed subject
+    does not stop the others. ``progress``: a progress bar on stderr (unless quiet)."""
+    if workers > 1 and subjects > 1:
+        import multiprocessing
 
-    if multiprocessing.get_start_method() == "fork":  # children inherit the loaded template
-        from gdsynth.phantom.anatomy import load_landmarks, load_template
+        if multiprocessing.get_start_method() == "fork":  # children inherit the loaded template
+            from gdsynth.phantom.anatomy import load_landmarks, load_template
 
-        load_template(config.resolution)
-        load_landmarks()
-    with ProcessPoolExecutor(max_workers=min(workers, subjects)) as pool:
-        futures = [pool.submit(_subject_task, str(out), i, seed, config) for i in range(subjects)]
-        for fut in as_completed(futures):
-            yield fut.result()
+            load_template(config.resolution)
+            load_landmarks()
+    step = partial(_subject_task, str(out), seed=seed, config=config)
+    yield from iter_batch(range(subjects), step, case=lambda i: f"sub-{subject_label(i)}",
+                          description="phantom subjects", progress=progress, workers=workers)
 
 
-def finish_dataset(out: Path, results: Sequence[SubjectResult]) -> None:
+def finish_dataset(out: Path, results: Sequence[CaseResult]) -> None:
     """Write participants.tsv (and per-subject sessions.tsv) from the subjects that exist."""
-    ok = sorted((r for r in results if r.status != "failed"), key=lambda r: r.index)
-    rows = [r.summary for r in ok]
+    ok = sorted((r.value for r in results if r.status != FAILED), key=lambda s: s.index)
+    rows = [s.summary for s in ok]
     write_tsv(Path(out) / "participants.tsv", rows, columns=PARTICIPANT_COLUMNS)
-    for r in ok:
-        if r.summary["sessions"] > 1:
+    for s in ok:
+        if s.summary["sessions"] > 1:
             ses = [{"session_id": f"ses-{e.session}", "n_active_lesions": n}
-                   for e, n in zip(r.exams, r.summary["session_active"], strict=True)]
-            write_tsv(Path(out) / f"sub-{r.subject}" / f"sub-{r.subject}_sessions.tsv", ses)
+                   for e, n in zip(s.exams, s.summary["session_active"], strict=True)]
+            sub = f"sub-{subject_label(s.index)}"
+            write_tsv(Path(out) / sub / f"{sub}_sessions.tsv", ses)
 
 
 def generate_dataset(
@@ -260,7 +259,7 @@ def generate_dataset(
     workers: int = 1,
     sites: Sequence[str] | None = None,
     config: PhantomConfig | None = None,
-    on_result: Callable[[SubjectResult], None] | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
 ) -> list[Exam]:
     """Write a phantom cohort of ``subjects`` subjects to ``out``; return its exams (sorted).
 
@@ -282,8 +281,8 @@ def generate_dataset(
         if on_result is not None:
             on_result(r)
     finish_dataset(out, results)
-    failed = [r for r in results if r.status == "failed"]
+    failed = [r for r in results if r.status == FAILED]
     if failed:
         raise OutputError(out, f"{len(failed)} subject(s) failed: "
-                          + "; ".join(f"sub-{r.subject}: {r.error}" for r in failed))
-    return [e for r in sorted(results, key=lambda r: r.index) for e in r.exams]
+                          + "; ".join(f"{r.case}: {r.error}" for r in failed))
+    return [e for s in sorted((r.value for r in results), key=lambda s: s.index) for e in s.exams]

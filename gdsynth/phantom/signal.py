@@ -140,7 +140,7 @@ class Modifiers:
     choroid: np.ndarray  # fraction of CSF replaced by choroid plexus
 
 
-def render(
+def render_sequence(
     sequence: str,
     fractions: tuple[np.ndarray, np.ndarray, np.ndarray],
     tissues: dict[str, Tissue],

@@ -46,7 +46,7 @@ from gdsynth.phantom.signal import (
     Protocol,
     draw_protocol,
     draw_tissues,
-    render,
+    render_sequence,
 )
 from gdsynth.phantom.sites import at_field, draw_site, lesion_t1_factor
 from gdsynth.phantom.vessels import VesselMaps, make_vessels
@@ -181,7 +181,7 @@ def _acquire_all(
     t1w_bias = bias_field(rng, g, protocol.bias)
     images = {}
     for seq in SEQUENCES:
-        sig, wm_level = render(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
+        sig, wm_level = render_sequence(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
                                protocol, conc, config.relaxivity)
         sig *= texture
         if seq == "T1w":

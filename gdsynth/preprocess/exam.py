@@ -1,17 +1,21 @@
-"""Prepared exams on disk: write, cache, reload, cohort loop, and maps back to the native grid."""
+"""Prepared exams on disk (:class:`PreparedFiles`): write, cache, reload, cohort loop.
+
+The in-memory view inference uses is :class:`gdsynth.inference.prep.PreparedExam`; arrays go
+back to the native grid with :func:`gdsynth.preprocess.move_to_grid`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from gdsynth.errors import GdsynthError, InputFileMissingError
+from gdsynth.batch import Skipped, iter_batch
+from gdsynth.errors import InputFileMissingError
 from gdsynth.io import Geometry, read_image, write_image, write_json, write_labels
 from gdsynth.io.bids import (
     Exam,
@@ -21,10 +25,13 @@ from gdsynth.io.bids import (
     write_sidecar,
 )
 from gdsynth.preprocess.config import PrepConfig
-from gdsynth.preprocess.orient import apply_index_map, index_map
 from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays
-from gdsynth.preprocess.provenance import cache_key, input_hashes, is_complete, read_provenance
-from gdsynth.preprocess.resample import Interpolation, resample
+from gdsynth.preprocess.provenance import (
+    cache_key,
+    complete_provenance,
+    input_records,
+    read_provenance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +49,9 @@ cache key); it has no BIDS suffix and is listed in `.bidsignore`.
 
 
 @dataclass
-class PreparedExam:
-    """A prepared exam on disk. ``paths`` keys: T1w, T2w, FLAIR, T1w_gd, mask (present ones)."""
+class PreparedFiles:
+    """A prepared exam on disk (a ``gdsynth-prep`` folder entry). ``paths`` keys: T1w, T2w,
+    FLAIR, T1w_gd, mask (present ones); :func:`load_prepared` reads them back."""
 
     exam: Exam
     paths: dict[str, Path]
@@ -54,7 +62,7 @@ class PreparedExam:
 
 
 def output_path(out_root: str | Path, exam: Exam, role: str) -> Path:
-    """Derivative path of one prepared output (role as in :attr:`PreparedExam.paths`)."""
+    """Derivative path of one prepared output (role as in :attr:`PreparedFiles.paths`)."""
     if role == "mask":
         return derivative_path(out_root, exam, "mask", desc="brain")
     if role == "T1w_gd":
@@ -64,14 +72,14 @@ def output_path(out_root: str | Path, exam: Exam, role: str) -> Path:
     return derivative_path(out_root, exam, role, desc="preproc")
 
 
-def _from_provenance(exam: Exam, out_root: Path, prov: dict, cached: bool) -> PreparedExam:
+def _from_provenance(exam: Exam, out_root: Path, prov: dict, cached: bool) -> PreparedFiles:
     paths = {r: Path(out_root) / rel for r, rel in prov["outputs"].items()}
-    return PreparedExam(exam, paths, prov, Geometry.from_dict(prov["prepared_geometry"]),
-                        Geometry.from_dict(prov["native_geometry"]), cached)
+    return PreparedFiles(exam, paths, prov, Geometry.from_dict(prov["prepared_geometry"]),
+                         Geometry.from_dict(prov["native_geometry"]), cached)
 
 
-def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), *,
-                 force: bool = False) -> PreparedExam:
+def prepare_to_folder(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), *,
+                      force: bool = False) -> PreparedFiles:
     """Prepare ``exam`` into ``out_root`` (a gdsynth-prep derivative folder), using the cache.
 
     Skips the work when a provenance JSON with the same cache key exists (``cached=True``).
@@ -81,10 +89,10 @@ def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), 
     out_root = Path(out_root)
     prov_path = output_path(out_root, exam, "provenance")
     exam.require(config.sequences)
-    hashes = input_hashes(exam, config)
+    hashes = input_records(exam, config)
     key = cache_key(hashes, config)
     if not force:
-        prov = is_complete(prov_path, key, out_root)
+        prov = complete_provenance(prov_path, key, out_root)
         if prov is not None:
             return _from_provenance(exam, out_root, prov, cached=True)
     prov_path.unlink(missing_ok=True)
@@ -92,7 +100,7 @@ def prepare_exam(exam: Exam, out_root: Path, config: PrepConfig = PrepConfig(), 
     return write_prepared(exam, out_root, vols, key)
 
 
-def write_prepared(exam: Exam, out_root: str | Path, vols: PreparedVolumes, key: str) -> PreparedExam:
+def write_prepared(exam: Exam, out_root: str | Path, vols: PreparedVolumes, key: str) -> PreparedFiles:
     """Write prepared volumes (from :func:`prepare_arrays`) into the cache ``out_root`` under
     ``key`` (:func:`gdsynth.preprocess.provenance.cache_key` of the inputs and config they were
     prepared with): images and mask first, the provenance JSON last."""
@@ -133,7 +141,7 @@ class CacheLookup:
     leave it alone).
     """
 
-    prepared: PreparedExam | None
+    prepared: PreparedFiles | None
     reason: str = ""
     absent: bool = False
     foreign: bool = False
@@ -148,11 +156,11 @@ def find_prepared(exam: Exam, out_root: str | Path, config: PrepConfig, *,
                   hashes: dict | None = None, post_optional: bool = False) -> CacheLookup:
     """The exam as prepared in ``out_root`` when that cache entry is valid for ``config``: the
     same cache key (input SHA-256, parameters, gdsynth version) and every output present, as
-    :func:`prepare_exam` decides. Nothing is computed or written.
+    :func:`prepare_to_folder` decides. Nothing is computed or written.
 
     ``post_optional``: an entry prepared with or without the real post-Gd T1w (``use_post``) is
     valid too; the pre-contrast outputs do not depend on it. ``hashes`` are the
-    :func:`input_hashes` for ``config`` (with ``use_post=True`` when ``post_optional``).
+    :func:`input_records` for ``config`` (with ``use_post=True`` when ``post_optional``).
     """
     root = Path(out_root)
     prov_path = output_path(root, exam, "provenance")
@@ -160,13 +168,13 @@ def find_prepared(exam: Exam, out_root: str | Path, config: PrepConfig, *,
     if post_optional:
         variants = [replace(config, use_post=True), replace(config, use_post=False)]
     if hashes is None:
-        hashes = input_hashes(exam, variants[0])
+        hashes = input_records(exam, variants[0])
     prov = read_provenance(prov_path)
     if prov is None:
         return CacheLookup(None, f"no preparation of {exam.prefix} in {root}", absent=True)
     for variant in variants:
         used = hashes if variant.use_post else {k: v for k, v in hashes.items() if k != "T1w_gd"}
-        found = is_complete(prov_path, cache_key(used, variant), root)
+        found = complete_provenance(prov_path, cache_key(used, variant), root)
         if found is not None:
             return CacheLookup(_from_provenance(exam, root, found, cached=True))
     wanted = [_plain(v) for v in variants]
@@ -190,7 +198,7 @@ def find_prepared(exam: Exam, out_root: str | Path, config: PrepConfig, *,
     return CacheLookup(None, "the cached preparation is incomplete")
 
 
-def open_prepared(exam: Exam, out_root: str | Path) -> PreparedExam:
+def open_prepared(exam: Exam, out_root: str | Path) -> PreparedFiles:
     """The prepared exam already in ``out_root`` (no cache check, no computation)."""
     prov_path = output_path(out_root, exam, "provenance")
     prov = read_provenance(prov_path)
@@ -200,7 +208,7 @@ def open_prepared(exam: Exam, out_root: str | Path) -> PreparedExam:
     return _from_provenance(exam, Path(out_root), prov, cached=True)
 
 
-def load_prepared(prepared: PreparedExam) -> PreparedVolumes:
+def load_prepared(prepared: PreparedFiles) -> PreparedVolumes:
     """Read a prepared exam's images and mask back into memory (float32 / bool arrays)."""
     images: dict[str, np.ndarray] = {}
     for role in ("T1w", "T2w", "FLAIR", "T1w_gd"):
@@ -211,58 +219,28 @@ def load_prepared(prepared: PreparedExam) -> PreparedVolumes:
                            prepared.provenance)
 
 
-def to_native(array: np.ndarray, prepared_geometry: Geometry, native_geometry: Geometry, *,
-              interpolation: str = "linear") -> np.ndarray:
-    """Put an (X, Y, Z) map from the prepared grid back on the native T1w grid.
-
-    Exact (a transpose/flip, same dtype) when the prepared grid is a permutation of the native
-    one (no ``spacing`` given); otherwise resampled (``linear`` or ``nearest`` for labels).
-    """
-    interp = Interpolation.parse(interpolation)
-    arr = np.asarray(array)
-    if tuple(arr.shape) != prepared_geometry.shape:
-        raise ValueError(f"array shape {arr.shape} is not the prepared shape {prepared_geometry.shape}")
-    m = index_map(prepared_geometry, native_geometry)
-    if m is not None:
-        return apply_index_map(arr, m, native_geometry.shape)
-    out = resample(arr, prepared_geometry, native_geometry, interpolation=interp)
-    return out.astype(arr.dtype) if interp is Interpolation.NEAREST else out
-
-
-def _run_one(args: tuple[Exam, Path, PrepConfig, bool, int]):
-    from gdsynth.cli._common import CaseResult
-
+def _run_one(args: tuple[Exam, Path, PrepConfig, bool, int]) -> None | Skipped:
+    """One exam of :func:`prepare_cohort` (in a worker process when ``threads``, SimpleITK's
+    threads there); :class:`~gdsynth.batch.Skipped` when it was prepared before."""
     exam, out_root, config, force, threads = args
     if threads:
         import SimpleITK as sitk
 
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    start = time.perf_counter()
-    try:
-        prepared = prepare_exam(exam, out_root, config, force=force)
-    except GdsynthError as exc:
-        return CaseResult(exam.prefix, "failed", time.perf_counter() - start, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a batch reports every failure and goes on
-        log.debug("unexpected failure in %s", exam.prefix, exc_info=True)
-        return CaseResult(exam.prefix, "failed", time.perf_counter() - start,
-                          f"{type(exc).__name__}: {exc}")
-    status = "skipped" if prepared.cached else "done"
-    return CaseResult(exam.prefix, status, time.perf_counter() - start)
+    prepared = prepare_to_folder(exam, out_root, config, force=force)
+    return Skipped() if prepared.cached else None
 
 
-def prepare_cohort(exams: Sequence[Exam], out_root: Path, config: PrepConfig = PrepConfig(), *,
-                   workers: int = 1, force: bool = False) -> list:
-    """Prepare every exam; failures are recorded (``CaseResult`` with status ``failed``), not
+def prepare_cohort_to_folder(exams: Sequence[Exam], out_root: Path,
+                             config: PrepConfig = PrepConfig(), *, workers: int = 1,
+                             force: bool = False) -> list:
+    """Prepare every exam into ``out_root`` (:func:`prepare_to_folder`); failures are recorded (``CaseResult`` with status ``failed``), not
     raised. ``workers`` > 1 runs exams in parallel processes."""
-    from gdsynth.progress import track
-
     jobs = [(e, Path(out_root), config, force, 0) for e in exams]
-    if workers <= 1 or len(jobs) <= 1:
-        return [_run_one(j) for j in track(jobs, "prepare", total=len(jobs))]
-    import os
-    from concurrent.futures import ProcessPoolExecutor
+    if workers > 1 and len(jobs) > 1:  # worker processes share the cores
+        import os
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(*j[:4], threads) for j in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(track(pool.map(_run_one, jobs), "prepare", total=len(jobs)))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        jobs = [(*j[:4], threads) for j in jobs]
+    return list(iter_batch(jobs, _run_one, case=lambda job: job[0].prefix, description="prepare",
+                           workers=workers))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from gdsynth.metrics.robust import robust_sd
 from gdsynth.preprocess.mask import erode_mm
 
 
@@ -37,12 +38,6 @@ def kmeans_1d(values: np.ndarray, k: int = 3, iterations: int = 50) -> np.ndarra
             break
         centres = new
     return np.sort(centres)
-
-
-def robust_sd(values: np.ndarray) -> float:
-    """1.4826 x median absolute deviation."""
-    v = np.asarray(values, np.float64)
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def nawm_mask(
@@ -70,7 +65,7 @@ def nawm_mask(
         les = ndi.gaussian_filter(np.asarray(lesion_image, np.float32),
                                   sigma=[1.0 / s for s in spacing])
         ref = les[nawm]
-        hyper = les > np.median(ref) + lesion_mads * max(robust_sd(ref), 1e-6)
+        hyper = les > np.median(ref) + lesion_mads * max(robust_sd(ref.astype(np.float64)), 1e-6)
         kept = nawm & ~hyper
         if kept.sum() >= min_voxels:
             nawm = kept

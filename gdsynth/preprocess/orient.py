@@ -4,7 +4,7 @@ The prepared space starts from the pre-contrast T1w grid with its index axes per
 so that axis 0 points (most nearly) to the Right, axis 1 Anterior and axis 2 Superior. No voxel is
 interpolated: arrays are transposed and flipped, and the geometry is rewritten so every voxel keeps
 its world (LPS mm) position. :func:`index_map` recognises such a relation between any two grids,
-which is what lets :func:`gdsynth.preprocess.to_native` undo it exactly.
+which is what lets :func:`gdsynth.preprocess.move_to_grid` undo it exactly.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ def used_inputs(exam: Exam, config: PrepConfig) -> dict[str, Path]:
     return out  # type: ignore[return-value]
 
 
-def input_hashes(exam: Exam, config: PrepConfig) -> dict[str, dict[str, str]]:
-    """``{role: {"path": ..., "sha256": ...}}`` for every input used."""
+def input_records(exam: Exam, config: PrepConfig) -> dict[str, dict[str, str]]:
+    """``{role: {"path": ..., "sha256": ...}}`` for every input ``config`` uses: the provenance's
+    ``inputs`` (inference's records keep plain hashes, :func:`gdsynth.inference.outputs.input_hashes`)."""
     return {r: {"path": str(p), "sha256": file_sha256(p)} for r, p in used_inputs(exam, config).items()}
 
 
@@ -52,8 +53,9 @@ def read_provenance(path: Path) -> dict | None:
         return None
 
 
-def is_complete(prov_path: Path, key: str, out_root: Path) -> dict | None:
-    """The provenance when the exam is complete for ``key`` (and all its outputs exist)."""
+def complete_provenance(prov_path: Path, key: str, out_root: Path) -> dict | None:
+    """The provenance at ``prov_path`` when the exam is complete for ``key`` (same cache key, all
+    its outputs present), else None."""
     prov = read_provenance(prov_path)
     if not prov or prov.get("cache_key") != key:
         return None

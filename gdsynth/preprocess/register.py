@@ -201,6 +201,99 @@ def _single_threaded(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _sitk_inputs(fixed: np.ndarray, fixed_geometry: Geometry, moving: np.ndarray,
+                 moving_geometry: Geometry, fixed_mask: tuple[np.ndarray, Geometry] | None):
+    """The fixed and moving SimpleITK images at the working resolution, the fixed mask image (or
+    None) and the rotation centre (LPS mm): the centre of the mask, else of the fixed grid."""
+    fine = working_resolution(fixed_geometry, moving_geometry)
+    f_img = _bin_shrink(fixed_geometry.to_sitk(np.asarray(fixed, np.float32)), fine)
+    m_img = _bin_shrink(moving_geometry.to_sitk(np.asarray(moving, np.float32)), fine)
+    mask_img = None
+    if fixed_mask is not None:
+        mask_img = fixed_mask[1].to_sitk(np.asarray(fixed_mask[0], np.uint8))
+        idx = np.argwhere(fixed_mask[0])
+        centre = fixed_mask[1].index_to_world(idx.mean(axis=0)) if len(idx) else None
+    else:
+        centre = None
+    if centre is None:
+        centre = fixed_geometry.index_to_world((np.asarray(fixed_geometry.shape) - 1) / 2)
+    return fine, f_img, m_img, mask_img, centre
+
+
+def _metric_judge(params: RegistrationParams, mask_img, f_img, m_img, centre: np.ndarray,
+                  voxels: int) -> Callable[[np.ndarray], float]:
+    """A function giving the masked metric at the finest level of a rigid 4x4 matrix (lower is
+    better; inf when ITK cannot evaluate it).
+
+    MetricEvaluate ignores the fixed mask, so matrices are judged by a one-step run with a
+    negligible step: the masked metric at the finest level, the same samples for all.
+    """
+    import SimpleITK as sitk
+
+    judge = _method(replace(params, iterations=1, learning_rate=1e-9, min_step=1e-12),
+                    mask_img, [1], [0.0], voxels=voxels)
+
+    def evaluate(matrix: np.ndarray) -> float:
+        tx = sitk.Euler3DTransform()
+        tx.SetCenter(tuple(float(c) for c in centre))
+        tx.SetMatrix(tuple(np.asarray(matrix)[:3, :3].ravel()))
+        tx.SetTranslation(tuple(np.asarray(matrix)[:3, 3] + np.asarray(matrix)[:3, :3] @ centre
+                                - centre))
+        judge.SetInitialTransform(tx, inPlace=False)
+        try:
+            judge.Execute(f_img, m_img)
+            return float(judge.GetMetricValue())
+        except RuntimeError:
+            return float("inf")
+
+    return evaluate
+
+
+def _optimize(params: RegistrationParams, mask_img, f_img, m_img, start, voxels: int,
+              shrink: list[int], sigmas: list[float], evaluate: Callable[[np.ndarray], float],
+              start_score: float) -> tuple[list[tuple[float, np.ndarray, int, str]], str]:
+    """Run the optimizer from the ``start`` transform until an attempt improves on
+    ``start_score``: 1) the pyramid with the precomputed moving-gradient image (fast); 2) when
+    the metric did not improve (it can mislead the optimizer on very anisotropic voxels),
+    on-the-fly gradients; 3) still no improvement: the finest level only. Returns each finished
+    attempt as (metric, matrix, iterations, stop condition) and the last ITK failure message."""
+    import SimpleITK as sitk
+
+    runs, failure = [], ""
+    attempts = [(shrink, sigmas, True), (shrink, sigmas, False), ([1], [0.0], False)]
+    for level_shrink, level_sigmas, gradient_filter in attempts:
+        reg = _method(params, mask_img, level_shrink, level_sigmas,
+                      gradient_filter=gradient_filter, voxels=voxels)
+        reg.SetInitialTransform(sitk.Euler3DTransform(start), inPlace=False)
+        try:
+            out = reg.Execute(f_img, m_img)
+        except RuntimeError as exc:
+            failure = str(exc).strip().splitlines()[-1][:160]
+            continue
+        if out.GetName() == "CompositeTransform":
+            out = sitk.CompositeTransform(out).GetNthTransform(0)
+        matrix = transform_to_matrix(sitk.Euler3DTransform(out))
+        runs.append((evaluate(matrix), matrix, int(reg.GetOptimizerIteration()),
+                     reg.GetOptimizerStopConditionDescription()))
+        if runs[-1][0] < start_score - 1e-3:
+            break
+    return runs, failure
+
+
+def _check_plausible(name: object, metric: float, matrix: np.ndarray, centre: np.ndarray,
+                     params: RegistrationParams) -> None:
+    """Raise :class:`RegistrationError` naming ``name`` for a non-finite result or one beyond
+    ``max_rotation_deg`` / ``max_translation_mm`` (head-centre shift)."""
+    if not np.isfinite(metric) or not np.all(np.isfinite(matrix)):
+        raise RegistrationError(name, "registration diverged (non-finite metric or transform)")
+    angle = rotation_angle_deg(matrix)
+    shift = float(np.linalg.norm(matrix[:3, :3] @ centre + matrix[:3, 3] - centre))
+    if angle > params.max_rotation_deg or shift > params.max_translation_mm:
+        raise RegistrationError(
+            name, f"registration diverged: rotation {angle:.1f} deg, head-centre shift {shift:.1f} mm "
+            f"(limits {params.max_rotation_deg} deg, {params.max_translation_mm} mm)")
+
+
 @_single_threaded
 def register_rigid(
     fixed: np.ndarray,
@@ -218,80 +311,24 @@ def register_rigid(
     Raises :class:`RegistrationError` naming ``name`` when ITK fails, the metric is not finite or
     the result is implausible (beyond ``max_rotation_deg`` / ``max_translation_mm``).
     """
-    import SimpleITK as sitk
-
-    fine = working_resolution(fixed_geometry, moving_geometry)
-    f_img = _bin_shrink(fixed_geometry.to_sitk(np.asarray(fixed, np.float32)), fine)
-    m_img = _bin_shrink(moving_geometry.to_sitk(np.asarray(moving, np.float32)), fine)
-    mask_img = None
-    if fixed_mask is not None:
-        mask_img = fixed_mask[1].to_sitk(np.asarray(fixed_mask[0], np.uint8))
-        idx = np.argwhere(fixed_mask[0])
-        centre = fixed_mask[1].index_to_world(idx.mean(axis=0)) if len(idx) else None
-    else:
-        centre = None
-    if centre is None:
-        centre = fixed_geometry.index_to_world((np.asarray(fixed_geometry.shape) - 1) / 2)
-
+    fine, f_img, m_img, mask_img, centre = _sitk_inputs(fixed, fixed_geometry, moving,
+                                                        moving_geometry, fixed_mask)
     candidates = _initial_candidates(f_img, m_img, centre)
     shrink, sigmas = pyramid(Geometry.from_sitk(f_img), fine, params)
     fraction = float(np.mean(fixed_mask[0])) if fixed_mask is not None else 1.0
     voxels = int(np.prod(f_img.GetSize()) * fraction)  # fixed voxels inside the mask
-    # MetricEvaluate ignores the fixed mask, so candidates are judged by a one-step run with a
-    # negligible step: the masked metric at the finest level, same samples for all
-    judge = _method(replace(params, iterations=1, learning_rate=1e-9, min_step=1e-12),
-                    mask_img, [1], [0.0], voxels=voxels)
-
-    def evaluate(matrix: np.ndarray) -> float:
-        """Masked metric at the finest level of a rigid ``matrix`` (lower is better)."""
-        tx = sitk.Euler3DTransform()
-        tx.SetCenter(tuple(float(c) for c in centre))
-        tx.SetMatrix(tuple(np.asarray(matrix)[:3, :3].ravel()))
-        tx.SetTranslation(tuple(np.asarray(matrix)[:3, 3] + np.asarray(matrix)[:3, :3] @ centre
-                                - centre))
-        judge.SetInitialTransform(tx, inPlace=False)
-        try:
-            judge.Execute(f_img, m_img)
-            return float(judge.GetMetricValue())
-        except RuntimeError:
-            return float("inf")
+    evaluate = _metric_judge(params, mask_img, f_img, m_img, centre, voxels)
 
     scores = {k: evaluate(transform_to_matrix(tx)) for k, tx in candidates.items()}
     init = min(scores, key=lambda k: scores[k])
     if not np.isfinite(scores[init]):
         raise RegistrationError(name, "cannot evaluate the similarity metric: images do not overlap")
-    runs, failure = [], ""
-    # 1) pyramid with the precomputed moving-gradient image (fast); 2) when the metric did not
-    # improve (it can mislead the optimizer on very anisotropic voxels), on-the-fly gradients;
-    # 3) still no improvement: the finest level only, from the initial alignment
-    attempts = [(shrink, sigmas, True), (shrink, sigmas, False), ([1], [0.0], False)]
-    for level_shrink, level_sigmas, gradient_filter in attempts:
-        reg = _method(params, mask_img, level_shrink, level_sigmas,
-                      gradient_filter=gradient_filter, voxels=voxels)
-        reg.SetInitialTransform(sitk.Euler3DTransform(candidates[init]), inPlace=False)
-        try:
-            out = reg.Execute(f_img, m_img)
-        except RuntimeError as exc:
-            failure = str(exc).strip().splitlines()[-1][:160]
-            continue
-        if out.GetName() == "CompositeTransform":
-            out = sitk.CompositeTransform(out).GetNthTransform(0)
-        matrix = transform_to_matrix(sitk.Euler3DTransform(out))
-        runs.append((evaluate(matrix), matrix, int(reg.GetOptimizerIteration()),
-                     reg.GetOptimizerStopConditionDescription()))
-        if runs[-1][0] < scores[init] - 1e-3:
-            break
+    runs, failure = _optimize(params, mask_img, f_img, m_img, candidates[init], voxels, shrink,
+                              sigmas, evaluate, scores[init])
     if not runs:
         raise RegistrationError(name, f"registration to T1w failed ({failure})")
     metric, matrix, iterations, stop = min(runs, key=lambda r: r[0])
-    if not np.isfinite(metric) or not np.all(np.isfinite(matrix)):
-        raise RegistrationError(name, "registration diverged (non-finite metric or transform)")
-    angle = rotation_angle_deg(matrix)
-    shift = float(np.linalg.norm(matrix[:3, :3] @ centre + matrix[:3, 3] - centre))
-    if angle > params.max_rotation_deg or shift > params.max_translation_mm:
-        raise RegistrationError(
-            name, f"registration diverged: rotation {angle:.1f} deg, head-centre shift {shift:.1f} mm "
-            f"(limits {params.max_rotation_deg} deg, {params.max_translation_mm} mm)")
+    _check_plausible(name, metric, matrix, centre, params)
     if metric > scores[init]:  # never return an alignment worse (by the metric) than the start
         metric, iterations = float(scores[init]), 0
         matrix = transform_to_matrix(candidates[init])

@@ -1,5 +1,8 @@
 """Resampling between grids (SimpleITK), isotropic target grids and field-of-view overlap checks.
 
+:func:`move_to_grid` is the one way to put an array on another grid: the exact index map when both
+grids hold the same voxels (:func:`gdsynth.preprocess.orient.index_map`), else :func:`resample`.
+
 Transforms follow the ITK convention: a 4x4 LPS matrix maps a point of the *target* (fixed)
 world to the *source* (moving) world, so resampling reads ``source(matrix @ p)`` at each target
 voxel centre ``p``.
@@ -78,6 +81,33 @@ def resample(
                         _sitk_interpolator(interp), float(default))
     result = sitk_to_array(out)
     return result.astype(np.bool_) if np.asarray(array).dtype == np.bool_ else result
+
+
+def move_to_grid(
+    array: np.ndarray,
+    source: Geometry,
+    target: Geometry,
+    *,
+    interpolation: str | Interpolation = Interpolation.LINEAR,
+) -> np.ndarray:
+    """Put an (X, Y, Z) array on ``source`` onto ``target``.
+
+    Exact (a transpose/flip, same dtype, no value changed) when both grids hold the very same
+    voxels in another order (e.g. the prepared grid and the native T1w grid when preprocessing
+    only reoriented); otherwise resampled by world coordinates (:func:`resample`: ``linear`` or
+    ``bspline`` for images, ``nearest`` for labels, which then keep their dtype).
+    """
+    from gdsynth.preprocess.orient import apply_index_map, index_map
+
+    interp = Interpolation.parse(interpolation)
+    arr = np.asarray(array)
+    if tuple(arr.shape) != tuple(source.shape):
+        raise ValueError(f"array shape {arr.shape} is not its grid's shape {source.shape}")
+    m = index_map(source, target)
+    if m is not None:
+        return apply_index_map(arr, m, target.shape)
+    out = resample(arr, source, target, interpolation=interp)
+    return out.astype(arr.dtype, copy=False) if interp is Interpolation.NEAREST else out
 
 
 def isotropic_geometry(geometry: Geometry, spacing: float) -> Geometry:

@@ -77,7 +77,7 @@ def likert(values_real: list[int], values_synth: list[int]) -> dict:
     return out
 
 
-def match_lesions(clicks: list[list[float]], reference: list[dict], radius_mm: float) -> tuple[int, int]:
+def match_clicks(clicks: list[list[float]], reference: list[dict], radius_mm: float) -> tuple[int, int]:
     """(reference lesions found, false-positive clicks) for one case."""
     if not reference:
         return 0, len(clicks)
@@ -98,7 +98,7 @@ def _lesion_stats(rows: list[tuple[Answer, dict]], radius_mm: float) -> dict:
             refs = key.get("reference_lesions")
             if key["kind"] != kind or refs is None:
                 continue
-            hit, false = match_lesions(ans.lesions, refs, radius_mm)
+            hit, false = match_clicks(ans.lesions, refs, radius_mm)
             n_ref, found, fp, cases = n_ref + len(refs), found + hit, fp + false, cases + 1
         out[kind] = {"cases": cases, "reference_lesions": n_ref, "found": found,
                      "sensitivity": found / n_ref if n_ref else math.nan,

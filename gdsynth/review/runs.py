@@ -7,6 +7,8 @@ Reads only what every ``gdsynth train`` run writes::
     RUN/panels/val-step*.png           validation panels
     RUN/metrics.json, RUN/model/model_card.json   final steps and validation metrics
 
+(metric names of earlier versions read as today's: ``gdsynth.training.metrics.RENAMED_VAL_METRICS``)
+
 and writes one page (curves as PNG images made with matplotlib, panels embedded as data URIs,
 no script, nothing fetched from the network). Every value is HTML-escaped by the template.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from gdsynth.errors import InputFileMissingError
 from gdsynth.io import atomic_write_text
 from gdsynth.review.render import render
+from gdsynth.training.metrics import current_metric_name  # runs of earlier versions read as now
 
 #: Curves drawn first, in this order, when present; then every other ``val/`` column.
 CURVE_ORDER = ("train/loss_g", "train/loss_d", "train/l1", "train/adv", "train/ssim",
@@ -67,7 +70,7 @@ def read_series(run: Path) -> dict[str, list[tuple[int, float]]]:
                     value = _number(text)
                     if key in ("epoch", "step") or value is None:
                         continue
-                    merged.setdefault(key, {})[int(step)] = value
+                    merged.setdefault(current_metric_name(key), {})[int(step)] = value
     return {k: sorted(v.items()) for k, v in merged.items()}
 
 
@@ -102,7 +105,8 @@ def read_run(path: Path, label: str | None = None) -> Run:
             if steps is not None:
                 final["steps"] = steps
             vals = training.get("val_metrics", training.get("val", {})) or {}
-            final.update({k: v for k, v in ((k, _number(v)) for k, v in vals.items()) if v is not None})
+            final.update({current_metric_name(k): v for k, v in ((k, _number(v)) for k, v in vals.items())
+                          if v is not None})
     panels = sorted(path.glob("panels/val-step*.png"))
     if len(panels) > MAX_PANELS:
         picks = {round(i * (len(panels) - 1) / (MAX_PANELS - 1)) for i in range(MAX_PANELS)}

@@ -167,17 +167,32 @@ def create_app(root: str | Path) -> Flask:
     # werkzeug's access log and Flask's "Exception on /r/<token>/..." never show a token
     install_log_redaction(logging.getLogger("werkzeug"), app.logger)
 
-    def reader_or_403(token: str) -> str:
-        name = study.reader(token)
-        if name is None:
-            abort(403)
-        return name
-
     @app.after_request
     def headers(response):
         for k, v in HEADERS.items():
             response.headers.setdefault(k, v)
         return response
+
+    _add_login_routes(app, study)
+    _add_case_routes(app, study)
+    _add_answer_route(app, study)
+
+    @app.get("/files/<path:rel>")
+    def files(rel: str):
+        return send_file(safe_path(study.public, rel), max_age=0)
+
+    return app
+
+
+def _reader_or_403(study: Study, token: str) -> str:
+    name = study.reader(token)
+    if name is None:
+        abort(403)
+    return name
+
+
+def _add_login_routes(app: Flask, study: Study) -> None:
+    """``/`` (the login form) and ``/login`` (token → the reader's pages)."""
 
     @app.get("/")
     def login_form():
@@ -190,9 +205,14 @@ def create_app(root: str | Path) -> Flask:
             return render("study_login.html", static="/static/", error="unknown token"), 403
         return redirect(f"/r/{token}/", code=303)
 
+
+def _add_case_routes(app: Flask, study: Study) -> None:
+    """``/r/<token>/`` (the reader's first unanswered case, or the end page) and
+    ``/r/<token>/case/<n>`` (case ``n`` of the reader's order, 1-based)."""
+
     @app.get("/r/<token>/")
     def resume(token: str):
-        reader = reader_or_403(token)
+        reader = _reader_or_403(study, token)
         done = study.store.answered(reader)
         order = study.order(reader)
         for n, case_id in enumerate(order, start=1):
@@ -203,7 +223,7 @@ def create_app(root: str | Path) -> Flask:
 
     @app.get("/r/<token>/case/<int:n>")
     def case(token: str, n: int):
-        reader = reader_or_403(token)
+        reader = _reader_or_403(study, token)
         order = study.order(reader)
         if not 1 <= n <= len(order):
             abort(404)
@@ -220,9 +240,13 @@ def create_app(root: str | Path) -> Flask:
                       n=n, total=len(order), token=token,
                       n_done=len(study.store.answered(reader)))
 
+
+def _add_answer_route(app: Flask, study: Study) -> None:
+    """``POST /r/<token>/answer``: one validated answer to SQLite; JSON with the next page."""
+
     @app.post("/r/<token>/answer")
     def answer(token: str):
-        reader = reader_or_403(token)
+        reader = _reader_or_403(study, token)
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             abort(400)
@@ -250,12 +274,6 @@ def create_app(root: str | Path) -> Flask:
         following = f"/r/{token}/case/{n + 1}" if n < len(order) else f"/r/{token}/"
         return jsonify({"ok": True, "next": following})
 
-    @app.get("/files/<path:rel>")
-    def files(rel: str):
-        return send_file(safe_path(study.public, rel), max_age=0)
-
-    return app
-
 
 def make_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 8000):
     """The threaded werkzeug server of the study (not started; ``port=0`` picks a free one)."""
@@ -264,7 +282,7 @@ def make_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 800
     return make_server(host, port, create_app(root), threaded=True)
 
 
-def serve(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def run_study_server(root: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the threaded server until interrupted (werkzeug; bind to localhost by default)."""
     server = make_study_server(root, host, port)
     try:

@@ -180,22 +180,13 @@ def outline(labels: np.ndarray, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
 def resample_to(
     array: np.ndarray, source: Geometry, target: Geometry, *, order: int = 1
 ) -> np.ndarray:
-    """Resample ``array`` (on ``source``) onto ``target`` by world coordinates (0 outside)."""
-    from scipy.ndimage import map_coordinates
+    """``array`` (on ``source``) on ``target`` as float32, 0 outside: linear (``order=1``) or
+    nearest (``order=0``) through :func:`gdsynth.preprocess.move_to_grid` (kept for the review
+    modules' callers; new code calls ``move_to_grid`` itself)."""
+    from gdsynth.preprocess.resample import move_to_grid
 
-    if source.same_grid(target):
-        return np.asarray(array, dtype=np.float32)
-    nx, ny, nz = target.shape
-    out = np.zeros(target.shape, np.float32)
-    ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    for k0 in range(0, nz, 16):  # slabs of 16 slices keep memory small on 1 mm grids
-        ks = np.arange(k0, min(nz, k0 + 16))
-        grid = np.stack([np.repeat(ii[..., None], len(ks), -1), np.repeat(jj[..., None], len(ks), -1),
-                         np.broadcast_to(ks, (nx, ny, len(ks)))], -1).reshape(-1, 3)
-        ijk = source.world_to_index(target.index_to_world(grid.astype(np.float64)))
-        slab = map_coordinates(array, ijk.T, order=order, mode="constant", cval=0.0)
-        out[:, :, ks] = slab.reshape(nx, ny, len(ks))
-    return out
+    interpolation = "nearest" if order == 0 else "linear"
+    return move_to_grid(array, source, target, interpolation=interpolation).astype(np.float32)
 
 
 def write_volume_script(path: Path, variable: str, key: str, nifti: Path) -> Path:

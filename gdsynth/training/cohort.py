@@ -18,21 +18,20 @@ brain mask first: one whose field of view or labelled voxels miss the brain is r
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gdsynth.batch import FAILED, CaseResult, Skipped, iter_batch
 from gdsynth.data.subjects import TrainingExam
 from gdsynth.errors import GdsynthError, TrainingError
 
 log = logging.getLogger(__name__)
 
 PREP_FOLDER = Path("derivatives") / "gdsynth-prep"
-TRUTH_FOLDER = Path("derivatives") / "phantom"
 #: Enhancing-lesion masks read from a ``--labels`` folder, as ``(suffix, entities)`` under
 #: ``DERIV/sub-X[/ses-Y]/anat/<prefix>_<entities>_<suffix>.nii[.gz]``, first found wins; any
 #: voxel > 0 is enhancing. ``gdsynth label``/``predict`` write the first (their gdsynth 0.1 name
@@ -48,22 +47,6 @@ LABEL_SOURCES = ("annotation", "truth", "threshold")
 
 class LabelsError(GdsynthError):
     """An enhancing-lesion mask that cannot be used for training (e.g. not on the brain)."""
-
-
-@dataclass
-class PrepOutcome:
-    case: str
-    status: str  # done | skipped (prepared earlier, cache hit) | failed
-    seconds: float
-    error: str = ""
-
-
-def truth_path(bids_root: Path, exam) -> Path | None:  # exam: gdsynth.io.bids.Exam
-    """The phantom enhancing-lesion label map of ``exam`` when it exists."""
-    from gdsynth.io.bids import find_derivative
-
-    p = find_derivative(Path(bids_root) / TRUTH_FOLDER, exam, "dseg", desc="enhancing")
-    return p if p.is_file() else None
 
 
 def annotation_path(folder: Path, exam) -> Path | None:  # exam: gdsynth.io.bids.Exam
@@ -126,7 +109,9 @@ def with_labels(bids_root: Path, exam, training: TrainingExam,
             source = "annotation"
             break
     else:
-        path = truth_path(bids_root, exam)
+        from gdsynth.phantom.dataset import enhancing_truth_path
+
+        path = enhancing_truth_path(bids_root, exam)
         source = "truth" if path is not None else "threshold"
     extra = {**training.extra, "label_source": source, "label_path": str(path) if path else ""}
     return replace(training, truth=path, extra=extra)
@@ -147,8 +132,8 @@ def prepare_cohort(
     bids_root: str | Path, exams: Sequence, *, prep_root: str | Path | None = None,
     prep_config: dict[str, Any] | None = None, progress: bool = True,
     inputs: Sequence[str] = ("T1w", "T2w", "FLAIR"), labels: Sequence[str | Path] = (),
-) -> tuple[list[TrainingExam], list[PrepOutcome]]:
-    """Prepare every exam (``gdsynth.preprocess.prepare_exam``, cached) and return the training
+) -> tuple[list[TrainingExam], list[CaseResult]]:
+    """Prepare every exam (``gdsynth.preprocess.prepare_to_folder``, cached) and return the training
     exams plus one outcome per exam; a failing exam does not stop the rest.
 
     Each exam needs the T1w, the ``inputs`` and the post-Gd T1w; only those pre-contrast
@@ -158,11 +143,9 @@ def prepare_cohort(
     :class:`LabelsError`, exams without a mask there are logged (warning).
     """
     try:
-        from gdsynth.preprocess import PrepConfig, prepare_exam
+        from gdsynth.preprocess import PrepConfig, prepare_to_folder
     except ImportError as exc:
-        raise TrainingError(None, f"gdsynth.preprocess.prepare_exam is unavailable ({exc})") from None
-    from gdsynth.progress import track
-
+        raise TrainingError(None, f"gdsynth.preprocess.prepare_to_folder is unavailable ({exc})") from None
     root = Path(bids_root)
     label_roots = [Path(p) for p in labels]
     for folder in label_roots:
@@ -172,21 +155,23 @@ def prepare_cohort(
     needed = [s for s in ("T1w", "T2w", "FLAIR") if s == "T1w" or s in inputs]
     config = PrepConfig(**{"sequences": tuple(needed), **(prep_config or {})})
     training: list[TrainingExam] = []
-    outcomes: list[PrepOutcome] = []
-    for exam in track(exams, "preparing exams", total=len(exams), enabled=None if progress else False):
-        start = time.perf_counter()
-        try:
-            exam.require((*needed, "T1w_gd"))
-            prepared = prepare_exam(exam, out_root, config)
-            paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
-            status = "skipped" if getattr(prepared, "cached", False) else "done"
-        except (GdsynthError, OSError, RuntimeError, ValueError) as exc:
-            outcomes.append(PrepOutcome(exam.prefix, "failed", time.perf_counter() - start, str(exc)))
+    outcomes: list[CaseResult] = []
+
+    def prepare(exam) -> dict[str, Path] | Skipped:  # the exam's prepared files
+        exam.require((*needed, "T1w_gd"))
+        prepared = prepare_to_folder(exam, out_root, config)
+        paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
+        return Skipped(paths) if getattr(prepared, "cached", False) else paths
+
+    results = iter_batch(exams, prepare, case=lambda e: e.prefix, description="preparing exams",
+                         progress=progress, catch=(GdsynthError, OSError, RuntimeError, ValueError))
+    for exam, outcome in zip(exams, results, strict=True):
+        outcomes.append(outcome)
+        if outcome.status == FAILED:
             continue
         # outside the per-exam guard: a bad annotation stops the run, naming the file
-        training.append(with_labels(root, exam, TrainingExam(id=exam.prefix, paths=paths,
+        training.append(with_labels(root, exam, TrainingExam(id=exam.prefix, paths=outcome.value,
                                                              subject=exam.subject), label_roots))
-        outcomes.append(PrepOutcome(exam.prefix, status, time.perf_counter() - start))
     missing = [e for e in training if label_roots and e.extra["label_source"] != "annotation"]
     if missing:
         log.warning("%d exam(s) have no enhancing-lesion mask in %s; labelled by the phantom truth "

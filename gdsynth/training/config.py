@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from gdsynth.data.augment import AugmentConfig
 from gdsynth.data.module import DataConfig
 from gdsynth.errors import ConfigError
+from gdsynth.models.unet import parse_choice
 from gdsynth.runtime import Precision
 
 
@@ -77,6 +79,15 @@ class ValidationConfig:
     monitor: str = "val/mae_brain"
 
 
+class Tracker(str, Enum):
+    """Experiment tracker (:func:`gdsynth.training.loggers.make_logger`)."""
+
+    wandb = "wandb"
+    csv = "csv"
+    tensorboard = "tensorboard"
+    none = "none"
+
+
 @dataclass
 class TrainerConfig:
     max_steps: int = 1000
@@ -87,9 +98,12 @@ class TrainerConfig:
     precision: str = "auto"  # auto | bf16 | fp32 (gdsynth.runtime.Precision)
     channels_last: bool = True  # CPU, 2D/2.5D: networks and batches in channels-last layout
     seed: int = 0
-    tracker: str = "wandb"  # wandb | csv | tensorboard | none
+    tracker: Tracker = Tracker.wandb
     log_every_n_steps: int = 10
     num_threads: int | None = None  # torch intra-op threads (None: torch default)
+
+    def __post_init__(self) -> None:
+        self.tracker = parse_choice(Tracker, self.tracker, "tracker")
 
 
 @dataclass
@@ -105,7 +119,8 @@ class TrainConfig:
     name: str = "gdsynth"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML/JSON values (an Enum field as its value)."""
+        return dataclasses.asdict(self, dict_factory=_plain)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> TrainConfig:
@@ -124,6 +139,10 @@ class TrainConfig:
         if "lesions" in cfg.generator.heads:
             cfg.data.all_lesion_labels = True  # the lesions head needs its target map
         return cfg
+
+
+def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: v.value if isinstance(v, Enum) else v for k, v in items}
 
 
 def _from_dict(cls: type, data: dict[str, Any], path: Path | None, where: str) -> Any:
@@ -211,6 +230,9 @@ def apply_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
         target = getattr(config, section)
         if not hasattr(target, name):
             raise ConfigError(None, f"unknown config field {key}")
+        current = getattr(target, name)
+        if isinstance(current, Enum):
+            value = parse_choice(type(current), value, name)
         setattr(target, name, value)
     return config
 
@@ -247,5 +269,5 @@ def apply_settings(config: TrainConfig, settings: Sequence[str]) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "apply_overrides", "apply_settings",
-           "load_config", "save_config"]
+__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "Tracker", "apply_overrides",
+           "apply_settings", "load_config", "save_config"]

@@ -14,22 +14,15 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from gdsynth.errors import ConfigError
 from gdsynth.models.unet import parse_choice
+from gdsynth.training.config import Tracker
 
 
-class Tracker(str, Enum):
-    wandb = "wandb"
-    csv = "csv"
-    tensorboard = "tensorboard"
-    none = "none"
-
-
-def validate_tracker(tracker: str) -> Tracker:
+def validate_tracker(tracker: str | Tracker) -> Tracker:
     """The tracker named ``tracker``; a :class:`ConfigError` listing the valid ones, or saying
     which package is missing (tensorboard is not installed with gdsynth)."""
     choice = parse_choice(Tracker, tracker, "tracker")
@@ -43,7 +36,7 @@ def validate_tracker(tracker: str) -> Tracker:
     return choice
 
 
-def make_logger(tracker: str, run_dir: Path, *, name: str, config: dict[str, Any]):
+def make_logger(tracker: str | Tracker, run_dir: Path, *, name: str, config: dict[str, Any]):
     """Lightning loggers for ``tracker`` writing under ``run_dir``: a list (the tracker first,
     then the CSV logger ``gdsynth runs`` reads), or False for ``none``."""
     from pytorch_lightning.loggers import CSVLogger

@@ -257,11 +257,11 @@ class Pix2PixModule(pl.LightningModule):
         pre, real, brain = (vol[k][0].float().cpu() for k in ("pre", "target", "brain"))
         lesion = vol["lesion"][0].cpu() if "lesion" in vol else torch.zeros_like(brain)
         synth = self.synthetic_post(out[0].float().cpu(), pre)
-        metrics = {"mae_brain": masked_mae(synth, real, brain),
-                   "psnr_brain": masked_psnr(synth, real, brain),
-                   "ssim_brain": masked_ssim(synth, real, brain),
+        metrics = {"mae_brain": masked_mae(synth, real, brain),  # names: training.metrics.VAL_METRICS
+                   "psnr_brain_volume_range": masked_psnr(synth, real, brain),
+                   "ssim_brain_2d_slices": masked_ssim(synth, real, brain),
                    "mae_lesion": masked_mae(synth, real, lesion),
-                   "psnr_lesion": masked_psnr(synth, real, lesion)}
+                   "psnr_lesion_volume_range": masked_psnr(synth, real, lesion)}
         det = detection_f1((synth - pre).numpy(), lesion.numpy(), brain.numpy(),
                            threshold=vc.detection_threshold, min_voxels=vc.min_lesion_voxels)
         for k in self._val_counts:

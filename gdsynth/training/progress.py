@@ -8,7 +8,7 @@ import sys
 
 #: Metrics shown on the progress line, in order, with their short names.
 SHOWN = (("train/loss_g", "loss_g"), ("train/loss_d", "loss_d"), ("train/l1", "l1"),
-         ("val/mae_brain", "val mae"), ("val/ssim_brain", "val ssim"))
+         ("val/mae_brain", "val mae"), ("val/ssim_brain_2d_slices", "val ssim"))
 
 
 def metrics_text(metrics: dict) -> str:

@@ -79,61 +79,69 @@ def _spacing(exams: Sequence[TrainingExam]) -> float | None:
     return float(sp[0]) if max(sp) - min(sp) < 1e-3 else float(max(sp))
 
 
-def train_run(
-    exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig, *,
-    resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
-    fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
-    data_summary: dict[str, Any] | None = None, verbose: bool = False,
-    after_export: Callable[[Path, list[str]], str] | None = None,
-) -> TrainResult:
-    """Train on prepared ``exams`` into ``run_dir``; ``resume`` continues from last.ckpt exactly.
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`train_run` runs, beside the recipe (:class:`TrainConfig`).
 
-    ``trainer.max_steps`` counts training batches (each updates D then G). ``progress`` shows
-    one progress line (steps, ETA, losses); third-party tips, banners and warnings are hidden
-    unless ``verbose``. Raises :class:`TrainingError` when asked to resume with nothing to
-    resume, and :class:`OutputError` when ``run_dir`` already holds a run and ``resume`` is false.
+    ``resume`` continues from last.ckpt exactly; ``val_exams`` replaces the recipe's held-out
+    split (``[]``: no validation); ``fast_dev_run`` is Lightning's smoke test; ``export`` writes
+    RUN/model; ``progress`` shows one progress line (steps, ETA, losses); third-party tips,
+    banners and warnings are hidden unless ``verbose``; ``data_summary`` goes to the model card;
+    ``after_export(model_dir, held_out_exam_ids)`` runs after the export (``gdsynth train`` fits
+    the lesion stage there) and what it returns is kept in ``TrainResult.after_export``."""
+
+    resume: bool = False
+    val_exams: Sequence[TrainingExam] | None = None
+    fast_dev_run: bool | int = False
+    export: bool = True
+    progress: bool = False
+    data_summary: dict[str, Any] | None = None
+    verbose: bool = False
+    after_export: Callable[[Path, list[str]], str] | None = None
+
+
+def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig,
+              options: RunOptions = RunOptions()) -> TrainResult:
+    """Train on prepared ``exams`` into ``run_dir`` as ``options`` say (:class:`RunOptions`).
+
+    ``trainer.max_steps`` counts training batches (each updates D then G). Raises
+    :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
+    when ``run_dir`` already holds a run and ``options.resume`` is false.
     """
     from gdsynth.training.loggers import quiet_libraries
 
-    with quiet_libraries(not verbose):
-        return _train_run(exams, run_dir, config, resume=resume, val_exams=val_exams,
-                          fast_dev_run=fast_dev_run, export=export, progress=progress,
-                          data_summary=data_summary, verbose=verbose,
-                          after_export=after_export)
-
-
-def _train_run(
-    exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainConfig, *,
-    resume: bool = False, val_exams: Sequence[TrainingExam] | None = None,
-    fast_dev_run: bool | int = False, export: bool = True, progress: bool = False,
-    data_summary: dict[str, Any] | None = None, verbose: bool = False,
-    after_export: Callable[[Path, list[str]], str] | None = None,
-) -> TrainResult:
-    """:func:`train_run` without the noise filter. Raises
-    :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
-    when ``run_dir`` already holds a run and ``resume`` is false. ``after_export(model_dir,
-    held_out_exam_ids)`` runs after the export (``gdsynth train`` fits the lesion stage there);
-    what it returns is kept in ``TrainResult.after_export``.
-    """
-    import pytorch_lightning as pl
-    import torch
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from gdsynth.data.module import GdsynthDataModule
-    from gdsynth.io import write_json
-    from gdsynth.training.checkpoint import AtomicCheckpointIO
-    from gdsynth.training.cohort import label_sources
-    from gdsynth.training.export import build_card, export_model
-    from gdsynth.training.loggers import (
-        finish_logger,
-        make_logger,
-        swallow_stderr,
-        training_signals,
-    )
-    from gdsynth.training.module import Pix2PixModule
-    from gdsynth.training.progress import step_progress
-
     run_dir = Path(run_dir)
+    with quiet_libraries(not options.verbose):
+        import pytorch_lightning as pl
+        import torch
+
+        from gdsynth.data.module import GdsynthDataModule
+        from gdsynth.training.module import Pix2PixModule
+
+        _open_run_dir(run_dir, config, options.resume)
+        t = config.trainer
+        if t.num_threads:
+            torch.set_num_threads(t.num_threads)
+        pl.seed_everything(t.seed, workers=True, verbose=False)
+        dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed,
+                               val_exams=options.val_exams)
+        module = Pix2PixModule(config.to_dict())
+        logger = _start_logger(config, run_dir, options.verbose)
+        trainer = _make_trainer(config, run_dir, logger, bool(dm.val_exams), options)
+        metrics = _fit(trainer, module, dm, run_dir, options)
+        result = TrainResult(run_dir=run_dir, model_dir=None, steps=trainer.global_step,
+                             metrics=metrics)
+        if trainer.is_global_zero:
+            _finish(result, config, module, dm, options)
+            from gdsynth.training.loggers import finish_logger, swallow_stderr
+
+            with swallow_stderr(not options.verbose):
+                finish_logger(logger)
+        return result
+
+
+def _open_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
+    """Check that ``run_dir`` can start (or resume) a run; write its config.yaml."""
     last = last_checkpoint(run_dir)
     if resume and not last.is_file():
         raise TrainingError(last, "nothing to resume: no last.ckpt in this run folder")
@@ -141,62 +149,83 @@ def _train_run(
         raise OutputError(run_dir, "already holds a training run; use --resume or another -o")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    t = config.trainer
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    pl.seed_everything(t.seed, workers=True, verbose=False)
 
-    dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed, val_exams=val_exams)
-    module = Pix2PixModule(config.to_dict())
-    with swallow_stderr(not verbose):  # W&B prints warnings on stderr when it starts
-        logger = make_logger(t.tracker, run_dir, name=config.name, config=config.to_dict())
+
+def _start_logger(config: TrainConfig, run_dir: Path, verbose: bool):  # -> list[Logger] | None
+    """The recipe's tracker(s), started (W&B prints warnings on stderr when it starts)."""
+    from gdsynth.training.loggers import make_logger, swallow_stderr
+
+    with swallow_stderr(not verbose):
+        logger = make_logger(config.trainer.tracker, run_dir, name=config.name,
+                             config=config.to_dict())
         for one in logger or []:
             if type(one).__name__ == "WandbLogger":
                 _ = one.experiment
-    has_val = bool(dm.val_exams)
+    return logger
+
+
+def _make_trainer(config: TrainConfig, run_dir: Path, logger, has_val: bool,
+                  options: RunOptions):  # -> pytorch_lightning.Trainer
+    """The Lightning trainer: best/last checkpoints (atomic), signals, progress line."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from gdsynth.training.checkpoint import AtomicCheckpointIO
+    from gdsynth.training.loggers import training_signals
+    from gdsynth.training.progress import step_progress
+
+    t = config.trainer
     ckpt = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"), filename="best",
         monitor=config.validation.monitor if has_val else None, mode="min",
         save_top_k=1 if has_val else 0, save_last=True, save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    trainer = pl.Trainer(
+    return pl.Trainer(
         # one Lightning step per batch: the D step is not counted (Pix2PixModule._uncounted)
         max_steps=t.max_steps, max_epochs=-1, max_time=parse_max_time(t.max_time),
         devices=t.devices, accelerator=t.accelerator, strategy=make_strategy(t.strategy),
         precision=trainer_precision(t.precision, t.accelerator), logger=logger,
-        callbacks=[ckpt, training_signals(), *([step_progress()] if progress else [])],
+        callbacks=[ckpt, training_signals(), *([step_progress()] if options.progress else [])],
         plugins=[AtomicCheckpointIO()], default_root_dir=str(run_dir),
         log_every_n_steps=t.log_every_n_steps, check_val_every_n_epoch=config.validation.every_n_epochs,
         num_sanity_val_steps=0, use_distributed_sampler=False, enable_progress_bar=False,
-        enable_model_summary=False, fast_dev_run=fast_dev_run,
+        enable_model_summary=False, fast_dev_run=options.fast_dev_run,
         limit_val_batches=None if has_val else 0,
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
-    if has_val and not fast_dev_run and not any(k.startswith("val/") for k in trainer.callback_metrics):
-        trainer.validate(module, datamodule=dm, verbose=False)  # short run: no epoch ended yet
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k.startswith("val/") and v.numel() == 1}
-    steps = trainer.global_step
-    result = TrainResult(run_dir=run_dir, model_dir=None, steps=steps, metrics=metrics)
-    if trainer.is_global_zero:
-        training = {"data": data_summary or {}, "split": dm.summary(), "steps": steps,
-                    "batch_size": config.data.batch_size, "val_metrics": metrics,
-                    "nonfinite_steps_skipped": module.nonfinite, "seed": t.seed,
-                    "labels": label_sources([*dm.train_exams, *dm.val_exams]),
-                    "adversarial_weight": config.loss.adversarial_weight}
-        write_json(run_dir / "metrics.json", {"steps": steps, "val": metrics})
-        if export:
-            card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
-                              training=training)
-            from gdsynth.preprocess.domain import reference_from_files
 
-            card.normalization["domain"] = reference_from_files(
-                (e.paths for e in dm.train_exams), list(config.data.inputs))
-            result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
-            if after_export is not None:
-                result.after_export = after_export(result.model_dir,
-                                                   [e.id for e in dm.val_exams])
-        with swallow_stderr(not verbose):
-            finish_logger(logger)
-    return result
+
+def _fit(trainer, module, dm, run_dir: Path, options: RunOptions) -> dict[str, float]:
+    """Train (from last.ckpt when resuming); the final validation metrics (``val/...``)."""
+    last = last_checkpoint(run_dir)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if options.resume else None)
+    if (dm.val_exams and not options.fast_dev_run
+            and not any(k.startswith("val/") for k in trainer.callback_metrics)):
+        trainer.validate(module, datamodule=dm, verbose=False)  # short run: no epoch ended yet
+    return {k: float(v) for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and v.numel() == 1}
+
+
+def _finish(result: TrainResult, config: TrainConfig, module, dm, options: RunOptions) -> None:
+    """On the main process: RUN/metrics.json, then the exported model and ``after_export``."""
+    from gdsynth.io import write_json
+    from gdsynth.preprocess.domain import reference_from_files
+    from gdsynth.training.cohort import label_sources
+    from gdsynth.training.export import build_card, export_model
+
+    run_dir, steps, metrics = result.run_dir, result.steps, result.metrics
+    training = {"data": options.data_summary or {}, "split": dm.summary(), "steps": steps,
+                "batch_size": config.data.batch_size, "val_metrics": metrics,
+                "nonfinite_steps_skipped": module.nonfinite, "seed": config.trainer.seed,
+                "labels": label_sources([*dm.train_exams, *dm.val_exams]),
+                "adversarial_weight": config.loss.adversarial_weight}
+    write_json(run_dir / "metrics.json", {"steps": steps, "val": metrics})
+    if not options.export:
+        return
+    card = build_card(config, module.generator, spacing_mm=_spacing(dm.train_exams),
+                      training=training)
+    card.normalization["domain"] = reference_from_files(
+        (e.paths for e in dm.train_exams), list(config.data.inputs))
+    result.model_dir = export_model(run_dir / "model", module.generator.cpu(), card)
+    if options.after_export is not None:
+        result.after_export = options.after_export(result.model_dir, [e.id for e in dm.val_exams])

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from gdsynth.detection import DetectionParams, detect_lesions, fit_calibration
-from gdsynth.detection.calibration import choose_threshold, operating_metrics, roc_auc
+from gdsynth.detection.calibration import choose_threshold, operating_metrics
 from gdsynth.detection.logistic import fit_logistic, log_loss
+from gdsynth.metrics.roc import roc_auc
 from tests.detection.synthetic import random_exam
 
 PARAMS = DetectionParams(min_brain_ml=10.0)
@@ -49,7 +50,8 @@ def test_choose_threshold_keeps_target_sensitivity():
     assert 0.3 < choose_threshold(prob, positive, 0.8) < 0.6  # one miss of 5 allowed
     assert choose_threshold(np.array([0.4, 0.7]), np.array([True, True]), 0.95) == 0.4
     assert choose_threshold(prob, np.zeros(8, bool), 0.95) is None
-    assert roc_auc(prob, positive) == pytest.approx(14 / 15)
+    assert roc_auc(positive, prob) == pytest.approx(14 / 15) == m["auc"]
+    assert operating_metrics(prob, np.zeros(8, bool), t)["auc"] is None  # one class: None in JSON
 
 
 def test_calibration_does_not_worsen_log_loss(fitted):

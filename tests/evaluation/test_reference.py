@@ -5,7 +5,7 @@ import pytest
 
 from gdsynth.evaluation.reference import (
     derive_enhancement_reference,
-    nawm_mask,
+    nawm_from_truth,
     nawm_normalize,
     scale_field,
 )
@@ -36,7 +36,7 @@ def test_nawm_mask_and_normalize():
     wm[10:20, 10:20, 5:15] = 0.9
     les = np.zeros(SHAPE, np.int32)
     les[14, 14, 10] = 1
-    m = nawm_mask(brain, wm, les)
+    m = nawm_from_truth(brain, wm, les)
     assert not m[13:16, 13:16, 9:12].any() and m[11, 11, 6]
     img = np.full(SHAPE, 5.0, np.float32)
     assert np.allclose(nawm_normalize(img, m)[m], 1.0)

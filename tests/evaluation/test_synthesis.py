@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from gdsynth.evaluation.synthesis import DATA_RANGE, mae, psnr, ssim, ssim_map, synthesis_metrics
+from gdsynth.evaluation.synthesis import DATA_RANGE, mae, psnr, ssim, ssim_map_3d, synthesis_metrics
 
 
 def _pair(shape=(20, 18, 16), seed=0):
@@ -20,7 +20,7 @@ def test_ssim_map_matches_skimage_3d():
         synth, real, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
         data_range=DATA_RANGE, full=True,
     )
-    np.testing.assert_allclose(ssim_map(synth, real, DATA_RANGE), ref_map, atol=1e-10)
+    np.testing.assert_allclose(ssim_map_3d(synth, real, DATA_RANGE), ref_map, atol=1e-10)
 
 
 def test_ssim_unmasked_mean_matches_skimage_on_cropped_interior():
@@ -29,7 +29,7 @@ def test_ssim_unmasked_mean_matches_skimage_on_cropped_interior():
                                 use_sample_covariance=False, data_range=DATA_RANGE)
     inner = np.zeros(synth.shape, bool)
     inner[5:-5, 5:-5, 5:-5] = True  # skimage crops (win_size - 1) / 2 = 5 voxels
-    assert ssim_map(synth, real)[inner].mean() == pytest.approx(ref, abs=1e-10)
+    assert ssim_map_3d(synth, real)[inner].mean() == pytest.approx(ref, abs=1e-10)
     assert ssim(real, real, inner) == pytest.approx(1.0)
 
 

@@ -132,8 +132,12 @@ def test_resolve_compile_choices(monkeypatch) -> None:
     assert C.resolve_compile("auto", "cpu", C.AUTO_MIN_SAMPLES)
     assert not C.resolve_compile("auto", "meta", 10_000)  # auto: CPU only (measured there)
     assert C.CompileChoice.parse(C.CompileChoice.on) is C.CompileChoice.on
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="choose one of auto, on, off"):
         C.CompileChoice.parse("sometimes")
+    assert SynthesisSettings(compile=True).compile is C.CompileChoice.on
+    assert SynthesisSettings(compile="OFF").compile is C.CompileChoice.off
+    with pytest.raises(ConfigError, match="choose one of auto, on, off"):
+        SynthesisSettings(compile="sometimes")
 
 
 def test_cohort_auto_counts_exams_and_samples(monkeypatch, model_dir, tmp_path) -> None:
@@ -145,13 +149,13 @@ def test_cohort_auto_counts_exams_and_samples(monkeypatch, model_dir, tmp_path) 
     def resolved(n_exams: int, step: Step = Step.predict, **settings):
         runner = _Runner(RunConfig(out=tmp_path, model=model_dir, step=step, device="cpu",
                                    settings=SynthesisSettings(**settings)), simple_prepare)
-        runner.resolve_compile(n_exams)
-        return runner.settings.compile
+        return runner.resolve_compile(n_exams)
 
-    assert resolved(15) is False and resolved(16) is True  # 1 mm exams (no card spacing)
-    assert resolved(2, mc_samples=8) is True and resolved(1, mc_samples=8) is False
-    assert resolved(100, compile="off") is False and resolved(1, compile="on") is True
-    assert resolved(100, step=Step.detect) == "auto"  # detect does not synthesize
+    on, off = C.CompileChoice.on, C.CompileChoice.off
+    assert resolved(15) is off and resolved(16) is on  # 1 mm exams (no card spacing)
+    assert resolved(2, mc_samples=8) is on and resolved(1, mc_samples=8) is off
+    assert resolved(100, compile="off") is off and resolved(1, compile="on") is on
+    assert resolved(100, step=Step.detect) is C.CompileChoice.auto  # detect does not synthesize
 
 
 def test_cli_compile_option(capsys) -> None:

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from gdsynth.batch import CaseResult
 from gdsynth.cli.main import main
 from gdsynth.data.subjects import TrainingExam
 from gdsynth.detection.stage import STAGE_FILE, load_stage
@@ -100,7 +101,7 @@ def test_train_then_predict_gives_a_calibrated_model(tmp_path, fast, monkeypatch
                                  truth=derivative_path(bids_root / "derivatives" / "phantom", e,
                                                        "dseg", label="L", desc="enhancing"))
                     for e in exams]
-        return training, [train_cohort.PrepOutcome(e.prefix, "done", 0.0) for e in exams]
+        return training, [CaseResult(e.prefix, "done", 0.0) for e in exams]
 
     monkeypatch.setattr(train_cohort, "prepare_cohort", already_prepared)
     bids = write_cohort(tmp_path / "bids", 6)

@@ -30,10 +30,23 @@ def test_shared_encoder_matches_plain_mc() -> None:
         assert isinstance(predictor.shared, SharedEncoder)
         got = predict_volume(predictor, vol, card, size_multiple=4, batch_size=3)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-        assert predictor.shared._last is None  # cache freed after each batch
 
 
 def test_shared_encoder_only_for_decoder_dropout() -> None:
     assert SharedEncoder.wrap(_unet()) is not None
     assert SharedEncoder.wrap(_unet(dropout=0.0)) is None  # nothing to share: no dropout
     assert SharedEncoder.wrap(torch.nn.Sequential(torch.nn.Conv2d(9, 1, 1))) is None
+
+
+def test_mc_leaves_no_state_behind() -> None:
+    """Masks are passed as values (shared encoder) or hooked for one forward (any generator):
+    no hook stays on the model, and a predictor gives the same output call after call."""
+    gen = _unet()
+    x = torch.randn(2, 9, 12, 8)
+    hooked = MCDropoutPredictor(gen, make_predictor(gen), 3, seed=1, max_items=2)
+    want = hooked(x)
+    assert not any(m._forward_hooks for m in gen.modules())
+    shared = MCDropoutPredictor(gen, SharedEncoder.wrap(gen), 3, seed=1, max_items=2)
+    got = shared(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(shared(x), got) and torch.equal(hooked(x), want)

@@ -1,4 +1,4 @@
-"""Shapes and behaviour of the generator, discriminator, registry and MC-dropout switch."""
+"""Shapes and behaviour of the generator, discriminator, registry and MC-dropout masks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from gdsynth.models import (
     UNetGenerator,
     build_discriminator,
     build_generator,
-    enable_mc_dropout,
 )
 
 torch.set_num_threads(1)
@@ -71,15 +70,25 @@ def test_registry_builds_same_architecture_from_kwargs():
     assert isinstance(build_discriminator(in_channels=10, features=8), PatchDiscriminator)
 
 
-def test_mc_dropout_switches_only_dropout_modules():
+def test_dropout_in_decoder_blocks_and_decode_masks():
     torch.manual_seed(0)
-    g = UNetGenerator(in_channels=3, features=8, depth=3, dropout=0.5, dropout_blocks=2)
+    g = UNetGenerator(in_channels=3, features=8, depth=3, dropout=0.5, dropout_blocks=2).eval()
     drops = [m for m in g.modules() if isinstance(m, torch.nn.Dropout)]
     assert len(drops) == 2
-    x = torch.randn(1, 3, 16, 16)
-    g.eval()
-    assert torch.equal(g(x), g(x))
-    assert enable_mc_dropout(g) == 2
-    assert all(m.training for m in drops)
-    assert not any(m.training for m in g.modules() if not isinstance(m, torch.nn.Dropout))
+    assert [level for level, _ in g.decoder_dropouts()] == [2, 1]  # deepest block first
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(g(x), g(x))  # eval: dropout off
+    skips, y = g.encode(x)
+    assert torch.equal(g.decode(skips, y), g(x))
+    shapes = [skips[level].shape[1:] for level, _ in g.decoder_dropouts()]
+    assert torch.equal(g.decode(skips, y, [torch.ones(1, *s) for s in shapes]), g(x))
+    # two samples: all kept, then the first dropout module's first channel dropped (x 2 elsewhere)
+    masks = [torch.ones(2, *s) for s in shapes]
+    masks[0][1, 0] = 0.0
+    two = g.decode(skips, y, masks)
+    assert two.shape == (4, 1, 16, 16)
+    torch.testing.assert_close(two[:2], g(x))
+    assert not torch.allclose(two[2:], g(x))
+    for m in drops:
+        m.train()
     assert not torch.equal(g(x), g(x))

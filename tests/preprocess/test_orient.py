@@ -1,10 +1,10 @@
-"""Reorientation to RAS and the exact way back (to_native) for every voxel order."""
+"""Reorientation to RAS and the exact way back (move_to_grid) for every voxel order."""
 
 import numpy as np
 import pytest
 
 from gdsynth.io import Geometry
-from gdsynth.preprocess import prepared_geometry, to_native
+from gdsynth.preprocess import move_to_grid, prepared_geometry
 from gdsynth.preprocess.orient import index_map, reorient_to_ras
 from tests.utils import ORIENTATIONS, blob_volume, oblique_direction
 
@@ -33,17 +33,17 @@ def test_reorient_keeps_every_voxel_in_place(order):
 
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
-def test_to_native_round_trip_is_exact(order, dtype):
+def test_move_to_grid_round_trip_is_exact(order, dtype):
     geom = _geometry(order)
     arr = (np.random.default_rng(1).random(geom.shape) * 200).astype(dtype)
     prepared, ras = reorient_to_ras(arr, geom)
     assert ras.same_grid(prepared_geometry(geom, None))
-    back = to_native(prepared, ras, geom, interpolation="nearest")
+    back = move_to_grid(prepared, ras, geom, interpolation="nearest")
     assert back.dtype == arr.dtype and back.shape == arr.shape
     np.testing.assert_array_equal(back, arr)
 
 
-def test_to_native_resamples_when_spacing_changed():
+def test_move_to_grid_resamples_when_spacing_changed():
     geom = _geometry("LPS", shape=(20, 24, 18), spacing=(1.0, 1.0, 1.0))
     arr = blob_volume(geom.shape)
     target = prepared_geometry(geom, 2.0)
@@ -52,19 +52,19 @@ def test_to_native_resamples_when_spacing_changed():
     from gdsynth.preprocess.resample import resample
 
     small = resample(arr, geom, target)
-    back = to_native(small, target, geom)
+    back = move_to_grid(small, target, geom)
     assert back.shape == geom.shape
     inner = (slice(3, -3),) * 3
     assert np.corrcoef(back[inner].ravel(), arr[inner].ravel())[0, 1] > 0.95
-    labels = to_native((small > 50).astype(np.uint8), target, geom, interpolation="nearest")
+    labels = move_to_grid((small > 50).astype(np.uint8), target, geom, interpolation="nearest")
     assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
 
 
-def test_to_native_rejects_wrong_shape_and_bad_interpolation():
+def test_move_to_grid_rejects_wrong_shape_and_bad_interpolation():
     geom = _geometry("RAS")
-    with pytest.raises(ValueError, match="prepared shape"):
-        to_native(np.zeros((3, 3, 3)), geom, geom)
+    with pytest.raises(ValueError, match="is not its grid's shape"):
+        move_to_grid(np.zeros((3, 3, 3)), geom, geom)
     from gdsynth.errors import ConfigError
 
     with pytest.raises(ConfigError, match="linear, bspline, nearest"):
-        to_native(np.zeros(geom.shape), geom, geom, interpolation="cubic")
+        move_to_grid(np.zeros(geom.shape), geom, geom, interpolation="cubic")

@@ -1,4 +1,4 @@
-"""prepare_exam / prepare_arrays on a synthetic exam: outputs, provenance, cache, errors."""
+"""prepare_to_folder / prepare_arrays on a synthetic exam: outputs, provenance, cache, errors."""
 
 import dataclasses
 import json
@@ -12,10 +12,10 @@ from gdsynth.io.bids import discover
 from gdsynth.preprocess import (
     PrepConfig,
     load_prepared,
+    move_to_grid,
     open_prepared,
     prepare_arrays,
-    prepare_exam,
-    to_native,
+    prepare_to_folder,
 )
 from gdsynth.preprocess.register import mean_displacement
 from tests.preprocess import synth
@@ -34,7 +34,7 @@ def dataset(tmp_path_factory):
 def prepared(dataset, tmp_path_factory):
     root, ex, exam = dataset
     out = tmp_path_factory.mktemp("prep")
-    return out, prepare_exam(exam, out)
+    return out, prepare_to_folder(exam, out)
 
 
 def test_outputs_and_provenance(dataset, prepared):
@@ -78,8 +78,8 @@ def test_registration_nawm_and_enhancement(dataset, prepared):
     for image in vols.images.values():
         assert abs(np.median(image[wm]) - 1.0) < 0.03
     # a prepared map goes back to the T1w file's grid exactly
-    native = to_native(vols.mask.astype(np.uint8), vols.geometry, vols.native_geometry,
-                       interpolation="nearest")
+    native = move_to_grid(vols.mask.astype(np.uint8), vols.geometry, vols.native_geometry,
+                          interpolation="nearest")
     t1_native, g_native = read_image(ex.paths["T1w"])
     assert native.shape == t1_native.shape and g_native.same_grid(vols.native_geometry)
 
@@ -88,24 +88,24 @@ def test_cache_reuse_partial_and_invalidation(tmp_path):
     ex = synth.make_exam(tmp_path / "bids", t1_spacing=3.0, sequences=("T1w", "T2w", "FLAIR"))
     exam = discover(tmp_path / "bids")[0]
     out = tmp_path / "prep"
-    first = prepare_exam(exam, out, FAST)
+    first = prepare_to_folder(exam, out, FAST)
     stamp = first.paths["T1w"].stat().st_mtime_ns
-    again = prepare_exam(exam, out, FAST)
+    again = prepare_to_folder(exam, out, FAST)
     assert again.cached and again.paths["T1w"].stat().st_mtime_ns == stamp
     assert open_prepared(exam, out).paths == first.paths
     # interrupted run: outputs without provenance are redone
     (out / "sub-01" / "anat" / "sub-01_desc-prep_provenance.json").unlink()
-    assert not prepare_exam(exam, out, FAST).cached
+    assert not prepare_to_folder(exam, out, FAST).cached
     # a changed parameter recomputes
-    assert not prepare_exam(exam, out, dataclasses.replace(FAST, spacing=4.0)).cached
-    assert prepare_exam(exam, out, dataclasses.replace(FAST, spacing=4.0)).cached
+    assert not prepare_to_folder(exam, out, dataclasses.replace(FAST, spacing=4.0)).cached
+    assert prepare_to_folder(exam, out, dataclasses.replace(FAST, spacing=4.0)).cached
     # a changed input recomputes
     arr, geom = read_image(ex.paths["T2w"])
     write_image(ex.paths["T2w"], arr * 1.5, geom)
-    redone = prepare_exam(exam, out, dataclasses.replace(FAST, spacing=4.0))
+    redone = prepare_to_folder(exam, out, dataclasses.replace(FAST, spacing=4.0))
     assert not redone.cached
     assert redone.geometry.spacing == (4.0, 4.0, 4.0)
-    assert prepare_exam(exam, out, FAST, force=False).cached is False  # back to 3 mm: inputs changed
+    assert prepare_to_folder(exam, out, FAST, force=False).cached is False  # back to 3 mm: inputs changed
 
 
 def test_missing_sequence_names_exam_and_sequence(tmp_path):

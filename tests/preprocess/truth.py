@@ -9,19 +9,14 @@ import numpy as np
 
 from gdsynth.io import read_image
 from gdsynth.io.bids import Exam
-from gdsynth.preprocess import PreparedVolumes
-from gdsynth.preprocess.orient import apply_index_map, index_map
+from gdsynth.preprocess import PreparedVolumes, move_to_grid
 from gdsynth.preprocess.register import mean_displacement
-from gdsynth.preprocess.resample import resample
 
 
 def truth_on_prepared(path: Path, vols: PreparedVolumes, *, nearest: bool = True) -> np.ndarray:
     """A truth image (on the native T1w grid) moved onto the prepared grid."""
     arr, geom = read_image(path, allow_constant=True)
-    m = index_map(geom, vols.geometry)
-    if m is not None:
-        return apply_index_map(arr, m, vols.geometry.shape)
-    return resample(arr, geom, vols.geometry, interpolation="nearest" if nearest else "linear")
+    return move_to_grid(arr, geom, vols.geometry, interpolation="nearest" if nearest else "linear")
 
 
 def score(root: Path, exam: Exam, vols: PreparedVolumes) -> dict:

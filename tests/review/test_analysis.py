@@ -9,7 +9,7 @@ import math
 import pytest
 
 from gdsynth.io import write_json
-from gdsynth.review.analysis import analyze_study, cohen_kappa, match_lesions, wilson
+from gdsynth.review.analysis import analyze_study, cohen_kappa, match_clicks, wilson
 from gdsynth.review.store import Answer, AnswerStore
 
 REFS = [{"label": 1, "centre": [0.0, 0.0, 0.0]}, {"label": 2, "centre": [20.0, 0.0, 0.0]}]
@@ -68,6 +68,6 @@ def test_small_pieces():
     assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
     assert cohen_kappa(["a", "b"], ["a", "b"]) == 1.0
     assert math.isnan(cohen_kappa(["a", "a"], ["a", "a"]))
-    assert match_lesions([[0, 0, 4.9]], REFS, 5.0) == (1, 0)
-    assert match_lesions([[0, 0, 5.1]], REFS, 5.0) == (0, 1)
-    assert match_lesions([], REFS, 5.0) == (0, 0)
+    assert match_clicks([[0, 0, 4.9]], REFS, 5.0) == (1, 0)
+    assert match_clicks([[0, 0, 5.1]], REFS, 5.0) == (0, 1)
+    assert match_clicks([], REFS, 5.0) == (0, 0)

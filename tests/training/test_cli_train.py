@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
+from gdsynth.batch import CaseResult
 from gdsynth.cli.main import main
 from gdsynth.data.subjects import TrainingExam
 from gdsynth.io import write_image, write_labels
@@ -29,7 +30,7 @@ def _bids(root):
 def _already_prepared(bids_root, exams, **kwargs):
     """Stand-in for gdsynth.preprocess: the fake raw files are already on the prepared grid."""
     training = [TrainingExam(id=e.prefix, paths=e.inputs(), subject=e.subject) for e in exams]
-    return training, [cohort_mod.PrepOutcome(e.prefix, "done", 0.0) for e in exams]
+    return training, [CaseResult(e.prefix, "done", 0.0) for e in exams]
 
 
 def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,7 @@ import torch
 torch.set_num_threads(1)
 from gdsynth.data.subjects import TrainingExam
 from gdsynth.training.config import load_config
-from gdsynth.training.run import train_run
+from gdsynth.training.run import RunOptions, train_run
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 exams = [TrainingExam(id=e["id"], paths={k: Path(v) for k, v in e["paths"].items()},
@@ -28,7 +28,7 @@ exams = [TrainingExam(id=e["id"], paths={k: Path(v) for k, v in e["paths"].items
 cfg = load_config(spec["config"])
 cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.accelerator = "ddp", 2, "cpu"
 cfg.trainer.max_steps = 2
-result = train_run(exams, Path(spec["run"]), cfg, verbose=True)  # Lightning banners shown
+result = train_run(exams, Path(spec["run"]), cfg, RunOptions(verbose=True))  # Lightning banners shown
 print("RESULT", result.steps, result.model_dir)
 """
 

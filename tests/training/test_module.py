@@ -10,7 +10,7 @@ from gdsynth.data.module import GdsynthDataModule
 from gdsynth.errors import ConfigError, TrainingError
 from gdsynth.training.config import TrainConfig, apply_overrides
 from gdsynth.training.module import Pix2PixModule
-from gdsynth.training.run import train_run
+from gdsynth.training.run import RunOptions, train_run
 
 
 def _fit(module, cohort, cfg, steps: int) -> pl.Trainer:
@@ -75,7 +75,8 @@ def test_nonfinite_steps_are_skipped_then_stop(cohort, tiny):
 
 
 def test_fast_dev_run(cohort, tiny, tmp_path):
-    result = train_run(cohort, tmp_path / "run", tiny, fast_dev_run=True, export=False)
+    result = train_run(cohort, tmp_path / "run", tiny,
+                       RunOptions(fast_dev_run=True, export=False))
     assert result.steps == 1
     assert (tmp_path / "run" / "config.yaml").is_file()
 

@@ -11,7 +11,7 @@ import torch
 from gdsynth.errors import OutputError, TrainingError
 from gdsynth.models.folder import load_model_folder
 from gdsynth.training.checkpoint import AtomicCheckpointIO
-from gdsynth.training.run import train_run
+from gdsynth.training.run import RunOptions, train_run
 
 
 def _state(model_dir):
@@ -26,7 +26,7 @@ def test_resume_reproduces_uninterrupted_run(cohort, tiny, tmp_path):
     train_run(cohort, tmp_path / "b", tiny)
     assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
     tiny.trainer.max_steps = 4
-    resumed = train_run(cohort, tmp_path / "b", tiny, resume=True)
+    resumed = train_run(cohort, tmp_path / "b", tiny, RunOptions(resume=True))
     assert straight.steps == resumed.steps == 4
     a, _ = _state(straight.model_dir)
     b, card = _state(resumed.model_dir)
@@ -40,7 +40,7 @@ def test_resume_reproduces_uninterrupted_run(cohort, tiny, tmp_path):
 
 def test_resume_without_checkpoint_is_clear(cohort, tiny, tmp_path):
     with pytest.raises(TrainingError, match="nothing to resume"):
-        train_run(cohort, tmp_path / "empty", tiny, resume=True)
+        train_run(cohort, tmp_path / "empty", tiny, RunOptions(resume=True))
 
 
 def test_export_round_trip_gives_identical_outputs(cohort, tiny, tmp_path):
