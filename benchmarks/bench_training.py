@@ -70,20 +70,23 @@ def bare_throughput(module, batches: list[dict], steps: int, precision: str = "f
     def autocast():
         return torch.autocast(kind, dtype=torch.bfloat16, enabled=precision == "bf16")
 
+    def layout(x):  # the training step's memory format (``module.channels_last``)
+        return x.contiguous(memory_format=torch.channels_last) if module.channels_last else x
+
     def step(batch):
-        x = module._layout(batch["input"])
+        x = layout(batch["input"])
         with autocast():
             out = module.generator(x)
             synth = out[:, :1]
-            real = module.discriminator(module._layout(torch.cat([x, module.goal(batch)], 1))).float()
-            fake = module.discriminator(module._layout(torch.cat([x, synth.detach()], 1))).float()
+            real = module.discriminator(layout(torch.cat([x, module.goal(batch)], 1))).float()
+            fake = module.discriminator(layout(torch.cat([x, synth.detach()], 1))).float()
             d_loss = 0.5 * (module.adversarial(real, True, True) + module.adversarial(fake, False, True))
         opt_d.zero_grad()
         d_loss.backward()
         torch.nn.utils.clip_grad_norm_(module.discriminator.parameters(), oc.grad_clip_d)
         opt_d.step()
         with autocast():
-            fake = module.discriminator(module._layout(torch.cat([x, synth], 1))).float()
+            fake = module.discriminator(layout(torch.cat([x, synth], 1))).float()
             g_loss = lc.l1_weight * module.generator_loss(out, batch)["l1"] + \
                 lc.adversarial_weight * module.adversarial(fake, True, False)
         opt_g.zero_grad()

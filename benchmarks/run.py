@@ -30,6 +30,12 @@ reports wall and process CPU time; the table compares numbers measured in the sa
 
 ``--quick``: 2 mm only, fewer repeats (a smoke test). ``--out FILE``: ``.json`` or ``.md``; any
 other suffix writes both ``FILE.json`` and ``FILE.md``.
+
+Steps are registry entries, not if-chains: a :class:`BenchStep` (``--steps``) plans its child
+measurements (:data:`PER_RESOLUTION` or :data:`ONCE`), :data:`MEASURES` runs one in the child
+process, :data:`ROWS` turns its result into table rows; a new step adds one entry to each. A child's
+settings travel as ``--params`` JSON and, where a library reads the environment (Inductor's cache
+folder), in that child's own ``env`` (:func:`child_env`); this process's environment is not changed.
 """
 
 from __future__ import annotations
@@ -38,8 +44,13 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +69,9 @@ from _common import (  # noqa: E402
     sync,
 )
 
-STEPS = ("phantom", "prepare", "training", "inference", "cohort", "precision")
 WORK = Path(tempfile.gettempdir()) / "gdsynth-bench"
+#: Environment variable that points Inductor at its cache folder (read when it first compiles).
+INDUCTOR_CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 # ---------------------------------------------------------------------------------------- steps
@@ -168,26 +180,21 @@ def measure_inference(shape: tuple[int, int, int], *, mc: int = 10, batch: int |
 def measure_inference_compiled(model, card, volume, shape, *, mc: int, batch: int, repeats: int,
                                device: str, channels_last: bool, mc_slices: int | None
                                ) -> dict[str, Any]:
-    """``bench_inference.measure_compiled`` with a fresh Inductor cache folder (cold compile),
-    then :func:`measure_compile` in a new process on that folder (warm compile)."""
-    import shutil
-
+    """``bench_inference.measure_compiled`` (cold compile: the ``inference`` child is started
+    with a fresh, empty Inductor cache folder, see :func:`child_env`), then
+    :func:`measure_compile` in a new process on that folder (warm compile)."""
     import torch
     from bench_inference import measure_compiled
 
-    cache = Path(tempfile.mkdtemp(prefix="gdsynth-inductor-"))
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # read when Inductor first compiles
-    try:
-        out = measure_compiled(model, card, volume, mc=mc, batch=batch, repeats=repeats,
-                               channels_last=channels_last, mc_slices=mc_slices)
-        if "error" not in out:
-            params = {"shape": list(shape), "mc": mc, "batch": batch, "device": device,
-                      "threads": torch.get_num_threads()}
-            out["warm"] = run_child(child_argv(Path(__file__), "--child", "compile",
-                                               "--params", json.dumps(params)),
-                                    env={"TORCHINDUCTOR_CACHE_DIR": str(cache)})
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    out = measure_compiled(model, card, volume, mc=mc, batch=batch, repeats=repeats,
+                           channels_last=channels_last, mc_slices=mc_slices)
+    if "error" not in out:
+        params = {"shape": list(shape), "mc": mc, "batch": batch, "device": device,
+                  "threads": torch.get_num_threads()}
+        cache = os.environ.get(INDUCTOR_CACHE_ENV)
+        out["warm"] = run_child(child_argv(Path(__file__), "--child", "compile",
+                                           "--params", json.dumps(params)),
+                                env={INDUCTOR_CACHE_ENV: cache} if cache else None)
     return out
 
 
@@ -205,16 +212,26 @@ def measure_compile(shape: tuple[int, int, int], *, mc: int, batch: int, device:
             "compile_mc": {"wall": cmc.wall, "cpu": cmc.cpu}}
 
 
-def measure_precision(name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """One part of the bf16-vs-fp32 comparison (``benchmarks/bench_precision.py``)."""
+def measure_precision_inference(params: dict[str, Any]) -> dict[str, Any]:
+    """bf16 versus fp32 synthesis (``benchmarks/bench_precision.py``)."""
     import bench_precision as bp
 
-    if name == "precision-inference":
-        return bp.inference_precision(tuple(params["shape"]), mc_slices=params.get("mc_slices"),
-                                      one_slices=params.get("one_slices"),
-                                      compile=params.get("compile", True))
-    if name == "precision-agreement":
-        return bp.agreement(WORK, resolution=params["resolution"], exams=params["exams"])
+    return bp.inference_precision(tuple(params["shape"]), mc_slices=params.get("mc_slices"),
+                                  one_slices=params.get("one_slices"),
+                                  compile=params.get("compile", True))
+
+
+def measure_precision_agreement(params: dict[str, Any]) -> dict[str, Any]:
+    """bf16 versus fp32 maps and detections of the shipped model (``bench_precision.py``)."""
+    import bench_precision as bp
+
+    return bp.agreement(WORK, resolution=params["resolution"], exams=params["exams"])
+
+
+def measure_precision_training(params: dict[str, Any]) -> dict[str, Any]:
+    """bf16 versus fp32 training step and short run (``bench_precision.py``)."""
+    import bench_precision as bp
+
     return bp.training_precision(WORK, batches=params["batches"], threads=params.get("threads"))
 
 
@@ -254,37 +271,52 @@ def measure_cohort(resolution: float = 2.0, n: int = 8, workers: int = 1, device
     return result
 
 
+#: What a child process measures: child step name -> function(params, device) -> result.
+MEASURES: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "phantom": lambda p, device: measure_phantom(p["resolution"], p.get("subjects", 1)),
+    "prepare": lambda p, device: measure_prepare(p["resolution"], p.get("subjects", 1)),
+    "training": lambda p, device: measure_training(p["quick"], device),
+    "inference": lambda p, device: measure_inference(
+        tuple(p["shape"]), mc=p.get("mc", 10), repeats=p.get("repeats", 1), device=device,
+        mc_slices=p.get("mc_slices"), channels_last=p.get("channels_last", False),
+        compile=p.get("compile", False)),
+    "compile": lambda p, device: measure_compile(tuple(p["shape"]), mc=p["mc"], batch=p["batch"],
+                                                 device=device),
+    "cohort": lambda p, device: measure_cohort(p.get("resolution", 2.0), p.get("n", 8),
+                                               p.get("workers", 1), device),
+    "precision-inference": lambda p, device: measure_precision_inference(p),
+    "precision-agreement": lambda p, device: measure_precision_agreement(p),
+    "precision-training": lambda p, device: measure_precision_training(p),
+}
+
+
 def run_step(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one step in this process (what each child does)."""
+    if name not in MEASURES:
+        raise ValueError(f"unknown step {name!r}; valid steps: {', '.join(MEASURES)}")
     device = params.get("device", "cpu")
     if params.get("threads"):
         import torch
 
         torch.set_num_threads(int(params["threads"]))
-    if name == "phantom":
-        out = measure_phantom(params["resolution"], params.get("subjects", 1))
-    elif name == "prepare":
-        out = measure_prepare(params["resolution"], params.get("subjects", 1))
-    elif name == "training":
-        out = measure_training(params["quick"], device)
-    elif name == "inference":
-        out = measure_inference(tuple(params["shape"]), mc=params.get("mc", 10),
-                                repeats=params.get("repeats", 1), device=device,
-                                mc_slices=params.get("mc_slices"),
-                                channels_last=params.get("channels_last", False),
-                                compile=params.get("compile", False))
-    elif name == "compile":
-        out = measure_compile(tuple(params["shape"]), mc=params["mc"], batch=params["batch"],
-                              device=device)
-    elif name.startswith("precision-"):
-        out = measure_precision(name, params)
-    elif name == "cohort":
-        out = measure_cohort(params.get("resolution", 2.0), params.get("n", 8),
-                             params.get("workers", 1), device)
-    else:
-        raise ValueError(f"unknown step {name!r}")
+    out = MEASURES[name](params, device)
     sync(device)
     return {**out, **process_usage()}
+
+
+@contextmanager
+def child_env(step: str, params: dict[str, Any]) -> Iterator[dict[str, str] | None]:
+    """Extra environment of one step's child process: a compiled ``inference`` step gets a
+    fresh, empty Inductor cache folder (a cold compile; its warm-compile grandchild reuses it),
+    removed when the step is done. Nothing is set in this process's own environment."""
+    if step != "inference" or not params.get("compile"):
+        yield None
+        return
+    cache = Path(tempfile.mkdtemp(prefix="gdsynth-inductor-"))
+    try:
+        yield {INDUCTOR_CACHE_ENV: str(cache)}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------- table
@@ -305,70 +337,99 @@ def _ok(x: Any) -> bool:
     return isinstance(x, dict) and "error" not in x
 
 
+def phantom_rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+    return [_row(f"phantom {res}", r["wall"], r["cpu"], "s/subject", rss=r.get("peak_rss_gb"),
+                 target="<= 15 s (1 mm)")]
+
+
+def prepare_rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+    return [_row(f"prepare {res}", r["wall"], r["cpu"], "s/subject", rss=r.get("peak_rss_gb"),
+                 target="<= 30 s (1 mm)")]
+
+
+def training_rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+    return [_row(f"training full pipeline {res}", r["full"], r["full_cpu"], "samples/s",
+                 ratio=r["full_cpu"] / r["bare_cpu"], ratio_of="full/bare (CPU)", target=">= 0.85",
+                 rss=r.get("peak_rss_gb"),
+                 note=f"wall ratio {r['full'] / r['bare']:.2f}; {r['recipe']}"),
+            _row(f"training bare step {res}", r["bare"], r["bare_cpu"], "samples/s")]
+
+
+def inference_rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+    gf = r["gflop_per_exam"]
+    rows = [_row(f"synthesis 1 sample {res}", r["one"]["wall"], r["one"]["cpu"], "s/exam",
+                 rss=r.get("peak_rss_gb"), target="RSS < 4 GB",
+                 note=f"{tuple(r['shape'])} voxels, batch {r['batch']}, {gf:.1f} GFLOP"),
+            _row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"], r["mc_run"]["cpu"],
+                 "s/exam", ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
+                 note=f"linear would be {r['mc']}" + _scaled_note(r["mc_run"], r))]
+    peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
+    mm = r[peak_key]
+    ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
+    rows.append(_row(f"generator GFLOP/s {res}", ach["wall"], ach["cpu"], "GFLOP/s",
+                     ratio=ach["cpu"] / mm["cpu"] if not device.startswith("cuda")
+                     else ach["wall"] / mm["wall"],
+                     ratio_of=f"/ {peak_key.split('_')[1]} matmul", target=">= 0.50"))
+    rows.append(_row(f"{peak_key.replace('_', ' ')} peak {res}", mm["wall"], mm["cpu"], "GFLOP/s"))
+    if "monai" in r:
+        m = r["monai"]
+        rows.append(_row(f"MONAI sliding window {res}", m["wall"], m["cpu"], "s/exam",
+                         ratio=r["one"]["cpu"] / m["cpu"], ratio_of="gdsynth/MONAI (CPU)",
+                         target="<= 1.00", note=f"wall ratio {r['one']['wall'] / m['wall']:.2f}"))
+    if "compiled" in r:
+        rows.extend(compiled_rows(r, res, gf, mm, device))
+    return rows
+
+
+def cohort_rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+    n = r["n"]
+    one, all_ = r["one"], r["all"]
+    rows = [_row(f"predict 1 exam {res}", one["wall"], one["cpu"], "s/exam",
+                 rss=r.get("peak_rss_gb")),
+            _row(f"predict {n} exams {res}", all_["wall"], all_["cpu"], "s",
+                 ratio=all_["cpu"] / (n * one["cpu"]), ratio_of=f"t({n})/({n} t(1)) CPU",
+                 target="~1.0", note=f"wall ratio {all_['wall'] / (n * one['wall']):.2f}")]
+    if "all_workers" in r:
+        w = r["all_workers"]
+        rows.append(_row(f"predict {n} exams, {r['workers']} prefetch worker(s) {res}",
+                         w["wall"], w["cpu"], "s", ratio=w["wall"] / all_["wall"],
+                         ratio_of="wall / no workers", target="< 1.0"))
+    return rows
+
+
+def precision_step_rows(step: str) -> Callable[[dict[str, Any], str, str], list[dict[str, Any]]]:
+    """The rows of one ``precision-*`` step (``bench_precision.precision_rows``)."""
+    def rows(r: dict[str, Any], res: str, device: str) -> list[dict[str, Any]]:
+        from bench_precision import precision_rows
+
+        return precision_rows(step, r, res, _row)
+
+    return rows
+
+
+#: Table rows of each measured step: child step name -> function(result, resolution tag, device).
+ROWS: dict[str, Callable[[dict[str, Any], str, str], list[dict[str, Any]]]] = {
+    "phantom": phantom_rows,
+    "prepare": prepare_rows,
+    "training": training_rows,
+    "inference": inference_rows,
+    "cohort": cohort_rows,
+    **{name: precision_step_rows(name)
+       for name in ("precision-inference", "precision-agreement", "precision-training")},
+}
+
+
 def build_rows(results: dict[str, dict[str, Any]], device: str = "cpu") -> list[dict[str, Any]]:
-    """Table rows from the steps' results (keys ``phantom@2mm``, ``inference@1mm``, ...)."""
+    """Table rows from the steps' results (keys ``phantom@2mm``, ``inference@1mm``, ...); a
+    failed step is one row with its error; a step with no rows (``compile``) adds none."""
     rows: list[dict[str, Any]] = []
     for key, r in results.items():
         step, _, res = key.partition("@")
-        rss = r.get("peak_rss_gb") if isinstance(r, dict) else None
         if not _ok(r):
             rows.append(_row(key, None, None, "", note=str(r.get("error", "?"))[:200]))
             continue
-        if step.startswith("precision-"):
-            from bench_precision import precision_rows
-
-            rows.extend(precision_rows(step, r, res, _row))
-        if step == "phantom":
-            rows.append(_row(f"phantom {res}", r["wall"], r["cpu"], "s/subject", rss=rss,
-                             target="<= 15 s (1 mm)"))
-        elif step == "prepare":
-            rows.append(_row(f"prepare {res}", r["wall"], r["cpu"], "s/subject", rss=rss,
-                             target="<= 30 s (1 mm)"))
-        elif step == "training":
-            rows.append(_row(f"training full pipeline {res}", r["full"], r["full_cpu"],
-                             "samples/s", ratio=r["full_cpu"] / r["bare_cpu"],
-                             ratio_of="full/bare (CPU)", target=">= 0.85", rss=rss,
-                             note=f"wall ratio {r['full'] / r['bare']:.2f}; {r['recipe']}"))
-            rows.append(_row(f"training bare step {res}", r["bare"], r["bare_cpu"], "samples/s"))
-        elif step == "inference":
-            gf = r["gflop_per_exam"]
-            rows.append(_row(f"synthesis 1 sample {res}", r["one"]["wall"], r["one"]["cpu"],
-                             "s/exam", rss=rss, target="RSS < 4 GB",
-                             note=f"{tuple(r['shape'])} voxels, batch {r['batch']}, "
-                                  f"{gf:.1f} GFLOP"))
-            rows.append(_row(f"synthesis {r['mc']} MC samples {res}", r["mc_run"]["wall"],
-                             r["mc_run"]["cpu"], "s/exam",
-                             ratio=r["mc_run"]["cpu"] / r["one"]["cpu"], ratio_of="MC/1 (CPU)",
-                             note=f"linear would be {r['mc']}" + _scaled_note(r["mc_run"], r)))
-            peak_key = "matmul_bf16" if device.startswith("cuda") else "matmul_fp32"
-            mm = r[peak_key]
-            ach = {k: gf / r["one"][k] for k in ("wall", "cpu")}
-            rows.append(_row(f"generator GFLOP/s {res}", ach["wall"], ach["cpu"], "GFLOP/s",
-                             ratio=ach["cpu"] / mm["cpu"] if not device.startswith("cuda")
-                             else ach["wall"] / mm["wall"],
-                             ratio_of=f"/ {peak_key.split('_')[1]} matmul", target=">= 0.50"))
-            rows.append(_row(f"{peak_key.replace('_', ' ')} peak {res}", mm["wall"], mm["cpu"],
-                             "GFLOP/s"))
-            if "monai" in r:
-                m = r["monai"]
-                rows.append(_row(f"MONAI sliding window {res}", m["wall"], m["cpu"], "s/exam",
-                                 ratio=r["one"]["cpu"] / m["cpu"], ratio_of="gdsynth/MONAI (CPU)",
-                                 target="<= 1.00",
-                                 note=f"wall ratio {r['one']['wall'] / m['wall']:.2f}"))
-            if "compiled" in r:
-                rows.extend(compiled_rows(r, res, gf, mm, device))
-        elif step == "cohort":
-            n = r["n"]
-            one, all_ = r["one"], r["all"]
-            rows.append(_row(f"predict 1 exam {res}", one["wall"], one["cpu"], "s/exam", rss=rss))
-            rows.append(_row(f"predict {n} exams {res}", all_["wall"], all_["cpu"], "s",
-                             ratio=all_["cpu"] / (n * one["cpu"]), ratio_of=f"t({n})/({n} t(1)) CPU",
-                             target="~1.0", note=f"wall ratio {all_['wall'] / (n * one['wall']):.2f}"))
-            if "all_workers" in r:
-                w = r["all_workers"]
-                rows.append(_row(f"predict {n} exams, {r['workers']} prefetch worker(s) {res}",
-                                 w["wall"], w["cpu"], "s", ratio=w["wall"] / all_["wall"],
-                                 ratio_of="wall / no workers", target="< 1.0"))
+        if step in ROWS:
+            rows.extend(ROWS[step](r, res, device))
     one, two = results.get("inference@1mm"), results.get("inference@2mm")
     if _ok(one) and _ok(two):
         voxels = math.prod(one["shape"]) / math.prod(two["shape"])
@@ -460,36 +521,108 @@ def describe(m: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------- harness
+class BenchStep(str, Enum):
+    """What ``--steps`` selects (each plans one or more child measurements, :data:`PLANS`)."""
+
+    phantom = "phantom"
+    prepare = "prepare"
+    training = "training"
+    inference = "inference"
+    cohort = "cohort"
+    precision = "precision"
+
+    @classmethod
+    def parse(cls, name: str) -> BenchStep:
+        try:
+            return cls(name)
+        except ValueError:
+            raise ValueError(f"unknown step {name!r}; valid steps: "
+                             f"{', '.join(s.value for s in cls)}") from None
+
+
+STEPS = tuple(s.value for s in BenchStep)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The run's settings every step plans its measurements from."""
+
+    quick: bool
+    common: dict[str, Any]  # device and threads of every child
+    subjects: int = 1
+    repeats: int = 1
+    mc_slices_1mm: int | None = None
+    compile: bool = True
+
+
+Job = tuple[str, dict[str, Any]]  # (result key "step@resolution", child parameters)
+
+
+def plan_phantom(o: PlanOptions, res: float) -> list[Job]:
+    return [(f"phantom@{res:g}mm", {**o.common, "resolution": res, "subjects": o.subjects})]
+
+
+def plan_prepare(o: PlanOptions, res: float) -> list[Job]:
+    return [(f"prepare@{res:g}mm", {**o.common, "resolution": res, "subjects": o.subjects})]
+
+
+def plan_inference(o: PlanOptions, res: float) -> list[Job]:
+    shape = SHAPE_2MM if res == 2.0 else SHAPE_1MM
+    return [(f"inference@{res:g}mm", {**o.common, "shape": shape, "mc": 10,
+                                      "repeats": 1 if o.quick else o.repeats,
+                                      "mc_slices": o.mc_slices_1mm if res == 1.0 else None,
+                                      "compile": o.compile})]
+
+
+def plan_training(o: PlanOptions) -> list[Job]:
+    return [("training@" + ("2mm" if o.quick else "1mm"), {**o.common, "quick": o.quick})]
+
+
+def plan_cohort(o: PlanOptions) -> list[Job]:
+    return [("cohort@2mm", {**o.common, "resolution": 2.0, "n": 8, "workers": 1})]
+
+
+def plan_precision(o: PlanOptions) -> list[Job]:
+    """bf16 vs fp32 (docs/benchmarks.md, "bf16")."""
+    res = "2mm" if o.quick else "1mm"
+    return [("precision-inference@" + res, {**o.common, "shape": SHAPE_2MM if o.quick else SHAPE_1MM,
+                                            "mc_slices": o.mc_slices_1mm, "compile": o.compile}),
+            ("precision-agreement@" + res, {**o.common, "resolution": 2.0 if o.quick else 1.0,
+                                            "exams": 1 if o.quick else 2}),
+            ("precision-training@2mm", {**o.common, "batches": 30 if o.quick else 100})]
+
+
+#: Steps measured once per resolution: step -> planner(options, resolution in mm).
+PER_RESOLUTION: dict[BenchStep, Callable[[PlanOptions, float], list[Job]]] = {
+    BenchStep.phantom: plan_phantom,
+    BenchStep.prepare: plan_prepare,
+    BenchStep.inference: plan_inference,
+}
+#: Steps measured once per run: step -> planner(options).
+ONCE: dict[BenchStep, Callable[[PlanOptions], list[Job]]] = {
+    BenchStep.training: plan_training,
+    BenchStep.cohort: plan_cohort,
+    BenchStep.precision: plan_precision,
+}
+
+
 def plan(quick: bool, device: str, steps: tuple[str, ...], threads: int | None,
          subjects: int = 1, repeats: int = 1, resolutions: list[float] | None = None,
-         mc_slices_1mm: int | None = None, compile: bool = True) -> list[tuple[str, dict]]:
-    """(result key, child parameters) for each measurement of this run."""
+         mc_slices_1mm: int | None = None, compile: bool = True) -> list[Job]:
+    """(result key, child parameters) for each measurement of this run: the per-resolution steps
+    resolution by resolution, then the others (each group in :class:`BenchStep` order)."""
+    chosen = {BenchStep.parse(s) for s in steps}
+    options = PlanOptions(quick, {"device": device, "threads": threads}, subjects, repeats,
+                          mc_slices_1mm, compile)
     resolutions = [2.0] if quick else (resolutions or [2.0, 1.0])
-    common = {"device": device, "threads": threads}
-    jobs: list[tuple[str, dict]] = []
+    jobs: list[Job] = []
     for res in resolutions:
-        tag = f"@{res:g}mm"
-        if "phantom" in steps:
-            jobs.append(("phantom" + tag, {**common, "resolution": res, "subjects": subjects}))
-        if "prepare" in steps:
-            jobs.append(("prepare" + tag, {**common, "resolution": res, "subjects": subjects}))
-        if "inference" in steps:
-            shape = SHAPE_2MM if res == 2.0 else SHAPE_1MM
-            jobs.append(("inference" + tag, {**common, "shape": shape, "mc": 10,
-                                             "repeats": 1 if quick else repeats,
-                                             "mc_slices": mc_slices_1mm if res == 1.0 else None,
-                                             "compile": compile}))
-    if "training" in steps:
-        jobs.append(("training@" + ("2mm" if quick else "1mm"), {**common, "quick": quick}))
-    if "cohort" in steps:
-        jobs.append(("cohort@2mm", {**common, "resolution": 2.0, "n": 8, "workers": 1}))
-    if "precision" in steps:  # bf16 vs fp32 (docs/benchmarks.md, "bf16")
-        res = "2mm" if quick else "1mm"
-        jobs += [("precision-inference@" + res, {**common, "shape": SHAPE_2MM if quick else SHAPE_1MM,
-                                                 "mc_slices": mc_slices_1mm, "compile": compile}),
-                 ("precision-agreement@" + res, {**common, "resolution": 2.0 if quick else 1.0,
-                                                 "exams": 1 if quick else 2}),
-                 ("precision-training@2mm", {**common, "batches": 30 if quick else 100})]
+        for step, planner in PER_RESOLUTION.items():
+            if step in chosen:
+                jobs += planner(options, res)
+    for step, once in ONCE.items():
+        if step in chosen:
+            jobs += once(options)
     return jobs
 
 
@@ -534,8 +667,10 @@ def main(argv: list[str] | None = None) -> int:
                                 args.subjects, args.repeats, args.resolutions,
                                 args.mc_slices_1mm, not args.no_compile):
         print(f"  running {key} ...", flush=True)
-        results[key] = run_child(child_argv(Path(__file__), "--child", key.split("@")[0],
-                                            "--params", json.dumps(params)))
+        step = key.split("@")[0]
+        with child_env(step, params) as env:
+            results[key] = run_child(child_argv(Path(__file__), "--child", step,
+                                                "--params", json.dumps(params)), env=env)
         if "error" in results[key]:
             print(f"    failed: {results[key]['error']}", flush=True)
         if args.out:  # partial results survive an interrupted run

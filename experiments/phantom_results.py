@@ -17,8 +17,10 @@ Steps (every one resumable; a rerun with the same arguments redoes nothing):
    synthesis metrics);
 3. per model: a snapshot of the input folder (``DIR/snapshots/NAME``) synthesizes the calibration
    cohort; the detection calibration and refer operating point are fitted with
-   ``experiments/calibrate_detection.py``'s functions into a copy, ``DIR/models/NAME`` (the input
-   folder is untouched unless ``--calibrate-in-place NAME``); the copy predicts the test cohort.
+   :mod:`gdsynth.inference.calibrate` (as ``experiments/calibrate_detection.py``) into a copy,
+   ``DIR/models/NAME`` (the input folder is untouched unless ``--calibrate-in-place NAME``); the
+   copy predicts the test cohort. Both read the exams from the preparation cache of step 2
+   (:class:`gdsynth.inference.prep.PrepCache`, as ``gdsynth predict --prep-cache``).
    ``--calibrate NAME`` (repeatable) calibrates only those models, the others keep their card;
    ``--detector NAME=segmentation`` picks a model's detector (e.g. a segmentation network given as
    ``--model seg=FOLDER`` whose card has an ``enhancing`` head);
@@ -39,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import resource
@@ -84,25 +85,11 @@ COLUMNS = {
 
 # --------------------------------------------------------------------------- small utilities
 
-def load_calibration_module():
-    """``experiments/calibrate_detection.py`` as a module (its functions, not a copy)."""
-    path = Path(__file__).resolve().parent / "calibrate_detection.py"
-    spec = importlib.util.spec_from_file_location("calibrate_detection", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def sha256(path: Path) -> str | None:
-    """SHA-256 of a file's bytes, None when absent."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """:func:`gdsynth.io.file_sha256` of a file, None when absent."""
+    from gdsynth.io import file_sha256
+
+    return file_sha256(path) if Path(path).is_file() else None
 
 
 def tree_digest(root: Path, pattern: str = "sub-*/**/*") -> str:
@@ -294,61 +281,35 @@ def snapshot(spec: ModelSpec, work: Path) -> Path:
     return snap
 
 
-def cached_prepare(prep_root: Path, spacing: float | None):
-    """A ``prepare(exam, card)`` for ``run_cohort`` that reads the exam from the preparation cache
-    (``prepare_cohort_to_folder`` already wrote it with the same spacing and sequences) instead of preparing
-    it again; it builds what :func:`gdsynth.inference.prep.prepare_exam` returns (the real post-Gd
-    is not an input). Cards with another spacing or inputs fall back to preparing afresh."""
-    from gdsynth import preprocess
-    from gdsynth.inference import prep as iprep
-    from gdsynth.io import read_image
-    from gdsynth.preprocess.orient import reorient_to_ras
-    from gdsynth.preprocess.resample import resample
+def prep_cache(bids: Path):
+    """The cohort's preparation cache (``bids/derivatives/gdsynth-prep``, read only), as
+    ``gdsynth predict --prep-cache`` uses it: an exam prepared there for the model's preparation
+    (``prepare_cohort_to_folder`` wrote it, same spacing and sequences) is read back, not
+    prepared again (identical arrays); another model's exams are prepared afresh."""
+    from gdsynth.inference.prep import PrepCache
 
-    fresh = iprep.prepare_exam
-
-    def prepare_one(exam, card):  # -> gdsynth.inference.prep.PreparedExam
-        if card.spacing_mm != spacing or not set(card.inputs) <= {"T1w", "T2w", "FLAIR"}:
-            return fresh(exam, card)
-        cached = preprocess.prepare_to_folder(exam, prep_root,
-                                              preprocess.PrepConfig(spacing=spacing))
-        vols = preprocess.load_prepared(cached)
-        raw, native = read_image(exam.t1w)
-        raw, ras = reorient_to_ras(raw, native)
-        if not ras.same_grid(vols.geometry):
-            raw = resample(raw, ras, vols.geometry)
-        median = float(vols.provenance["nawm_median"]["T1w"])
-        scale = iprep.t1w_scale_map(raw, vols.images["T1w"], vols.mask, vols.geometry.spacing,
-                                    median)
-        return iprep.PreparedExam(
-            volumes={k: v for k, v in vols.images.items() if k in ("T1w", "T2w", "FLAIR")},
-            brain_mask=vols.mask, geometry=vols.geometry, native_geometry=vols.native_geometry,
-            t1w_scale=scale, provenance=vols.provenance)
-
-    return prepare_one
+    return PrepCache(bids / "derivatives" / "gdsynth-prep")
 
 
 def run_config(out: Path, model: Path, step: str, mc_samples: int, workers: int,
-               detector: str | None = None):
-    """A ``RunConfig`` as ``gdsynth predict`` builds it (CPU or GPU: 'auto')."""
+               detector: str | None = None, bids: Path | None = None):
+    """A ``RunConfig`` as ``gdsynth predict`` builds it (CPU or GPU: 'auto'), reading the
+    preparation cache of ``bids`` when given."""
     from gdsynth.inference.cohort import RunConfig, Step
     from gdsynth.inference.pipeline import SynthesisSettings
 
     return RunConfig(out=out, model=model, step=Step(step),
                      settings=SynthesisSettings(mc_samples=mc_samples, seed=0), device="auto",
                      overwrite=False, shard=None, workers=1 if workers > 1 else 0,
-                     detector=detector)
+                     detector=detector, prep_cache=prep_cache(bids) if bids is not None else None)
 
 
-def run(exams: list, config, bids: Path, spacing: float | None, timings: Timings,
-        stage: str) -> list[str]:
-    """``run_cohort`` (exams read from the preparation cache) under a timed stage; returns the
-    failure lines."""
+def run(exams: list, config, bids: Path, timings: Timings, stage: str) -> list[str]:
+    """``run_cohort`` under a timed stage; returns the failure lines."""
     from gdsynth.inference.cohort import run_cohort
 
     with timings.stage(stage) as info:
-        results = run_cohort(exams, config, bids_root=bids,
-                             prepare=cached_prepare(bids / "derivatives" / "gdsynth-prep", spacing))
+        results = run_cohort(exams, config, bids_root=bids)
         info["work"] = any(r.status != "skipped" for r in results)
     return [f"{stage}: {r.case}: {r.error}" for r in results if r.status == "failed"]
 
@@ -358,10 +319,15 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
     """Fit calibration on the calibration cohort into ``DIR/models/NAME`` (skipped when the
     stamp matches); returns the fitted ``calibration_info``."""
     from gdsynth.errors import ConfigError
+    from gdsynth.inference.calibrate import (
+        calibrate_cases,
+        load_cases,
+        starting_params,
+        update_card,
+    )
     from gdsynth.io import atomic_write_text, write_json
     from gdsynth.models.card import CARD_NAME, WEIGHTS_NAME, ModelCard
 
-    cd = load_calibration_module()
     target = work / "models" / spec.name
     state_path = work / "state" / f"model-{spec.name}.json"
     state = read_json(state_path) or {}
@@ -376,22 +342,14 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
             info["work"] = False
         else:
             card = ModelCard.load(snap / CARD_NAME)
-            params = cd.starting_params(card, spec.detector, args.target_sensitivity)
-            from unittest import mock
-
-            from gdsynth.inference import prep as iprep
-
-            # load_cases prepares each exam again: read it from the preparation cache instead
-            reuse = cached_prepare(cal_bids / "derivatives" / "gdsynth-prep", args.prep_spacing)
-            with mock.patch.object(iprep, "prepare_exam", reuse):
-                cases = cd.load_cases(cal_bids, cal_pred, cal_bids / "derivatives" / "phantom",
-                                      card, [e.subject for e in cal_exams])
+            params = starting_params(card, spec.detector, args.target_sensitivity)
+            cases = load_cases(cal_bids, cal_pred, cal_bids / "derivatives" / "phantom", card,
+                               [e.subject for e in cal_exams], prepare=prep_cache(cal_bids).prepare)
             if not cases:
                 raise ConfigError(cal_pred, "no calibration exam with both predictions and truth")
-            fitted = cd.fit_calibration(cases, params, tune_grid=cd.TUNE_GRID if args.tune else None)
-            fitted.calibration_info["exams"] = [c["id"] for c in cases]
+            fitted = calibrate_cases(cases, params, tune=args.tune)
             copy_model(snap, target)
-            cd.update_card(target, fitted)
+            update_card(target, fitted)
             state = {"stamp": stamp, "calibrated_card_sha256": sha256(target / CARD_NAME)}
             write_json(state_path, state)
     if spec.in_place and sha256(spec.source / CARD_NAME) != state["calibrated_card_sha256"]:
@@ -413,8 +371,9 @@ def model_predictions(spec: ModelSpec, cohorts: dict, args: argparse.Namespace, 
     info: dict[str, Any] = {}
     if spec.calibrate:
         cal_pred = cal_bids / "derivatives" / f"pred-{spec.name}"
-        bad = run(cal_exams, run_config(cal_pred, snap, "synthesize", args.mc_samples, args.workers),
-                  cal_bids, args.prep_spacing, timings, f"synthesize calibration {spec.name}")
+        bad = run(cal_exams, run_config(cal_pred, snap, "synthesize", args.mc_samples, args.workers,
+                                        bids=cal_bids),
+                  cal_bids, timings, f"synthesize calibration {spec.name}")
         failures += bad
         if bad:
             raise RuntimeError(f"calibration synthesis failed for {spec.name}: {bad}")
@@ -425,8 +384,9 @@ def model_predictions(spec: ModelSpec, cohorts: dict, args: argparse.Namespace, 
             copy_model(snap, target)
     test_pred = test_bids / "derivatives" / f"pred-{spec.name}"
     failures += run(test_exams, run_config(test_pred, work / "models" / spec.name, "predict",
-                                           args.mc_samples, args.workers, spec.detector),
-                    test_bids, args.prep_spacing, timings, f"predict test {spec.name}")
+                                           args.mc_samples, args.workers, spec.detector,
+                                           bids=test_bids),
+                    test_bids, timings, f"predict test {spec.name}")
     return test_pred, info
 
 
@@ -594,7 +554,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for n, f in models.items()]
         first = ModelCard.load(specs[0].source / CARD_NAME)
         resolution = float(args.resolution or first.spacing_mm or 1.0)
-        args.prep_spacing = first.spacing_mm
         work = args.work.resolve()
         timings = Timings.load(work / "state" / "timings.json")
         for key in list(timings.stages):  # mark every stored stage cached until redone

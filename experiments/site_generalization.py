@@ -12,7 +12,8 @@ T1w, 5 mm thick-slice FLAIR/T2w, the alternative lesion model, and all of these 
 model, at the model card's resolution:
 
 1. a phantom cohort of that site kind (seed :data:`SEED`, ``--subjects RES=N`` subjects at RES mm,
-   half of them with enhancing lesions), prepared with ``prepare_cohort`` (the synthesis reference);
+   half of them with enhancing lesions), prepared with ``prepare_cohort_to_folder`` (the synthesis
+   reference);
 2. ``gdsynth predict`` (``run_cohort``, 1 MC sample, the card's own detection parameters) and the
    ``post = pre`` baseline (the input T1w as the synthetic) on the same exams;
 3. ``evaluate_folder`` of both: SSIM / PSNR in the brain (normalized units, NAWM = 1), lesion F1,
@@ -37,7 +38,6 @@ baselines, evaluation) are reused.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import sys
@@ -48,6 +48,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import phantom_results as PR  # noqa: E402, N812 - the sibling script's cohort/predict/evaluate helpers
+
 #: Row label -> phantom site kind (gdsynth.phantom.config.SITES).
 HELD_OUT = {
     "same simulator, unseen site C": "siteC",
@@ -69,16 +72,6 @@ COLUMNS = {
     "FP/scan": ("lesions.fp_per_scan", 2),
     "exam AUC": ("patient.auc", 3),
 }
-
-
-def load_results_module():
-    """``experiments/phantom_results.py`` as a module (its cohort/predict/evaluate helpers)."""
-    path = ROOT / "experiments" / "phantom_results.py"
-    spec = importlib.util.spec_from_file_location("phantom_results", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["phantom_results"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -202,10 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gdsynth.io import atomic_write_text, write_json
     from gdsynth.models.card import CARD_NAME, ModelCard
     from gdsynth.models.folder import resolve_model_dir
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    PR = load_results_module()  # noqa: N806 - a module
     work = args.work.resolve()
     given = {float(k): int(v) for k, v in (s.split("=") for s in args.subjects)}
     subjects = {1.0: 3, 2.0: 4, **given}
@@ -259,8 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bids, exams = cohorts[(kind, res)]
             cwork = work / "state" / f"{kind}-r{res:g}"
             pred = bids / "derivatives" / f"pred-{PR.slug(name)}"
-            cfg = PR.run_config(pred, src, "predict", 1, args.workers)
-            failures += PR.run(exams, cfg, bids, res, timings, f"predict {name} {kind}")
+            cfg = PR.run_config(pred, src, "predict", 1, args.workers, bids=bids)
+            failures += PR.run(exams, cfg, bids, timings, f"predict {name} {kind}")
             base = PR.write_baseline("post=pre", exams, bids, cwork, timings, failures)
             model_sum = PR.evaluate(f"{name}-{kind}", pred, bids, exams, cwork, timings)
             base_sum = PR.evaluate(f"post-pre-{kind}-r{res:g}", base, bids, exams, cwork, timings)
@@ -280,9 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, kind in FOREIGN.items():
             bids = work / f"foreign-{kind}-r{res:g}"
             exams = make_foreign(c_bids, c_exams[0], bids, kind)
+            prepare_cohort_to_folder(exams, bids / "derivatives" / "gdsynth-prep",
+                                     PrepConfig(spacing=res))
             pred = bids / "derivatives" / f"pred-{PR.slug(name)}"
-            cfg = PR.run_config(pred, src, "predict", 1, args.workers)
-            fails = PR.run(exams, cfg, bids, res, timings, f"predict {name} {kind}")
+            cfg = PR.run_config(pred, src, "predict", 1, args.workers, bids=bids)
+            fails = PR.run(exams, cfg, bids, timings, f"predict {name} {kind}")
             # a foreign exam may fail preparation outright: that is a refusal too, and reported
             rows.append({"model": name, "site": label, "kind": kind, "resolution_mm": res,
                          "exams": len(exams), "OOD referred": ood_referrals(pred, exams),

@@ -69,3 +69,33 @@ def test_compiled_rows_next_to_eager(run_module) -> None:
     assert "synthesis 1 sample 2mm" in rows  # the eager rows stay
     failed = run.build_rows({"inference@2mm": {**result, "compiled": {"error": "no compiler"}}})
     assert failed[-1]["row"] == "synthesis compiled 2mm" and failed[-1]["note"] == "no compiler"
+
+
+def test_steps_are_registry_entries(run_module) -> None:
+    """Every --steps choice plans children that MEASURES can run; a bad name lists the valid ones."""
+    run = run_module
+    jobs = run.plan(False, "cpu", run.STEPS, None, resolutions=[2.0, 1.0])
+    children = [key.split("@")[0] for key, _ in jobs]
+    assert set(children) <= set(run.MEASURES) and set(children) - {"compile"} <= set(run.ROWS)
+    assert children[:3] == ["phantom", "prepare", "inference"]  # per resolution, then the others
+    assert [k for k, _ in jobs][3:6] == ["phantom@1mm", "prepare@1mm", "inference@1mm"]
+    with pytest.raises(ValueError, match="valid steps: phantom, prepare"):
+        run.plan(True, "cpu", ("phantoms",), None)
+    with pytest.raises(ValueError, match="valid steps: .*precision-training"):
+        run.run_step("bogus", {})
+
+
+def test_compiled_inference_child_gets_its_own_inductor_cache(run_module) -> None:
+    """A fresh, empty cache folder in the child's env only, removed afterwards."""
+    import os
+
+    run = run_module
+    before = os.environ.get(run.INDUCTOR_CACHE_ENV)
+    with run.child_env("inference", {"compile": True}) as env:
+        cache = Path(env[run.INDUCTOR_CACHE_ENV])
+        assert cache.is_dir() and not any(cache.iterdir())
+        assert os.environ.get(run.INDUCTOR_CACHE_ENV) == before
+    assert not cache.exists()
+    for step, params in (("inference", {"compile": False}), ("phantom", {"compile": True})):
+        with run.child_env(step, params) as env:
+            assert env is None

@@ -12,7 +12,7 @@ from gdsynth.inference import cohort
 from gdsynth.inference import outputs as O
 from gdsynth.io import read_image, read_tsv, write_labels, write_tsv
 from gdsynth.io.bids import discover
-from tests.inference.conftest import make_model, simple_prepare, write_exam
+from tests.fixtures.inference import make_model, simple_prepare, write_exam
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SEQS = ("T1w", "T2w", "FLAIR")
@@ -32,7 +32,7 @@ def model(tmp_path_factory):
 
 
 def _blob_labels(prep) -> np.ndarray:
-    """Two lesions near the bright blob of tests.inference.conftest.head, prepared grid."""
+    """Two lesions near the bright blob of tests.fixtures.inference.head, prepared grid."""
     labels = np.zeros(prep.brain_mask.shape, np.int32)
     x, y, z = (s // 2 for s in labels.shape)
     labels[x + 1 : x + 4, y - 1 : y + 2, z - 2 : z] = 1

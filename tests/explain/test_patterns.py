@@ -22,7 +22,7 @@ from gdsynth.io import read_tsv, write_labels, write_tsv
 from gdsynth.io.bids import discover
 from gdsynth.review.patterns import write_pattern_page
 from tests.explain.test_lrp import lesion_case, tiny_unet
-from tests.inference.conftest import make_model, simple_prepare, write_exam
+from tests.fixtures.inference import make_model, simple_prepare, write_exam
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SEQS = ["T1w", "T2w", "FLAIR"]
@@ -169,7 +169,7 @@ def test_explain_patterns_command(tmp_path, model, monkeypatch):
 
 def test_review_site_links_the_pattern_page(tmp_path):
     from gdsynth.review.site import build_site
-    from tests.review.conftest import make_cohort
+    from tests.fixtures.review import make_cohort
 
     bids, pred = make_cohort(tmp_path, subjects=("01",))
     site = tmp_path / "site"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gdsynth.io import read_tsv, write_tsv
 from gdsynth.review.exams import collect
 from gdsynth.review.site import attribution_columns, build_site
-from tests.review.conftest import make_cohort
+from tests.fixtures.review import make_cohort
 
 
 def test_attribution_columns_order():

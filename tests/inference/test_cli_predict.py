@@ -9,7 +9,7 @@ from gdsynth.inference import cohort
 from gdsynth.inference import outputs as O
 from gdsynth.io import read_tsv
 from gdsynth.io.bids import Exam, discover
-from tests.inference.conftest import simple_prepare
+from tests.fixtures.inference import simple_prepare
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -142,7 +142,7 @@ def test_resolve_compile_choices(monkeypatch) -> None:
 
 def test_cohort_auto_counts_exams_and_samples(monkeypatch, model_dir, tmp_path) -> None:
     from gdsynth.inference.cohort import RunConfig, Step, _Runner
-    from tests.inference.conftest import simple_prepare
+    from tests.fixtures.inference import simple_prepare
 
     monkeypatch.setattr(C, "cpp_compiler", lambda: "g++")
 

@@ -11,7 +11,7 @@ from gdsynth.cli.main import main
 from gdsynth.inference import outputs as O
 from gdsynth.io import read_image
 from gdsynth.io.bids import discover
-from tests.inference.conftest import write_exam
+from tests.fixtures.inference import write_exam
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -42,7 +42,7 @@ def test_zero_residual_gives_back_the_input_t1w(tmp_path):
     import torch
 
     from gdsynth.models.folder import load_model_folder, save_model_folder
-    from tests.inference.conftest import make_model
+    from tests.fixtures.inference import make_model
 
     folder = make_model(tmp_path / "m", heads=())
     gen, card = load_model_folder(folder)

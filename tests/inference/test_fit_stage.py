@@ -24,8 +24,8 @@ from gdsynth.io.bids import derivative_path, discover
 from gdsynth.models.folder import load_model_folder
 from gdsynth.training import cohort as train_cohort
 from tests.detection.synthetic import LESION_A, LESION_B, SHAPE, add_lesion, base_exam
-from tests.inference.conftest import make_model, simple_prepare
-from tests.training.conftest import TINY
+from tests.fixtures.inference import make_model, simple_prepare
+from tests.fixtures.training import TINY
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 GRID = Geometry(SHAPE, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))

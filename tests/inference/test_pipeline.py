@@ -13,7 +13,7 @@ from gdsynth.inference.cohort import RunConfig, Step, run_cohort, shard_exams
 from gdsynth.inference.pipeline import SynthesisSettings
 from gdsynth.io import read_image, read_tsv
 from gdsynth.io.bids import discover
-from tests.inference.conftest import simple_prepare
+from tests.fixtures.inference import simple_prepare
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -58,7 +58,7 @@ def test_outputs_on_input_grid_and_deterministic(cohort, model_dir, tmp_path):
 
 
 def test_mc_std_zero_without_dropout_positive_with(cohort, tmp_path):
-    from tests.inference.conftest import make_model
+    from tests.fixtures.inference import make_model
 
     exams = discover(cohort)[:1]
     stds = {}
@@ -151,7 +151,7 @@ def test_lesion_rows_point_at_the_same_voxel_on_the_input_grid(tmp_path):
     from gdsynth.inference.pipeline import lesion_rows
     from gdsynth.inference.prep import to_native
     from gdsynth.models.card import ModelCard
-    from tests.inference.conftest import write_exam
+    from tests.fixtures.inference import write_exam
 
     for orient in ("PIR", "oblique", "LPS"):
         exam = write_exam(tmp_path / orient, "01", orient)
@@ -170,7 +170,7 @@ def test_lesion_rows_point_at_the_same_voxel_on_the_input_grid(tmp_path):
 
 
 def test_3d_model_synthesizes_on_input_grid(cohort, tmp_path):
-    from tests.inference.conftest import make_model
+    from tests.fixtures.inference import make_model
 
     model = make_model(tmp_path / "m3d", mode="3d", heads=())
     exam = discover(cohort)[2]  # oblique
@@ -190,7 +190,7 @@ def test_synthetic_is_the_input_outside_the_brain_and_never_negative(tmp_path, m
     from gdsynth.inference.pipeline import Synthesis, native_synthetic, write_synthesis
     from gdsynth.inference.prep import to_native
     from gdsynth.models.card import ModelCard
-    from tests.inference.conftest import write_exam
+    from tests.fixtures.inference import write_exam
 
     exam = write_exam(tmp_path / "bids", "01", orientation)
     prep = simple_prepare(exam, ModelCard.load(model_dir / "model_card.json"))

@@ -20,7 +20,7 @@ from gdsynth.io import read_image, read_tsv
 from gdsynth.io.bids import discover
 from gdsynth.preprocess import exam as prep_exam
 from gdsynth.preprocess.exam import output_path
-from tests.inference.conftest import make_model
+from tests.fixtures.inference import make_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from gdsynth.phantom import generate_dataset
-
-SEED = 7
-SITES = ("siteA", "siteB")
+from tests.fixtures.phantom import SEED, SITES
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from gdsynth.errors import OutputError
 from gdsynth.io import file_sha256, read_tsv
 from gdsynth.io.bids import discover
 from gdsynth.phantom import generate_dataset
-from tests.phantom.conftest import SEED, SITES
+from tests.fixtures.phantom import SEED, SITES
 
 _RAW = re.compile(r"^sub-\d{3}_(ce-gadolinium_)?(T1w|T2w|FLAIR)\.(nii\.gz|json)$")
 _TRUTH = re.compile(

@@ -17,7 +17,7 @@ from gdsynth.review.server import create_app
 from gdsynth.review.site import build_site
 from gdsynth.review.store import AnswerStore
 from gdsynth.review.study import create_study
-from tests.review.conftest import make_cohort
+from tests.fixtures.review import make_cohort
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -14,8 +14,8 @@ import pytest
 from gdsynth.io.bids import Exam
 from gdsynth.review.exams import collect
 from gdsynth.review.site import SiteOptions, build_exam, build_site
+from tests.fixtures.review import make_cohort
 from tests.review.browser import image_pixels, severe_logs, start_driver, stop_driver, wait_for
-from tests.review.conftest import make_cohort
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ from gdsynth.io import read_image, write_tsv
 from gdsynth.io.bids import Exam
 from gdsynth.review.exams import collect
 from gdsynth.review.site import SiteOptions, build_exam, build_site
-from tests.review.conftest import make_cohort
+from tests.fixtures.review import make_cohort
 
 
 def test_site_layout_and_contents(cohort, tmp_path):
@@ -142,7 +142,7 @@ def test_mosaic_display_is_radiological():
 def test_lesion_centres_from_any_column_set(tmp_path):
     from gdsynth.io import Geometry
     from gdsynth.review.exams import read_lesions
-    from tests.review.conftest import RAS
+    from tests.fixtures.review import RAS
 
     grid = Geometry((10, 10, 10), (2.0, 2.0, 2.0), (10.0, 10.0, 0.0), RAS)
     write_tsv(tmp_path / "t.tsv", [

@@ -13,7 +13,7 @@ from gdsynth.errors import ConfigError, OutputError
 from gdsynth.io import Geometry, read_image
 from gdsynth.review.store import Answer, AnswerStore
 from gdsynth.review.study import create_study, token_hash
-from tests.review.conftest import LESIONS, RAS, SHAPE, make_cohort
+from tests.fixtures.review import LESIONS, RAS, SHAPE, make_cohort
 
 
 @pytest.fixture(scope="module")

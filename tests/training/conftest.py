@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from gdsynth.training.config import TrainConfig, load_config
 from tests.data.fakes import write_fake_cohort
-
-TINY = Path(__file__).resolve().parents[2] / "experiments" / "tiny.yaml"
+from tests.fixtures.training import TINY
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ from gdsynth.io import write_image, write_labels
 from gdsynth.models.folder import load_model_folder
 from gdsynth.training import cohort as cohort_mod
 from tests.data.fakes import GEOMETRY, fake_exam_arrays
-from tests.training.conftest import TINY
+from tests.fixtures.training import TINY
 
 
 def _bids(root):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gdsynth.models.folder import load_model_folder
-from tests.training.conftest import TINY
+from tests.fixtures.training import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from gdsynth.io import Geometry, read_image, write_labels
 from gdsynth.io.bids import discover
 from gdsynth.models.folder import load_model_folder
 from gdsynth.training.cohort import LabelsError, check_labels, prepare_cohort
-from tests.training.conftest import TINY
+from tests.fixtures.training import TINY
 
 
 @pytest.fixture(scope="module")
