@@ -41,7 +41,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None],
     from gdsynth.inference.cohort import RunConfig, Step, run_cohort
     from gdsynth.inference.pipeline import SynthesisSettings
     from gdsynth.inference.prep import PrepCache
-    from gdsynth.io.bids import PRE_SEQUENCES
+    from gdsynth.io.sequences import input_names
     from gdsynth.models.card import CARD_NAME, ModelCard
     from gdsynth.models.folder import resolve_model_dir
     from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
@@ -60,7 +60,7 @@ def run_demo(options: DemoOptions, *, progress: Callable[[str], None],
     exams = _make_phantom(bids, o, float(resolution))
 
     step("2/5 prepare: registration, brain mask, N4, NAWM normalization (cached: predict reuses it; reference for metrics)")
-    prep_config = PrepConfig(spacing=card.spacing_mm, sequences=tuple(PRE_SEQUENCES))
+    prep_config = PrepConfig(spacing=card.spacing_mm, sequences=input_names())
     prep_dir = bids / "derivatives" / "gdsynth-prep"
     finish_batch(prepare_cohort_to_folder(exams, prep_dir, prep_config, workers=o.workers), "prepare")
 

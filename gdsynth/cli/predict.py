@@ -1,6 +1,8 @@
 """`gdsynth synthesize | detect | predict`: virtual post-Gd T1w and enhancing lesion detection.
 
-Each command takes a BIDS folder (or a cohort table) or one exam given as ``--t1w/--t2w/--flair``,
+Each command takes a BIDS folder (or a cohort table) or one exam given file by file as
+``--input NAME=FILE`` (NAME a registered sequence, :mod:`gdsynth.io.sequences`; ``--t1w/--t2w/
+--flair`` are shorthands),
 writes a BIDS derivative in ``-o OUT`` on each input T1w's grid, skips exams already complete for
 the same model, inputs and settings, and exits non-zero when any exam failed.
 
@@ -26,6 +28,10 @@ _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV)
 _T1W = typer.Option(None, "--t1w", help="One exam: pre-contrast T1w file.")
 _T2W = typer.Option(None, "--t2w", help="One exam: T2w file.")
 _FLAIR = typer.Option(None, "--flair", help="One exam: FLAIR file.")
+_INPUT = typer.Option(
+    None, "--input", metavar="NAME=FILE",
+    help="One exam: the file of sequence NAME (repeatable; NAME one of the sequence registry's, "
+         "e.g. T1w, T2w, FLAIR; --t1w/--t2w/--flair are shorthands).")
 _SUBJECT = typer.Option(
     None, "--subject",
     help="Subject label for a single exam (alphanumeric, 'sub-' optional) [default: from the T1w's "
@@ -76,20 +82,42 @@ _PREP = typer.Option(
 _BIDS_NAME = re.compile(r"^sub-([A-Za-z0-9]+)(?:_ses-([A-Za-z0-9]+))?_(?:.*_)?T1w\.nii(?:\.gz)?$")
 
 
-def single_exam(t1w: Path | None, t2w: Path | None, flair: Path | None, subject: str | None,
-                out: Path, overwrite: bool):  # -> gdsynth.io.bids.Exam
-    """The exam given as ``--t1w/--t2w/--flair``, checked before anything is written: each file
-    exists and is a readable image; the subject (and session) come from ``--subject`` or the
-    T1w's BIDS name; an exam ``out`` already holds from other inputs is refused without
-    ``overwrite``."""
+def parse_inputs(values: list[str] | None, **shorthands: Path | None) -> dict[str, Path]:
+    """The files of one exam from ``--input NAME=FILE`` values and the ``--t1w/--t2w/--flair``
+    shorthands (keyword = sequence name); :class:`ConfigError` names an unregistered sequence, a
+    value without ``=`` or a sequence given twice."""
+    from gdsynth.errors import ConfigError
+    from gdsynth.io.sequences import sequence
+
+    files = {name: path for name, path in shorthands.items() if path is not None}
+    for value in values or []:
+        name, eq, file = value.partition("=")
+        if not eq or not name.strip() or not file.strip():
+            raise ConfigError(None, f"--input {value!r}: expected NAME=FILE, e.g. T1w=t1.nii.gz")
+        name = name.strip()
+        sequence(name)  # unregistered: the error lists the registered names
+        if name in files:
+            raise ConfigError(None, f"--input {value!r}: sequence {name} given twice")
+        files[name] = Path(file.strip())
+    return files
+
+
+def single_exam(files: dict[str, Path], subject: str | None, out: Path,
+                overwrite: bool):  # -> gdsynth.io.bids.Exam
+    """The exam given file by file (``--input NAME=FILE``, ``--t1w/--t2w/--flair``), checked
+    before anything is written: each file exists and is a readable image; the subject (and
+    session) come from ``--subject`` or the T1w's BIDS name; an exam ``out`` already holds from
+    other inputs is refused without ``overwrite``."""
     from gdsynth.errors import ConfigError, OutputError
     from gdsynth.inference import outputs as O
     from gdsynth.io import read_image_info
     from gdsynth.io.bids import Exam
+    from gdsynth.io.sequences import SEQUENCES
 
-    for path in (t1w, t2w, flair):
-        if path is not None:
-            read_image_info(path)  # missing or unreadable: a named error, nothing written
+    for name in SEQUENCES:
+        if name in files:
+            read_image_info(files[name])  # missing or unreadable: a named error, nothing written
+    t1w = files.get("T1w")
     session = None
     if subject is None:
         match = _BIDS_NAME.match(t1w.name) if t1w is not None else None
@@ -100,7 +128,7 @@ def single_exam(t1w: Path | None, t2w: Path | None, flair: Path | None, subject:
     subject = subject.removeprefix("sub-")
     if not (subject.isascii() and subject.isalnum()):  # a BIDS label: it names files
         raise ConfigError(None, f"--subject {subject!r} must be alphanumeric")
-    exam = Exam(subject, session, t1w, t2w, flair)
+    exam = Exam(subject, session, files)
     changed = O.other_inputs(out, exam)
     if changed and not overwrite:
         raise OutputError(out, f"already holds exam {exam.id} made from other {', '.join(changed)} "
@@ -113,7 +141,8 @@ class PredictOptions:
     """The options of one ``gdsynth synthesize|detect|predict`` call (``step``), as parsed.
 
     An exam comes either from ``bids`` (a BIDS folder or cohort table, ``labels`` selecting
-    subjects) or from ``t1w/t2w/flair`` (``subject`` naming it)."""
+    subjects) or file by file from ``inputs`` (``NAME=FILE``) and the ``t1w/t2w/flair``
+    shorthands (``subject`` naming it)."""
 
     step: str
     model: str
@@ -122,6 +151,7 @@ class PredictOptions:
     t1w: Path | None = None
     t2w: Path | None = None
     flair: Path | None = None
+    inputs: list[str] | None = None
     subject: str | None = None
     labels: list[str] | None = None
     mc_samples: int = 1
@@ -140,8 +170,8 @@ class PredictOptions:
 
     @property
     def single(self) -> bool:
-        """One exam given as ``--t1w/--t2w/--flair`` (not a BIDS folder or table)."""
-        return any(p is not None for p in (self.t1w, self.t2w, self.flair))
+        """One exam given file by file (not a BIDS folder or table)."""
+        return bool(self.inputs) or any(p is not None for p in (self.t1w, self.t2w, self.flair))
 
 
 def _exams(o: PredictOptions) -> list:  # list[gdsynth.io.bids.Exam]
@@ -150,14 +180,17 @@ def _exams(o: PredictOptions) -> list:  # list[gdsynth.io.bids.Exam]
     from gdsynth.io.bids import discover
 
     if o.single == (o.bids is not None):
-        raise ConfigError(None, "give either a BIDS folder/table or --t1w/--t2w/--flair, not both")
+        raise ConfigError(None, "give either a BIDS folder/table or --input/--t1w/--t2w/--flair, "
+                                "not both")
     if o.single and o.labels:
         raise ConfigError(None, "--participant-label selects exams of a BIDS folder; with "
-                                "--t1w/--t2w/--flair use --subject")
+                                "--input/--t1w/--t2w/--flair use --subject")
     if not o.single and o.subject is not None:
-        raise ConfigError(None, "--subject names a single exam given as --t1w/--t2w/--flair")
+        raise ConfigError(None, "--subject names a single exam given as "
+                                "--input/--t1w/--t2w/--flair")
     if o.single:
-        return [single_exam(o.t1w, o.t2w, o.flair, o.subject, o.out, o.overwrite)]
+        files = parse_inputs(o.inputs, T1w=o.t1w, T2w=o.t2w, FLAIR=o.flair)
+        return [single_exam(files, o.subject, o.out, o.overwrite)]
     return discover(o.bids, o.labels)
 
 
@@ -203,7 +236,7 @@ def _run(o: PredictOptions) -> None:
 
 def synthesize(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    inputs: list[str] = _INPUT, subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     prep: Path = _PREP, compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
@@ -211,7 +244,8 @@ def synthesize(
 ) -> None:
     """Synthesize virtual post-gadolinium T1w (and MC-dropout uncertainty) for a cohort."""
     _run(PredictOptions(
-        "synthesize", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        "synthesize", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, inputs=inputs,
+        subject=subject,
         labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
         workers=workers, shard=shard, overwrite=overwrite, seed=seed, prep=prep, compile=compile,
         allow_foreign_output=allow_foreign_output, precision=precision))
@@ -219,7 +253,7 @@ def synthesize(
 
 def detect(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    inputs: list[str] = _INPUT, subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
@@ -227,7 +261,8 @@ def detect(
 ) -> None:
     """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
     _run(PredictOptions(
-        "detect", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        "detect", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, inputs=inputs,
+        subject=subject,
         labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
         workers=workers, shard=shard, overwrite=overwrite, seed=seed, detector=detector,
         explain=explain, prep=prep, allow_foreign_output=allow_foreign_output))
@@ -235,7 +270,7 @@ def detect(
 
 def predict(
     bids: Path = _BIDS, t1w: Path = _T1W, t2w: Path = _T2W, flair: Path = _FLAIR,
-    subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
+    inputs: list[str] = _INPUT, subject: str | None = _SUBJECT, model: str = _MODEL, out: Path = _OUT, participant_label: list[str] = _LABELS,
     mc_samples: int = _MC, device: DeviceChoice = _DEVICE, batch_size: int = _BATCH,
     workers: int = _WORKERS, shard: str = _SHARD, overwrite: bool = _OVERWRITE, seed: int = _SEED,
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
@@ -244,7 +279,8 @@ def predict(
 ) -> None:
     """Synthesize then detect, for a cohort or one exam."""
     _run(PredictOptions(
-        "predict", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, subject=subject,
+        "predict", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, inputs=inputs,
+        subject=subject,
         labels=participant_label, mc_samples=mc_samples, device=device, batch_size=batch_size,
         workers=workers, shard=shard, overwrite=overwrite, seed=seed, detector=detector,
         explain=explain, prep=prep, compile=compile, allow_foreign_output=allow_foreign_output,

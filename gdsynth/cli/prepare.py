@@ -23,14 +23,16 @@ def prepare(
     ),
     n4: bool = typer.Option(True, "--n4/--no-n4", help="N4 bias-field correction."),
     sequences: list[str] = typer.Option(
-        None, "--sequence", help="Pre-contrast sequences required (repeat; default T1w T2w FLAIR)."
+        None, "--sequence", help="Pre-contrast sequences required (repeat; default every input of the sequence "
+                                 "registry: T1w T2w FLAIR)."
     ),
     force: bool = typer.Option(False, "--force", help="Recompute even complete exams."),
 ) -> None:
     """Register, mask and normalize exams into the cached prepared space."""
     from gdsynth.cli._common import finish_batch, sweep_output
     from gdsynth.errors import OutputError
-    from gdsynth.io.bids import PRE_SEQUENCES, discover
+    from gdsynth.io.bids import discover
+    from gdsynth.io.sequences import input_names
     from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
 
     exams = discover(bids, participant_label or None)
@@ -38,7 +40,7 @@ def prepare(
     out_root = out if out is not None else root / "derivatives" / "gdsynth-prep"
     if out_root.resolve() == root.resolve():
         raise OutputError(out_root, "output folder must not be the input dataset itself")
-    config = PrepConfig(spacing=spacing, n4=n4, sequences=tuple(sequences or PRE_SEQUENCES))
+    config = PrepConfig(spacing=spacing, n4=n4, sequences=tuple(sequences or input_names()))
     sweep_output(out_root)
     results = prepare_cohort_to_folder(exams, out_root, config, workers=workers, force=force)
     typer.echo(f"prepared space written to {out_root}", err=True)

@@ -32,14 +32,15 @@ from gdsynth.data.subjects import (
     make_subject,
 )
 from gdsynth.errors import ConfigError
-from gdsynth.models.card import VALID_INPUTS, Mode
+from gdsynth.io.sequences import input_names
+from gdsynth.models.card import Mode
 
 
 @dataclass
 class DataConfig:
     """Data and sampling settings (units: voxels of the prepared grid, normalized intensity)."""
 
-    inputs: list[str] = field(default_factory=lambda: ["T1w", "T2w", "FLAIR"])
+    inputs: list[str] = field(default_factory=lambda: list(input_names()))
     mode: str = "2.5d"
     context_slices: int = 1
     patch_size: int = 64
@@ -60,9 +61,10 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
-        bad = [s for s in self.inputs if s not in VALID_INPUTS]
+        valid = input_names()  # the sequence registry's inputs (gdsynth.io.sequences)
+        bad = [s for s in self.inputs if s not in valid]
         if bad or not self.inputs or len(set(self.inputs)) != len(self.inputs):
-            raise ConfigError(None, f"data.inputs {self.inputs} invalid; use a subset of {VALID_INPUTS}")
+            raise ConfigError(None, f"data.inputs {self.inputs} invalid; use a subset of {valid}")
         try:
             Mode(self.mode)
         except ValueError:

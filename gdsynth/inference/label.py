@@ -43,7 +43,8 @@ from gdsynth.inference.cohort import (
     write_run_summary,
 )
 from gdsynth.io import write_json, write_labels, write_tsv
-from gdsynth.io.bids import PRE_SEQUENCES, Exam, write_dataset_description
+from gdsynth.io.bids import Exam, write_dataset_description
+from gdsynth.io.sequences import REFERENCE, Role, input_names, names
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class LabelConfig:
 def _prep_config(exam: Exam, spacing: float | None):  # -> PrepConfig
     from gdsynth.preprocess import PrepConfig
 
-    sequences = tuple(s for s in PRE_SEQUENCES if s == "T1w" or exam.path(s) is not None)
+    sequences = tuple(s for s in input_names() if s == REFERENCE or exam.path(s) is not None)
     return PrepConfig(spacing=spacing, sequences=sequences, use_post=True)
 
 
@@ -78,7 +79,7 @@ def run_key(exam: Exam, config: LabelConfig) -> dict[str, Any]:
     if exam.t1w_gd is None:
         raise MissingSequenceError(exam.t1w or exam.id, f"exam {exam.id} has no post-Gd T1w")
     exam.require(("T1w",))
-    hashes = O.input_hashes(exam, (*PRE_SEQUENCES, "T1w_gd"))
+    hashes = O.input_hashes(exam, names(Role.INPUT, Role.TARGET))
     return {"source": SOURCE, "input_sha256": hashes,
             "settings": {"spacing_mm": config.spacing, "detection": config.params.to_dict()}}
 
@@ -152,7 +153,7 @@ def label_exam(exam: Exam, config: LabelConfig, key: dict[str, Any], vols=None) 
     rows = lesion_rows(result.lesions, prep)
     out = config.out
     labels_path = write_labels(O.LESION_LABELS.path(out, exam), labels, vols.native_geometry)
-    sources = [p for s in (*PRE_SEQUENCES, "T1w_gd") if (p := exam.path(s)) is not None]
+    sources = [p for s in names(Role.INPUT, Role.TARGET) if (p := exam.path(s)) is not None]
     return [
         labels_path,
         O.write_output_sidecar(out, exam, labels_path, "Enhancing lesions annotated from the real "

@@ -19,6 +19,7 @@ from typing import Any
 from gdsynth.io import file_sha256
 from gdsynth.io.bids import Exam, derivative_path, find_derivative, source_uri
 from gdsynth.io.bids import write_sidecar as _write_sidecar
+from gdsynth.io.sequences import input_names
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def write_output_sidecar(out: str | Path, exam: Exam, image: Path, description: 
     pre-contrast inputs unless given), ``SpatialReference`` (the input T1w) and
     ``SkullStripped: false`` (outputs cover the input's whole field of view)."""
     if sources is None:
-        sources = [p for s in ("T1w", "T2w", "FLAIR") if (p := exam.path(s)) is not None]
+        sources = [p for s, p in exam.files.items() if s in input_names()]
     extra = {"SpatialReference": source_uri(out, exam.t1w)} if exam.t1w is not None else {}
     return _write_sidecar(image, out, description=description, sources=sources,
                           skull_stripped=False, **extra)
@@ -144,9 +145,11 @@ def model_fingerprint(model_dir: Path, card_dict: dict[str, Any]) -> dict[str, A
     }
 
 
-def input_hashes(exam: Exam, sequences: tuple[str, ...] = ("T1w", "T2w", "FLAIR")) -> dict[str, str]:
-    """SHA-256 of each input file present (file bytes; a DICOM folder: its files)."""
-    return {s: file_sha256(p) for s in sequences if (p := exam.path(s)) is not None}
+def input_hashes(exam: Exam, sequences: tuple[str, ...] | None = None) -> dict[str, str]:
+    """SHA-256 of each file present among ``sequences`` (default: the registered inputs; file
+    bytes; a DICOM folder: its files)."""
+    wanted = input_names() if sequences is None else sequences
+    return {s: file_sha256(p) for s in wanted if (p := exam.files.get(s)) is not None}
 
 
 def other_inputs(out: str | Path, exam: Exam) -> list[str]:

@@ -60,11 +60,11 @@ class PreparedExam:
 
 def prep_config(card: ModelCard, *, use_post: bool = False) -> PrepConfig:
     """The preparation ``card``'s model needs: its spacing, the T1w and its inputs (in the
-    canonical T1w, T2w, FLAIR order), default parameters otherwise."""
+    sequence registry's order), default parameters otherwise."""
     from gdsynth import preprocess
-    from gdsynth.io.bids import PRE_SEQUENCES
+    from gdsynth.io.sequences import REFERENCE, input_names
 
-    sequences = tuple(s for s in PRE_SEQUENCES if s == "T1w" or s in card.inputs)
+    sequences = tuple(s for s in input_names() if s == REFERENCE or s in card.inputs)
     return preprocess.PrepConfig(spacing=card.spacing_mm, sequences=sequences, use_post=use_post)
 
 
@@ -141,6 +141,7 @@ def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
     """The inference view of prepared volumes (computed or read from the cache): the pre-contrast
     volumes, mask, grids and the map back to the input T1w's intensity scale."""
     from gdsynth.io import read_image
+    from gdsynth.io.sequences import input_names
     from gdsynth.preprocess.orient import reorient_to_ras
     from gdsynth.preprocess.resample import move_to_grid
 
@@ -149,7 +150,7 @@ def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
     median = float(prep.provenance["nawm_median"]["T1w"])
     scale = t1w_scale_map(raw, prep.images["T1w"], prep.mask, prep.geometry.spacing, median)
     return PreparedExam(
-        volumes={k: v for k, v in prep.images.items() if k in ("T1w", "T2w", "FLAIR")},
+        volumes={k: v for k, v in prep.images.items() if k in input_names()},
         brain_mask=np.asarray(prep.mask, dtype=bool),
         geometry=prep.geometry,
         native_geometry=prep.native_geometry,

@@ -1,8 +1,9 @@
 """Cohort discovery (BIDS folders or an explicit table) and derivative naming, in one place.
 
-A cohort is a list of :class:`Exam`: one subject/session with paths to its pre-contrast sequences
-(T1w, T2w, FLAIR), the real post-gadolinium T1w when present (training/evaluation target) and an
-optional brain mask. Missing sequences are recorded per exam, never a crash.
+A cohort is a list of :class:`Exam`: one subject/session with paths to its sequences (those of the
+registry, :mod:`gdsynth.io.sequences`: pre-contrast T1w, T2w, FLAIR, the real post-gadolinium T1w
+when present...) and an optional brain mask. Missing sequences are recorded per exam, never a
+crash.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pathlib import Path
 from gdsynth import __version__
 from gdsynth.errors import BidsError, InputFileMissingError, MissingSequenceError
 from gdsynth.io.atomic import write_json
+from gdsynth.io.sequences import SEQUENCES, classify, datatypes, input_names, sequence
 
-SEQUENCES = ("T1w", "T2w", "FLAIR", "T1w_gd")
-PRE_SEQUENCES = ("T1w", "T2w", "FLAIR")
 _ENTITY_ORDER = ("ce", "rec", "run", "space", "label", "desc")
 _NII = re.compile(r"\.nii(\.gz)?$")
 _LABEL_OK = re.compile(r"^[A-Za-z0-9]+$")
@@ -27,16 +27,31 @@ _LABEL_OK = re.compile(r"^[A-Za-z0-9]+$")
 
 @dataclass(frozen=True)
 class Exam:
-    """One exam (subject, optional session) and the files that make it up."""
+    """One exam (subject, optional session) and the files that make it up.
+
+    ``files`` maps registered sequence names (:mod:`gdsynth.io.sequences`) to paths, in registry
+    order; an unregistered name is refused, naming the valid ones. ``t1w``, ``t2w``, ``flair`` and
+    ``t1w_gd`` are read-only views of it.
+    """
 
     subject: str
     session: str | None = None
-    t1w: Path | None = None
-    t2w: Path | None = None
-    flair: Path | None = None
-    t1w_gd: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict, hash=False)
     mask: Path | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        given = {k: Path(v) for k, v in dict(self.files).items() if v is not None}
+        for name in given:
+            sequence(name)
+        order = list(SEQUENCES)
+        object.__setattr__(self, "files", dict(sorted(given.items(),
+                                                      key=lambda kv: order.index(kv[0]))))
+
+    t1w = property(lambda self: self.files.get("T1w"), doc="Pre-contrast T1w, or None.")
+    t2w = property(lambda self: self.files.get("T2w"), doc="T2w, or None.")
+    flair = property(lambda self: self.files.get("FLAIR"), doc="FLAIR, or None.")
+    t1w_gd = property(lambda self: self.files.get("T1w_gd"), doc="Real post-Gd T1w, or None.")
 
     @property
     def prefix(self) -> str:
@@ -48,48 +63,38 @@ class Exam:
         """Same as :attr:`prefix`; used as the exam's key in tables and summaries."""
         return self.prefix
 
-    def path(self, sequence: str) -> Path | None:
-        """Path of ``sequence`` (one of T1w, T2w, FLAIR, T1w_gd), or None."""
-        return {"T1w": self.t1w, "T2w": self.t2w, "FLAIR": self.flair, "T1w_gd": self.t1w_gd}[
-            sequence
-        ]
+    def path(self, name: str) -> Path | None:
+        """Path of registered sequence ``name``, or None (an unregistered name is refused)."""
+        sequence(name)
+        return self.files.get(name)
 
-    def missing(self, required: Iterable[str] = PRE_SEQUENCES) -> list[str]:
-        """Required sequences this exam lacks."""
-        return [s for s in required if self.path(s) is None]
+    def missing(self, required: Iterable[str] | None = None) -> list[str]:
+        """Required sequences (default: every registered input) this exam lacks."""
+        return [s for s in (input_names() if required is None else required)
+                if self.path(s) is None]
 
-    def require(self, required: Iterable[str] = PRE_SEQUENCES) -> None:
+    def require(self, required: Iterable[str] | None = None) -> None:
         """Raise :class:`MissingSequenceError` naming the exam and the missing sequences."""
         missing = self.missing(required)
         if missing:
-            where = self.t1w or self.t2w or self.flair or self.prefix
+            where = next((p for n, p in self.files.items() if n in input_names()), self.prefix)
             raise MissingSequenceError(
                 where, f"exam {self.prefix} lacks required sequence(s): {', '.join(missing)}"
             )
 
     def inputs(self) -> dict[str, Path]:
-        """All present files by role (T1w, T2w, FLAIR, T1w_gd, mask)."""
-        roles = {"T1w": self.t1w, "T2w": self.t2w, "FLAIR": self.flair, "T1w_gd": self.t1w_gd,
-                 "mask": self.mask}
-        return {k: v for k, v in roles.items() if v is not None}
+        """All present files by role (the registered sequences, then ``mask``)."""
+        return {**self.files, **({"mask": self.mask} if self.mask is not None else {})}
 
 
 def _classify(name: str) -> str | None:
-    """Sequence role of a raw anat file name, or None for files gdsynth does not use."""
-    stem = _NII.sub("", name)
-    parts = stem.split("_")
+    """Sequence name (or ``mask``) of a raw file name, or None for files gdsynth does not use."""
+    parts = _NII.sub("", name).split("_")
     suffix = parts[-1]
     ents = dict(p.split("-", 1) for p in parts[:-1] if "-" in p)
-    if suffix == "T1w":
-        ce = ents.get("ce", "").lower()
-        if ce:
-            return "T1w_gd" if ce in ("gadolinium", "gd", "gadolinium1", "gado") else None
-        return "T1w"
-    if suffix in ("T2w", "FLAIR"):
-        return None if "ce" in ents else suffix
     if suffix == "mask" and ents.get("desc", "").lower() == "brain":
         return "mask"
-    return None
+    return classify(suffix, ents)
 
 
 def _pick(paths: list[Path], role: str, where: Path) -> Path:
@@ -104,27 +109,25 @@ def _pick(paths: list[Path], role: str, where: Path) -> Path:
     return chosen
 
 
-def _exam_from_anat(anat: Path, subject: str, session: str | None) -> Exam | None:
+def _exam_from_folders(folder: Path, subject: str, session: str | None) -> Exam | None:
+    """The exam whose raw files are in ``folder``'s datatype folders (:func:`datatypes`)."""
     found: dict[str, list[Path]] = {}
-    for f in sorted(anat.iterdir()):
-        if not f.is_file() or not _NII.search(f.name) or f.name.startswith("."):
-            continue
-        role = _classify(f.name)
-        if role:
-            found.setdefault(role, []).append(f)
+    where: dict[str, Path] = {}
+    present = [d for t in datatypes() if (d := folder / t).is_dir()]
+    for datatype in present:
+        for f in sorted(datatype.iterdir()):
+            if not f.is_file() or not _NII.search(f.name) or f.name.startswith("."):
+                continue
+            role = _classify(f.name)
+            if role and (role == "mask" or sequence(role).datatype == datatype.name):
+                found.setdefault(role, []).append(f)
+                where[role] = datatype
     if not found:
         return None
-    pick = {r: _pick(ps, r, anat) for r, ps in found.items()}
-    return Exam(
-        subject=subject,
-        session=session,
-        t1w=pick.get("T1w"),
-        t2w=pick.get("T2w"),
-        flair=pick.get("FLAIR"),
-        t1w_gd=pick.get("T1w_gd"),
-        mask=pick.get("mask"),
-        extra={"bids_folder": str(anat)},
-    )
+    pick = {r: _pick(ps, r, where[r]) for r, ps in found.items()}
+    mask = pick.pop("mask", None)
+    return Exam(subject=subject, session=session, files=pick, mask=mask,
+                extra={"bids_folder": str(present[0])})
 
 
 def discover(root: str | Path, participant_labels: Sequence[str] | None = None) -> list[Exam]:
@@ -153,21 +156,19 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
                     raise BidsError(folder, f"label {folder.name[4:]!r} must be alphanumeric "
                                             "(BIDS); rename the folder")
             for ses in sessions:
-                anat = ses / "anat"
-                if anat.is_dir():
-                    exam = _exam_from_anat(anat, label, ses.name[4:])
-                    if exam:
-                        exams.append(exam)
-            if (sub / "anat").is_dir():
-                exam = _exam_from_anat(sub / "anat", label, None)
-                if exam and sessions:  # not valid BIDS, but never dropped without a word
-                    import warnings
-
-                    warnings.warn(f"{sub / 'anat'}: images directly under {sub.name} beside its "
-                                  f"session folders (not valid BIDS); processed as exam "
-                                  f"{exam.prefix} besides its sessions", stacklevel=2)
+                exam = _exam_from_folders(ses, label, ses.name[4:])
                 if exam:
                     exams.append(exam)
+            exam = _exam_from_folders(sub, label, None)
+            if exam:
+                if sessions:  # not valid BIDS, but never dropped without a word
+                    import warnings
+
+                    warnings.warn(f"{exam.extra['bids_folder']}: images directly under {sub.name} "
+                                  "beside its "
+                                  f"session folders (not valid BIDS); processed as exam "
+                                  f"{exam.prefix} besides its sessions", stacklevel=2)
+                exams.append(exam)
     if participant_labels:
         wanted = {p.removeprefix("sub-") for p in participant_labels}
         unknown = wanted - {e.subject for e in exams}
@@ -179,7 +180,8 @@ def discover(root: str | Path, participant_labels: Sequence[str] | None = None) 
 
 def read_table(path: str | Path) -> list[Exam]:
     """Read a cohort table (TSV or CSV, UTF-8 with or without a byte-order mark) with columns
-    subject, [session], t1w, t2w, flair, [t1w_gd], [mask]. Relative paths are relative to the
+    subject, [session], t1w, t2w, flair, [t1w_gd], [mask] (one column per registered sequence,
+    its name in lower case: :attr:`SequenceInfo.column`). Relative paths are relative to the
     table's folder; empty or ``n/a`` cells mean missing."""
     path = Path(path)
     delim = "," if path.suffix.lower() == ".csv" else "\t"
@@ -209,8 +211,8 @@ def read_table(path: str | Path) -> list[Exam]:
             raise BidsError(path, f"line {n}: duplicate exam sub-{sub} ses-{ses}")
         seen.add((sub, ses))
 
-        cells = [_table_path(path, row.get(k, "")) for k in ("t1w", "t2w", "flair", "t1w_gd", "mask")]
-        exams.append(Exam(sub, ses, *cells))
+        files = {s.name: _table_path(path, row.get(s.column, "")) for s in SEQUENCES.values()}
+        exams.append(Exam(sub, ses, files, _table_path(path, row.get("mask", ""))))
     return exams
 
 
@@ -236,10 +238,20 @@ def derivative_path(
     root: str | Path, exam: Exam, suffix: str, ext: str = ".nii.gz", **entities: str | None
 ) -> Path:
     """``root/sub-X[/ses-Y]/anat/<prefix><_entities>_<suffix><ext>``: the one place names are made."""
+    return _exam_folder(root, exam) / "anat" / f"{exam.prefix}{entities_string(**entities)}_{suffix}{ext}"
+
+
+def raw_path(root: str | Path, exam: Exam, name: str, ext: str = ".nii.gz") -> Path:
+    """Where registered sequence ``name`` of ``exam`` lives in raw BIDS dataset ``root``:
+    ``root/sub-X[/ses-Y]/<datatype>/<prefix><_entities>_<suffix><ext>`` (the registry's naming)."""
+    info = sequence(name)
+    return _exam_folder(root, exam) / info.datatype / (
+        f"{exam.prefix}{entities_string(**info.entity_dict)}_{info.suffix}{ext}")
+
+
+def _exam_folder(root: str | Path, exam: Exam) -> Path:
     folder = Path(root) / f"sub-{exam.subject}"
-    if exam.session:
-        folder = folder / f"ses-{exam.session}"
-    return folder / "anat" / f"{exam.prefix}{entities_string(**entities)}_{suffix}{ext}"
+    return folder / f"ses-{exam.session}" if exam.session else folder
 
 
 class GdsynthDeprecationWarning(FutureWarning):

@@ -26,10 +26,12 @@ from typing import Any
 
 from gdsynth import __version__
 from gdsynth.errors import ModelError
+from gdsynth.io.sequences import input_names
 
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "generator.safetensors"
-VALID_INPUTS = ("T1w", "T2w", "FLAIR")
+#: Most generator inputs a card may list (published models use up to ~10 channels).
+MAX_INPUTS = 32
 MAX_CONTEXT_SLICES = 32
 MAX_PATCH_SIZE = 1024
 
@@ -55,7 +57,7 @@ class FieldSpec:
 
 SCHEMA: dict[str, FieldSpec] = {
     "architecture": FieldSpec("object"),
-    "inputs": FieldSpec("list", items="string", max_items=len(VALID_INPUTS)),
+    "inputs": FieldSpec("list", items="string", max_items=MAX_INPUTS),
     "mode": FieldSpec("string"),
     "context_slices": FieldSpec("int", low=0, high=MAX_CONTEXT_SLICES),
     "spacing_mm": FieldSpec("number", nullable=True, low=MIN_SPACING_MM, high=MAX_SPACING_MM),
@@ -163,7 +165,7 @@ class ModelCard:
     """
 
     architecture: dict[str, Any]
-    inputs: list[str] = field(default_factory=lambda: list(VALID_INPUTS))
+    inputs: list[str] = field(default_factory=lambda: list(input_names()))
     mode: str = Mode.two_half_d.value
     context_slices: int = 1
     spacing_mm: float | None = None
@@ -182,9 +184,10 @@ class ModelCard:
     patch_size: list[int] | None = None
 
     def __post_init__(self) -> None:
-        bad = [s for s in self.inputs if s not in VALID_INPUTS]
-        if bad or not self.inputs:
-            raise ModelError(None, f"model inputs {self.inputs} invalid; choose from {VALID_INPUTS}")
+        valid = input_names()  # the sequence registry's inputs (gdsynth.io.sequences)
+        bad = [s for s in self.inputs if s not in valid]
+        if bad or not self.inputs or len(set(self.inputs)) != len(self.inputs):
+            raise ModelError(None, f"model inputs {self.inputs} invalid; choose from {valid}")
         try:
             Mode(self.mode)
         except ValueError:

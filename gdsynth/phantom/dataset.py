@@ -23,10 +23,12 @@ from gdsynth.io.atomic import atomic_write_text, write_tsv
 from gdsynth.io.bids import (
     Exam,
     derivative_path,
+    raw_path,
     source_uri,
     write_dataset_description,
     write_sidecar,
 )
+from gdsynth.io.sequences import SEQUENCES as SEQUENCE_NAMES
 from gdsynth.phantom.config import PhantomConfig
 from gdsynth.phantom.metadata import (
     LESION_COLUMNS,
@@ -37,6 +39,7 @@ from gdsynth.phantom.metadata import (
     README,
     raw_description,
 )
+from gdsynth.phantom.signal import SEQUENCES as SIMULATED
 from gdsynth.phantom.simulate import ExamVolumes, simulate_subject
 
 TRUTH_DIR = Path("derivatives") / "phantom"
@@ -61,10 +64,6 @@ Ground truth of the gdsynth digital MS phantom, on each exam's T1w grid
 `phantom_config.json` records the seed and configuration. The tables and records that BIDS has
 no suffix for are listed in `.bidsignore`.
 """
-_RAW = {"T1w": ("T1w", {}), "T2w": ("T2w", {}), "FLAIR": ("FLAIR", {}),
-        "T1w_gd": ("T1w", {"ce": "gadolinium"})}
-
-
 @dataclass
 class SubjectFiles:
     """One subject as written (or found complete): its exams with their paths and its row of
@@ -86,9 +85,10 @@ def exam_entries(index: int, config: PhantomConfig) -> list[Exam]:
 
 
 def raw_paths(root: Path, exam: Exam) -> Exam:
-    """``exam`` with its four raw image paths under ``root``."""
-    p = {k: derivative_path(root, exam, suffix, **ents) for k, (suffix, ents) in _RAW.items()}
-    return replace(exam, t1w=p["T1w"], t2w=p["T2w"], flair=p["FLAIR"], t1w_gd=p["T1w_gd"])
+    """``exam`` with the raw image paths under ``root`` of the sequences the phantom simulates
+    (:data:`gdsynth.phantom.signal.SEQUENCES`, named by the sequence registry)."""
+    names = [n for n in SEQUENCE_NAMES if n in SIMULATED]
+    return replace(exam, files={n: raw_path(root, exam, n) for n in names})
 
 
 def truth_path(root: Path, exam: Exam, suffix: str, ext: str = ".nii.gz", **entities: str) -> Path:
@@ -107,7 +107,7 @@ def enhancing_truth_path(root: Path, exam: Exam) -> Path | None:
 
 def _expected_files(root: Path, exam: Exam) -> list[Path]:
     e = raw_paths(root, exam)
-    images = [e.t1w, e.t2w, e.flair, e.t1w_gd]
+    images = list(e.files.values())
     sidecars = [Path(str(p).replace(".nii.gz", ".json")) for p in images]  # type: ignore[arg-type]
     truth = [truth_path(root, exam, "lesions", ".tsv"), truth_path(root, exam, "headmotion", ".json")]
     return [*images, *sidecars, *truth]  # type: ignore[list-item]

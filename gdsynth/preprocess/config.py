@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from gdsynth.errors import ConfigError
-from gdsynth.io.bids import PRE_SEQUENCES
+from gdsynth.io.sequences import REFERENCE, check_inputs, input_names
 from gdsynth.preprocess.bias import N4Params
 from gdsynth.preprocess.register import RegistrationParams
 from gdsynth.preprocess.resample import Interpolation
@@ -19,7 +19,8 @@ class PrepConfig:
         spacing: isotropic output voxel size in mm; None keeps the T1w spacing (exact grid).
         n4: run N4 bias-field correction.
         register: rigidly register T2w/FLAIR/post-Gd to the T1w (off: trust scanner coordinates).
-        sequences: pre-contrast sequences required and prepared (T1w always among them).
+        sequences: pre-contrast sequences required and prepared (T1w always among them; default
+            every input of the sequence registry, :mod:`gdsynth.io.sequences`).
         use_post: also prepare the real post-Gd T1w when the exam has one.
         interpolation: image interpolator onto the prepared grid (``linear`` or ``bspline``).
         mask_erode_mm, mask_close_mm: brain-mask morphology (see :mod:`.mask`).
@@ -29,7 +30,7 @@ class PrepConfig:
     spacing: float | None = None
     n4: bool = True
     register: bool = True
-    sequences: tuple[str, ...] = PRE_SEQUENCES
+    sequences: tuple[str, ...] = field(default_factory=input_names)
     use_post: bool = True
     interpolation: str = "linear"
     registration: RegistrationParams = field(default_factory=RegistrationParams)
@@ -40,12 +41,9 @@ class PrepConfig:
     lesion_mads: float = 3.0
 
     def __post_init__(self) -> None:
-        seqs = tuple(self.sequences)
+        seqs = tuple(check_inputs(self.sequences, "sequences"))
         object.__setattr__(self, "sequences", seqs)
-        bad = [s for s in seqs if s not in PRE_SEQUENCES]
-        if bad:
-            raise ConfigError(None, f"unknown sequence(s) {bad}; choose among {list(PRE_SEQUENCES)}")
-        if "T1w" not in seqs:
+        if REFERENCE not in seqs:
             raise ConfigError(None, "sequences must include T1w: it defines the prepared space")
         if self.spacing is not None and not self.spacing > 0:
             raise ConfigError(None, f"spacing must be positive (got {self.spacing} mm)")

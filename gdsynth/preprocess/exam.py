@@ -24,6 +24,7 @@ from gdsynth.io.bids import (
     write_dataset_description,
     write_sidecar,
 )
+from gdsynth.io.sequences import SEQUENCES
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays
 from gdsynth.preprocess.provenance import (
@@ -36,7 +37,6 @@ from gdsynth.preprocess.provenance import (
 log = logging.getLogger(__name__)
 
 PIPELINE = "gdsynth-prep"
-ROLES = ("T1w", "T2w", "FLAIR", "T1w_gd", "mask")
 README = """# gdsynth-prep
 
 Exams prepared by gdsynth (`gdsynth prepare`, or the preparation cache of `gdsynth predict`):
@@ -211,7 +211,7 @@ def open_prepared(exam: Exam, out_root: str | Path) -> PreparedFiles:
 def load_prepared(prepared: PreparedFiles) -> PreparedVolumes:
     """Read a prepared exam's images and mask back into memory (float32 / bool arrays)."""
     images: dict[str, np.ndarray] = {}
-    for role in ("T1w", "T2w", "FLAIR", "T1w_gd"):
+    for role in SEQUENCES:  # registry order
         if role in prepared.paths:
             images[role], _ = read_image(prepared.paths[role])
     mask, _ = read_image(prepared.paths["mask"], allow_constant=True)

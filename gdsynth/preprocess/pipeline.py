@@ -16,6 +16,7 @@ from gdsynth.errors import ConstantImageError
 from gdsynth.io import Geometry, read_image
 from gdsynth.io.bids import Exam
 from gdsynth.io.image import nifti_transform_note
+from gdsynth.io.sequences import POST, REFERENCE, SEQUENCES
 from gdsynth.preprocess.bias import n4_correct
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.mask import brain_mask, head_mask
@@ -111,9 +112,9 @@ def _read_reference(exam: Exam, config: PrepConfig) -> _Reference:
 
 def _moving_roles(exam: Exam, config: PrepConfig) -> list[str]:
     """The sequences registered to the T1w: the other pre-contrast ones, then the real post-Gd."""
-    roles = [s for s in config.sequences if s != "T1w"]
+    roles = [s for s in config.sequences if s != REFERENCE]
     if config.use_post and exam.t1w_gd is not None:
-        roles.append("T1w_gd")
+        roles.append(POST)
     return roles
 
 
@@ -201,7 +202,7 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
     roles = _moving_roles(exam, config)
     images, registration, moving_grids = _align_moving(exam, config, ref, roles, timer)
     images["T1w"] = move_to_grid(ref.t1w, ref.ras, ref.target, interpolation=config.interpolation)
-    images = {k: images[k] for k in ("T1w", "T2w", "FLAIR", "T1w_gd") if k in images}
+    images = {k: images[k] for k in SEQUENCES if k in images}  # registry order
     timer.tick("resample")
 
     mask, mask_source = _brain_mask(exam, config, images, ref)

@@ -19,6 +19,7 @@ import numpy as np
 from gdsynth.errors import BidsError, InputFileMissingError
 from gdsynth.io import Geometry, read_image, read_tsv
 from gdsynth.io.bids import Exam, discover, find_derivative
+from gdsynth.io.sequences import input_names
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,14 @@ PRED_FILES: dict[str, tuple[str, str, dict[str, str]]] = {
     "summary": ("summary", ".json", {"desc": "activity"}),
 }
 
-#: Roles shown as greyscale volumes, in display order, with their labels.
-SEQUENCE_LABELS = {
-    "T1w": "T1w",
-    "T2w": "T2w",
-    "FLAIR": "FLAIR",
-    "synthetic": "Synthetic post-Gd",
-    "real": "Real post-Gd",
-}
+#: Labels of the post-Gd roles shown as greyscale volumes after the pre-contrast inputs.
+POST_LABELS = {"synthetic": "Synthetic post-Gd", "real": "Real post-Gd"}
+
+
+def sequence_labels() -> dict[str, str]:
+    """Roles shown as greyscale volumes, in display order, with their labels: the inputs of the
+    sequence registry (:mod:`gdsynth.io.sequences`), then the synthetic and real post-Gd."""
+    return {**{name: name for name in input_names()}, **POST_LABELS}
 
 
 @dataclass
@@ -153,7 +154,7 @@ def collect(pred: Path, bids: Path, metrics: Path | None = None) -> list[ReviewE
     out = []
     for exam in discover(bids):
         files: dict[str, Path] = {}
-        for role in ("T1w", "T2w", "FLAIR"):
+        for role in input_names():
             if exam.path(role) is not None:
                 files[role] = exam.path(role)  # type: ignore[assignment]
         if exam.t1w_gd is not None:

@@ -29,7 +29,8 @@ import numpy as np
 
 from gdsynth.errors import OutputError
 from gdsynth.io import atomic_write_text, read_image, write_labels
-from gdsynth.review.exams import SEQUENCE_LABELS, ReviewExam, collect, metric_columns
+from gdsynth.io.sequences import input_names
+from gdsynth.review.exams import POST_LABELS, ReviewExam, collect, metric_columns, sequence_labels
 from gdsynth.review.mosaic import write_mosaic
 from gdsynth.review.render import copy_static, render
 from gdsynth.review.volumes import (
@@ -103,8 +104,8 @@ def _summary(rx: ReviewExam) -> dict:
 
 def attribution_columns(lesions: list[dict]) -> list[str]:
     """``attr_<method>_<Seq>`` columns (``gdsynth explain`` / ``predict --explain``) present in
-    any lesion row, ablation first, sequences in T1w, T2w, FLAIR order."""
-    order = {"T1w": 0, "T2w": 1, "FLAIR": 2}
+    any lesion row, ablation first, sequences in the sequence registry's order (T1w, T2w, FLAIR)."""
+    order = {name: n for n, name in enumerate(input_names())}
     cols = {k for r in lesions for k in r
             if k.startswith(("attr_ablation_", "attr_ig_", "attr_lrp_"))}
     return sorted(cols, key=lambda c: (not c.startswith("attr_ablation_"),
@@ -187,7 +188,7 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
     data.mkdir(parents=True, exist_ok=True)
     volumes, display = [], {}
     box, ref_geometry = None, None  # head box and cropped grid of the first sequence (T1w)
-    for role, label in SEQUENCE_LABELS.items():
+    for role, label in sequence_labels().items():
         if role not in rx.files:
             continue
         array, geometry = read_image(rx.files[role], allow_constant=True)
@@ -240,7 +241,7 @@ def build_exam(rx: ReviewExam, pid: str, out: Path, opts: SiteOptions) -> dict:
     mosaic = write_mosaic(data / "mosaic.png", display, enhancement=enh_view,
                           threshold=threshold["value"] if threshold else 0.0,
                           lesions=lesion_view, n_slices=opts.n_slices,
-                          base=SEQUENCE_LABELS["synthetic"])
+                          base=POST_LABELS["synthetic"])
     summary = _summary(rx)
     page = f"exam-{pid}.html"
     attr_headers = [c.removeprefix("attr_").replace("_", " ")

@@ -29,6 +29,7 @@ import numpy as np
 from gdsynth.errors import BidsError, ConfigError, OutputError
 from gdsynth.io import Geometry, read_image, write_image, write_json
 from gdsynth.io.bids import Exam, find_derivative
+from gdsynth.io.sequences import input_names
 from gdsynth.review.exams import collect
 from gdsynth.review.volumes import copy_image, resample_to, window_presets
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 PUBLIC, KEY = "public", "key"
 READER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PRE = ("T1w", "T2w", "FLAIR")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def create_study(
     rng = random.Random(seed)
     exams = []
     for rx in collect(pred, bids):
-        if "real" not in rx.files or rx.exam.missing(PRE):
+        if "real" not in rx.files or rx.exam.missing(input_names()):
             log.warning("%s: no real post-Gd or a missing pre-contrast sequence; skipped", rx.id)
             continue
         exams.append(rx)
@@ -155,7 +155,7 @@ def create_study(
             used.add(case_id)
             folder = out / PUBLIC / "cases" / case_id
             volumes = []
-            for role in PRE:
+            for role in input_names():
                 array, _ = copy_image(rx.files[role], folder / f"{role}.nii.gz")
                 volumes.append({"key": role, "label": role, "name": f"{role}.nii.gz",
                                 "presets": window_presets(array)})

@@ -28,6 +28,7 @@ import numpy as np
 from gdsynth.batch import FAILED, CaseResult, Skipped, iter_batch
 from gdsynth.data.subjects import TrainingExam
 from gdsynth.errors import GdsynthError, TrainingError
+from gdsynth.io.sequences import POST, REFERENCE, input_names
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,13 @@ def label_sources(exams: Sequence[TrainingExam]) -> dict[str, Any]:
 def prepare_cohort(
     bids_root: str | Path, exams: Sequence, *, prep_root: str | Path | None = None,
     prep_config: dict[str, Any] | None = None, progress: bool = True,
-    inputs: Sequence[str] = ("T1w", "T2w", "FLAIR"), labels: Sequence[str | Path] = (),
+    inputs: Sequence[str] | None = None, labels: Sequence[str | Path] = (),
 ) -> tuple[list[TrainingExam], list[CaseResult]]:
     """Prepare every exam (``gdsynth.preprocess.prepare_to_folder``, cached) and return the training
     exams plus one outcome per exam; a failing exam does not stop the rest.
 
-    Each exam needs the T1w, the ``inputs`` and the post-Gd T1w; only those pre-contrast
+    Each exam needs the T1w, the ``inputs`` (default: every input of the sequence registry,
+    :mod:`gdsynth.io.sequences`) and the post-Gd T1w; only those pre-contrast
     sequences are prepared unless ``prep_config`` names ``sequences`` itself. ``labels``:
     derivative folders of enhancing-lesion masks, taking precedence over the phantom truth and
     the post − pre threshold (:func:`with_labels`); a mask off the brain raises
@@ -152,13 +154,13 @@ def prepare_cohort(
         if not folder.is_dir():
             raise LabelsError(folder, "--labels folder not found")
     out_root = Path(prep_root) if prep_root else root / PREP_FOLDER
-    needed = [s for s in ("T1w", "T2w", "FLAIR") if s == "T1w" or s in inputs]
+    needed = [s for s in input_names() if s == REFERENCE or inputs is None or s in inputs]
     config = PrepConfig(**{"sequences": tuple(needed), **(prep_config or {})})
     training: list[TrainingExam] = []
     outcomes: list[CaseResult] = []
 
     def prepare(exam) -> dict[str, Path] | Skipped:  # the exam's prepared files
-        exam.require((*needed, "T1w_gd"))
+        exam.require((*needed, POST))
         prepared = prepare_to_folder(exam, out_root, config)
         paths = {k: Path(v) for k, v in prepared.paths.items() if v is not None}
         return Skipped(paths) if getattr(prepared, "cached", False) else paths

@@ -71,10 +71,11 @@ def test_relabelled_single_exam_or_table_is_not_flagged(tmp_path):
     a = tmp_path / "sub-07" / "anat"
     a.mkdir(parents=True)
     files = {s: a / f"sub-07_{s}.nii.gz" for s in SEQUENCES}
-    assert label_problems(Exam("P1", None, files["T1w"], files["T2w"], files["FLAIR"])) == []
-    mixed = Exam("P1", None, files["T1w"], a / "sub-08_T2w.nii.gz", files["FLAIR"])
+    pre = {k: files[k] for k in ("T1w", "T2w", "FLAIR")}
+    assert label_problems(Exam("P1", None, pre)) == []
+    mixed = Exam("P1", None, {**pre, "T2w": a / "sub-08_T2w.nii.gz"})
     assert label_problems(mixed) and "sub-08" in label_problems(mixed)[0]
-    bids = Exam("09", None, *files.values(), extra={"bids_folder": str(a)})
+    bids = Exam("09", None, files, extra={"bids_folder": str(a)})
     assert label_problems(bids) and "sub-09" in label_problems(bids)[0]
 
 
