@@ -24,7 +24,7 @@ from gdsynth.io.bids import (
     write_dataset_description,
     write_sidecar,
 )
-from gdsynth.io.sequences import SEQUENCES
+from gdsynth.io.sequences import SEQUENCES, sequence
 from gdsynth.preprocess.config import PrepConfig
 from gdsynth.preprocess.pipeline import PreparedVolumes, prepare_arrays
 from gdsynth.preprocess.provenance import (
@@ -65,11 +65,10 @@ def output_path(out_root: str | Path, exam: Exam, role: str) -> Path:
     """Derivative path of one prepared output (role as in :attr:`PreparedFiles.paths`)."""
     if role == "mask":
         return derivative_path(out_root, exam, "mask", desc="brain")
-    if role == "T1w_gd":
-        return derivative_path(out_root, exam, "T1w", ce="gadolinium", desc="preproc")
     if role == "provenance":
         return derivative_path(out_root, exam, "provenance", ext=".json", desc="prep")
-    return derivative_path(out_root, exam, role, desc="preproc")
+    info = sequence(role)  # the registry's BIDS suffix and entities, e.g. _ce-gadolinium_..._T1w
+    return derivative_path(out_root, exam, info.suffix, **info.entity_dict, desc="preproc")
 
 
 def _from_provenance(exam: Exam, out_root: Path, prov: dict, cached: bool) -> PreparedFiles:
