@@ -50,10 +50,11 @@ def variants(exams: list[Exam], i: int, folder: Path, factor: int) -> dict[str, 
                 origin=tuple(g.index_to_world(np.array([0.0, 0.0, keep.start])))))
     sub = exam.subject
     return {
-        "good": Exam(sub, t1w=own["T1w"], t2w=own["T2w"], flair=own["FLAIR"]),
-        "other-subject-T2w-FLAIR": Exam(sub, t1w=own["T1w"], t2w=t2o, flair=flo),
-        "FLAIR-is-T1w-copy": Exam(sub, t1w=own["T1w"], t2w=own["T2w"], flair=own["T1w"]),
-        "FLAIR-12-of-42-slices": Exam(sub, t1w=own["T1w"], t2w=own["T2w"], flair=slab),
+        "good": Exam(sub, files={"T1w": own["T1w"], "T2w": own["T2w"], "FLAIR": own["FLAIR"]}),
+        "other-subject-T2w-FLAIR": Exam(sub, files={"T1w": own["T1w"], "T2w": t2o, "FLAIR": flo}),
+        "FLAIR-is-T1w-copy": Exam(sub, files={"T1w": own["T1w"], "T2w": own["T2w"],
+                                                  "FLAIR": own["T1w"]}),
+        "FLAIR-12-of-42-slices": Exam(sub, files={"T1w": own["T1w"], "T2w": own["T2w"], "FLAIR": slab}),
     }
 
 
