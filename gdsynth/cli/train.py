@@ -47,7 +47,7 @@ def train(
         help="Fine-tune: start the generator from 'phantom' (the shipped model) or a model "
              "folder exported by 'gdsynth train'. Its inputs, architecture and spacing must "
              "match the recipe (e.g. experiments/phantom.yaml for 'phantom'); the discriminator "
-             "starts fresh. The run's config and card record the model and its weights' "
+             "starts fresh (unless the folder has a discriminator.safetensors). The run's config and card record the model and its weights' "
              "SHA-256. With --resume, last.ckpt wins and this is not used."),
     no_fit_detector: bool = typer.Option(
         False, "--no-fit-detector",
