@@ -24,22 +24,24 @@ Usage::
 
 Everything is cached under ``--work``: the cohort and its preparation, each run (a run stopped
 half-way resumes from its last.ckpt; another budget or seed trains into another folder), the
-predictions and evaluations; a rerun redoes only what is missing. The cohort/predict/evaluate
-helpers of ``experiments/phantom_results.py`` are reused.
+predictions; a rerun redoes only what is missing (the evaluations, a few seconds, are redone).
+Wall seconds of each stage go to ``--work/state/timings.json`` (a cached stage keeps its first
+record).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import phantom_results as PR  # noqa: E402, N812 - the sibling script's cohort/predict/evaluate helpers
 
 #: Table columns: header -> (path in evaluate_folder's summary.json, digits).
 COLUMNS = {
@@ -74,17 +76,99 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class Timings:
+    """Wall seconds per stage in ``path`` (JSON); a stage whose block sets ``info["work"] =
+    False`` (all cached) keeps the record of the run that computed it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stages: dict[str, dict[str, Any]] = (
+            json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {})
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        from gdsynth.io import write_json
+
+        info: dict[str, Any] = {"work": True}
+        t0 = time.perf_counter()
+        logging.info("-- %s", name)
+        try:
+            yield info
+        finally:
+            if info["work"] or name not in self.stages:
+                self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 1)}
+            write_json(self.path, self.stages)
+
+
+def make_cohort(args: argparse.Namespace, bids: Path, timings: Timings) -> list:
+    """The site's phantom cohort (cached), prepared at ``--resolution`` mm into
+    ``bids/derivatives/gdsynth-prep`` (cached by provenance)."""
+    from gdsynth.errors import GdsynthError
+    from gdsynth.phantom import generate_dataset
+    from gdsynth.preprocess import PrepConfig, prepare_cohort_to_folder
+
+    with timings.stage(f"phantom {bids.name}") as info:
+        status: list[str] = []
+        exams = generate_dataset(bids, subjects=args.train_subjects + args.test_subjects,
+                                 seed=args.seed, resolution=args.resolution, sites=[args.site],
+                                 workers=args.workers, on_result=lambda r: status.append(r.status))
+        info["work"] = any(s != "skipped" for s in status)
+    with timings.stage(f"prepare {bids.name}") as info:
+        results = prepare_cohort_to_folder(exams, bids / "derivatives" / "gdsynth-prep",
+                                           PrepConfig(spacing=args.resolution),
+                                           workers=args.workers)
+        info["work"] = any(r.status != "skipped" for r in results)
+    failed = [f"{r.case}: {r.error}" for r in results if r.status == "failed"]
+    if failed:
+        raise GdsynthError(bids, "preparation failed: " + "; ".join(failed))
+    return exams
+
+
 def run_recipe(args: argparse.Namespace, run_dir: Path, init: str | None, resume: bool):
-    """The recipe both runs share (budget, seed, spacing, no tracker), ``init`` for one of them."""
+    """The recipe both runs share (budget, seed, spacing, no tracker), ``init`` for one of them;
+    when resuming, the run's own config.yaml."""
     from gdsynth.training.launch import load_run_config
 
     overrides = {"trainer.max_steps": args.steps, "trainer.seed": args.train_seed,
-                 "trainer.tracker": "none",
-                 "trainer.max_time": args.max_time}
+                 "trainer.tracker": "none", "trainer.max_time": args.max_time}
     settings = [*args.settings, f"prep={{spacing: {args.resolution:g}}}"]
-    recipe = None if resume else args.recipe
-    return load_run_config(recipe, run_dir, resume=resume, settings=[] if resume else settings,
-                           overrides=overrides, init_from=None if resume else init)
+    if resume:
+        return load_run_config(None, run_dir, resume=True, overrides=overrides)
+    return load_run_config(args.recipe, run_dir, resume=False, settings=settings,
+                           overrides=overrides, init_from=init)
+
+
+def predict_and_evaluate(name: str, model: Path, bids: Path, test: list, work: Path,
+                         timings: Timings) -> tuple[dict[str, Any], list[str]]:
+    """``gdsynth predict`` (1 MC sample; exams already predicted are skipped) of ``model`` on
+    the held-out exams, then ``evaluate_folder``; (its summary, failure lines)."""
+    from gdsynth.evaluation import ReferenceSpec, evaluate_folder
+    from gdsynth.inference.cohort import RunConfig, Step, run_cohort
+    from gdsynth.inference.pipeline import SynthesisSettings
+    from gdsynth.inference.prep import PrepCache
+
+    pred = work / "predictions" / name
+    cfg = RunConfig(out=pred, model=model, step=Step.predict,
+                    settings=SynthesisSettings(mc_samples=1, seed=0),
+                    prep_cache=PrepCache(bids / "derivatives" / "gdsynth-prep"))
+    with timings.stage(f"predict {name}") as info:
+        results = run_cohort(test, cfg, bids_root=bids)
+        info["work"] = any(r.status != "skipped" for r in results)
+    failures = [f"predict {name}: {r.case}: {r.error}" for r in results if r.status == "failed"]
+    report = evaluate_folder(pred, ReferenceSpec(root=bids), work / "evaluation" / name,
+                             participant_labels=[e.subject for e in test], progress=False)
+    return report.summary, failures
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of a model name."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-").lower()
+
+
+def fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def train_arm(args: argparse.Namespace, bids: Path, train_ids: list[str], run_dir: Path,
@@ -119,7 +203,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|---|" + "---:|" * (len(keys) - 1)]
     for r in rows:
         lines.append("| " + " | ".join(
-            PR.fmt(r.get(k), COLUMNS[k][1]) if k in COLUMNS else str(r.get(k, ""))
+            fmt(r.get(k), COLUMNS[k][1]) if k in COLUMNS else str(r.get(k, ""))
             for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
@@ -132,12 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     work = args.work.resolve()
-    timings = PR.Timings.load(work / "state" / "timings.json")
-    n = args.train_subjects + args.test_subjects
+    timings = Timings(work / "state" / "timings.json")
     bids = work / f"phantom-{args.site}-r{args.resolution:g}-seed{args.seed}"
-    exams = PR.make_cohort(bids, n, args.seed, args.resolution, [args.site], args.workers,
-                           timings, args.site)
-    PR.prepare(exams, bids, args.resolution, args.workers, timings, args.site)
+    exams = make_cohort(args, bids, timings)
     train_ids = sorted({e.subject for e in exams})[:args.train_subjects]
     test = [e for e in exams if e.subject not in train_ids]
     tag = f"{args.site}-n{args.train_subjects}-s{args.steps}-t{args.max_time}-seed{args.train_seed}"
@@ -150,11 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     rows, failures = [], []
     for name, (model, info) in models.items():
-        key = f"{PR.slug(name)}-{tag}" if name in ("fine-tuned", "scratch") else PR.slug(name)
-        pred = work / "predictions" / key
-        cfg = PR.run_config(pred, model, "predict", 1, args.workers, bids=bids)
-        failures += PR.run(test, cfg, bids, timings, f"predict {key}")
-        summary = PR.evaluate(key, pred, bids, test, work, timings)
+        key = slug(f"{name}-{tag}" if name in ("fine-tuned", "scratch") else name)
+        summary, failed = predict_and_evaluate(key, model, bids, test, work, timings)
+        failures += failed
         rows.append({"model": name, **info,
                      **{k: summary_value(summary, p) for k, (p, _) in COLUMNS.items()}})
         logging.info("%s", rows[-1])
@@ -171,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.out_json, {"rows": rows, "failures": failures, "site": args.site,
                                    "resolution_mm": args.resolution, "train": train_ids,
                                    "test": [e.subject for e in test], "steps": args.steps,
-                                   "max_time_min": args.max_time, "timings": timings.current()})
+                                   "max_time_min": args.max_time, "timings": timings.stages})
     return 1 if failures else 0
 
 
