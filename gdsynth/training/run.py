@@ -104,9 +104,13 @@ def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainC
               options: RunOptions = RunOptions()) -> TrainResult:
     """Train on prepared ``exams`` into ``run_dir`` as ``options`` say (:class:`RunOptions`).
 
-    ``trainer.max_steps`` counts training batches (each updates D then G). Raises
-    :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
-    when ``run_dir`` already holds a run and ``options.resume`` is false.
+    ``trainer.max_steps`` counts training batches (each updates D then G). With
+    ``config.init.model`` the generator starts from that model (fine-tuning,
+    :mod:`gdsynth.training.finetune`; not when resuming: last.ckpt wins). Raises
+    :class:`TrainingError` when asked to resume with nothing to resume, :class:`OutputError`
+    when ``run_dir`` already holds a run and ``options.resume`` is false, and
+    :class:`ModelError` when the ``init`` model does not fit the recipe or the exams' spacing
+    (before ``run_dir`` is written).
     """
     from gdsynth.training.loggers import quiet_libraries
 
