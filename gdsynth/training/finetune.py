@@ -104,11 +104,41 @@ def recipe_differences(card: ModelCard, config: TrainConfig) -> str | None:
     if diff:
         return "has generator " + ", ".join(diff)
     prep_spacing = (config.prep or {}).get("spacing")
-    if prep_spacing is not None and card.spacing_mm is not None and \
-            abs(float(prep_spacing) - card.spacing_mm) > SPACING_TOLERANCE_MM:
-        return f"was trained at {card.spacing_mm:g} mm; this run's recipe prepares at " \
-               f"prep.spacing={prep_spacing:g} mm"
-    return None
+    return spacing_difference(card, None if prep_spacing is None else float(prep_spacing))
+
+
+def spacing_difference(card: ModelCard, spacing_mm: float | None) -> str | None:
+    """How exams prepared at ``spacing_mm`` differ from the spacing ``card`` was trained at (in
+    words), or None when they agree (or either is unknown)."""
+    if spacing_mm is None or card.spacing_mm is None or \
+            abs(spacing_mm - card.spacing_mm) <= SPACING_TOLERANCE_MM:
+        return None
+    return (f"was trained at {card.spacing_mm:g} mm; this run's exams are prepared at "
+            f"{spacing_mm:g} mm (set prep.spacing: {card.spacing_mm:g})")
+
+
+def grid_spacing(spacing: tuple[float, ...]) -> float:
+    """The one spacing (mm) of a grid: isotropic, its spacing; else its coarsest axis."""
+    return float(spacing[0]) if max(spacing) - min(spacing) < 1e-3 else float(max(spacing))
+
+
+def check_init_spacing(config: TrainConfig, t1w: Path) -> None:
+    """Before preparing: refuse (:class:`ModelError`) exams that would be prepared at another
+    spacing than ``config.init.model`` was trained at (``prep.spacing`` when the recipe sets it,
+    else the spacing of ``t1w``, the first exam's T1w, whose grid preparation keeps)."""
+    from gdsynth.io import read_image
+    from gdsynth.models.card import CARD_NAME
+    from gdsynth.models.folder import resolve_model_dir
+
+    if not config.init.model:
+        return
+    card = ModelCard.load(resolve_model_dir(config.init.model) / CARD_NAME)
+    spacing = (config.prep or {}).get("spacing")
+    if spacing is None:
+        spacing = grid_spacing(read_image(t1w, allow_constant=True)[1].spacing)
+    problem = spacing_difference(card, float(spacing))
+    if problem is not None:
+        raise ModelError(None, f"--init-from: model {config.init.model!r} {problem}")
 
 
 def check_init_compatible(source: InitSource, config: TrainConfig,
@@ -116,11 +146,8 @@ def check_init_compatible(source: InitSource, config: TrainConfig,
     """Refuse (:class:`ModelError`, one line naming the model) a ``source`` whose card differs
     from ``config`` (:func:`recipe_differences`), prepared exams whose ``spacing_mm`` differs
     from the card's, or a discriminator in the folder that does not fit ``config``'s."""
-    problem = recipe_differences(source.card, config)
-    if problem is None and spacing_mm is not None and source.card.spacing_mm is not None and \
-            abs(spacing_mm - source.card.spacing_mm) > SPACING_TOLERANCE_MM:
-        problem = (f"was trained at {source.card.spacing_mm:g} mm; this run's exams are prepared "
-                   f"at {spacing_mm:g} mm (set prep.spacing: {source.card.spacing_mm:g})")
+    problem = recipe_differences(source.card, config) or spacing_difference(source.card,
+                                                                             spacing_mm)
     if problem is not None:
         raise ModelError(None, f"--init-from: model {source.model!r} {problem}")
     if source.discriminator_state is not None and config.loss.adversarial_weight > 0:
@@ -165,4 +192,4 @@ def apply_init(module, source: InitSource) -> None:  # module: Pix2PixModule
 
 
 __all__ = ["DISCRIMINATOR_NAME", "InitSource", "apply_init", "check_init_compatible",
-           "init_provenance", "load_init_source", "recipe_differences"]
+           "check_init_spacing", "grid_spacing", "init_provenance", "load_init_source", "recipe_differences"]

@@ -91,6 +91,7 @@ def collect_training_set(bids: Path, run_dir: Path, cfg: TrainConfig, *,
     from gdsynth.io.atomic import sweep_stale_temps
     from gdsynth.io.bids import discover
     from gdsynth.training import cohort
+    from gdsynth.training.finetune import check_init_spacing
 
     exams = discover(bids, list(participant_labels) or None)
     for folder in (run_dir, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None)):
@@ -102,6 +103,7 @@ def collect_training_set(bids: Path, run_dir: Path, cfg: TrainConfig, *,
                     len(exams) - len(usable))
     if not usable:
         raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
+    check_init_spacing(cfg, usable[0].path("T1w"))  # fine-tuning: before anything is prepared
     training, outcomes = cohort.prepare_cohort(bids, usable, prep_root=prep_dir,
                                                prep_config=cfg.prep, inputs=cfg.data.inputs,
                                                labels=tuple(labels), progress=progress)

@@ -73,10 +73,10 @@ def last_checkpoint(run_dir: Path) -> Path:
 
 def _spacing(exams: Sequence[TrainingExam]) -> float | None:
     from gdsynth.io import read_image
+    from gdsynth.training.finetune import grid_spacing
 
     _, geometry = read_image(exams[0].paths["T1w"], allow_constant=True)
-    sp = geometry.spacing
-    return float(sp[0]) if max(sp) - min(sp) < 1e-3 else float(max(sp))
+    return grid_spacing(geometry.spacing)
 
 
 @dataclass(frozen=True)

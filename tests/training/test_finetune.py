@@ -86,7 +86,7 @@ def test_mismatched_source_is_refused_before_any_file(cohort, tiny, tmp_path):
     assert not any((tmp_path / d).exists() for d in "abcd")
 
 
-def test_cli_init_from_phantom_names_what_differs(tmp_path, monkeypatch, capsys):
+def test_cli_init_from_phantom_names_what_differs(tmp_path, monkeypatch, capsys, tiny):
     def never(*args, **kwargs):
         raise AssertionError("an exam was prepared before --init-from was checked")
 
@@ -103,6 +103,12 @@ def test_cli_init_from_phantom_names_what_differs(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "model 'phantom' has generator" in err and "features=16 (recipe: 8)" in err
     assert len(err.strip().splitlines()) == 1 and not run.exists()
+    one_mm = _source(tmp_path, tiny, spacing_mm=1.0)  # the fake exams are 2 mm
+    code = main(["train", str(bids), "-o", str(run), "--config", str(TINY), "--init-from",
+                 str(one_mm)])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained at 1 mm; this run's exams are prepared at 2 mm" in err, err
+    assert not run.exists()
 
 
 def test_cli_init_from_then_resume_keeps_the_source(tmp_path, monkeypatch, capsys, tiny):
