@@ -14,13 +14,17 @@ Usage::
    of them with enhancing lesions), prepared at that spacing (the model's: the shipped one is
    1 mm); the first ``--train-subjects`` are the site's training exams, the rest are held out;
 2. two runs of ``gdsynth train`` on the training exams (``collect_training_set`` +
-   ``train_from_set``: the recipe's split, then the lesion stage fitted on its held-out exams),
-   with the same recipe (``--recipe``, default the shipped model's ``experiments/phantom.yaml``),
-   seed and budget (``--steps``, ``--max-time`` minutes): ``fine-tuned`` starts from
-   ``--init-from`` (default ``phantom``), ``scratch`` from random weights;
-3. ``gdsynth predict`` (1 MC sample) with the fine-tuned, scratch and unchanged source models on
-   the held-out exams, and ``evaluate_folder``: SSIM / PSNR in the brain (normalized units),
-   lesion F1, FP per scan, exam AUC.
+   ``train_from_set``, the recipe's train/validation split), with the same recipe (``--recipe``,
+   default the shipped model's ``experiments/phantom.yaml``), seed and budget (``--steps``,
+   ``--max-time`` minutes): ``fine-tuned`` starts from ``--init-from`` (default ``phantom``),
+   ``scratch`` from random weights;
+3. the lesion stage (``gdsynth fit-detector``) of both, and of a copy of the source model
+   (``+ site stage``), fitted on the site's training exams (4 exams leave one validation exam
+   after the split, too few for ``gdsynth train``'s own fit, which needs two); the source
+   ``unchanged`` keeps its own stage;
+4. ``gdsynth predict`` (1 MC sample) with each of these models on the held-out exams, and
+   ``evaluate_folder``: SSIM / PSNR in the brain (normalized units), lesion F1, FP per scan,
+   exam AUC.
 
 Everything is cached under ``--work``: the cohort and its preparation, each run (a run stopped
 half-way resumes from its last.ckpt; another budget or seed trains into another folder), the
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -188,14 +193,30 @@ def train_arm(args: argparse.Namespace, bids: Path, train_ids: list[str], run_di
             resume = last_checkpoint(run_dir).is_file()
             cfg = run_recipe(args, run_dir, init, resume)
             data = collect_training_set(bids, run_dir, cfg, participant_labels=train_ids)
-            result = train_from_set(data, run_dir, cfg, resume=resume)
-            logging.info("%s", result.after_export)
-            write_json(done, {"steps": result.steps, "lesion_stage": result.after_export})
+            result = train_from_set(data, run_dir, cfg, resume=resume, fit_detector=False)
+            write_json(done, {"steps": result.steps})
     card = ModelCard.load(model / CARD_NAME)
     return model, {"steps": card.training.get("steps"),
                    "init_from": card.training.get("init_from"),
                    "split": card.training.get("split"),
                    "train_wall_s": timings.stages[f"train {run_dir.name}"]["wall_s"]}
+
+
+def fit_site_stage(model: Path, exams: list, bids: Path, timings: Timings) -> str:
+    """Fit ``model``'s lesion stage (``gdsynth fit-detector``) on the site's training exams
+    (skipped when done); the lines it printed."""
+    from gdsynth.inference.fit_stage import FitOptions, fit_after_training
+    from gdsynth.io import write_json
+
+    done = model / "finetune_site_stage.json"
+    with timings.stage(f"fit stage {model.parent.name}/{model.name}") as info:
+        if done.is_file():
+            info["work"] = False
+            return json.loads(done.read_text(encoding="utf-8"))["lines"]
+        lines = fit_after_training(model, exams, FitOptions(), bids_root=bids)
+        write_json(done, {"lines": lines, "exams": [e.id for e in exams]})
+    logging.info("%s", lines)
+    return lines
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -222,16 +243,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_ids = sorted({e.subject for e in exams})[:args.train_subjects]
     test = [e for e in exams if e.subject not in train_ids]
     tag = f"{args.site}-n{args.train_subjects}-s{args.steps}-t{args.max_time}-seed{args.train_seed}"
+    source = resolve_model_dir(args.init_from)
+    refit = work / "models" / f"{slug(args.init_from)}-site-stage-{tag}"
+    if not (refit / "finetune_site_stage.json").is_file():
+        shutil.rmtree(refit, ignore_errors=True)
+        shutil.copytree(source, refit)  # the source itself is never changed
     models: dict[str, tuple[Path, dict[str, Any]]] = {
         "fine-tuned": train_arm(args, bids, train_ids, work / "runs" / f"finetuned-{tag}",
                                 args.init_from, timings),
         "scratch": train_arm(args, bids, train_ids, work / "runs" / f"scratch-{tag}", None,
                              timings),
-        f"{args.init_from} unchanged": (resolve_model_dir(args.init_from), {"steps": 0}),
+        f"{args.init_from} + site stage": (refit, {"steps": 0}),
+        f"{args.init_from} unchanged": (source, {"steps": 0, "stage": "its own"}),
     }
+    site_train = [e for e in exams if e.subject in train_ids]
+    for name, (model, info) in models.items():
+        if name != f"{args.init_from} unchanged":
+            info["stage"] = fit_site_stage(model, site_train, bids, timings)
     rows, failures = [], []
     for name, (model, info) in models.items():
-        key = slug(f"{name}-{tag}" if name in ("fine-tuned", "scratch") else name)
+        key = slug(f"{name}-{tag}" if name != f"{args.init_from} unchanged" else name)
         summary, failed = predict_and_evaluate(key, model, bids, test, work, timings)
         failures += failed
         rows.append({"model": name, **info,
