@@ -42,6 +42,13 @@ def train(
         None, "--set", metavar="KEY=VALUE",
         help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
              "--set 'generator.heads=[enhancing]'."),
+    init_from: str | None = typer.Option(
+        None, "--init-from", metavar="MODEL",
+        help="Fine-tune: start the generator from 'phantom' (the shipped model) or a model "
+             "folder exported by 'gdsynth train'. Its inputs, architecture and spacing must "
+             "match the recipe (e.g. experiments/phantom.yaml for 'phantom'); the discriminator "
+             "starts fresh (unless the folder has a discriminator.safetensors). The run's config and card record the model and its weights' "
+             "SHA-256. With --resume, last.ckpt wins and this is not used."),
     no_fit_detector: bool = typer.Option(
         False, "--no-fit-detector",
         help="Skip fitting the lesion stage on the held-out exams after training (the model "
@@ -59,7 +66,8 @@ def train(
     cfg = load_run_config(config, output, resume=resume, settings=settings or [], overrides={
         "trainer.max_steps": max_steps, "trainer.max_time": max_time, "trainer.devices": devices,
         "trainer.accelerator": accelerator, "trainer.strategy": strategy,
-        "trainer.precision": precision, "trainer.seed": seed, "trainer.tracker": tracker})
+        "trainer.precision": precision, "trainer.seed": seed, "trainer.tracker": tracker},
+        init_from=init_from)
     data = collect_training_set(bids, output, cfg, participant_labels=participant_label or (),
                                 labels=labels or (), prep_dir=prep_dir, progress=not is_quiet())
     _report_preparation(data)

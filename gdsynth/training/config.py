@@ -79,6 +79,19 @@ class ValidationConfig:
     monitor: str = "val/mae_brain"
 
 
+@dataclass
+class InitConfig:
+    """Fine-tuning: start the generator from an exported model (``gdsynth train --init-from``).
+
+    ``model`` is ``phantom`` (the shipped model) or a model folder; ``sha256`` is the SHA-256 of
+    its ``generator.safetensors``: a run records it, and a recipe that gives it refuses weights
+    that differ. The discriminator starts fresh unless the folder holds
+    ``discriminator.safetensors`` (:mod:`gdsynth.training.finetune`)."""
+
+    model: str | None = None
+    sha256: str | None = None
+
+
 class Tracker(str, Enum):
     """Experiment tracker (:func:`gdsynth.training.loggers.make_logger`)."""
 
@@ -117,6 +130,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     prep: dict[str, Any] = field(default_factory=dict)  # passed to gdsynth.preprocess.PrepConfig
     name: str = "gdsynth"
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values (an Enum field as its value)."""
@@ -269,5 +283,5 @@ def apply_settings(config: TrainConfig, settings: Sequence[str]) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
-__all__ = ["AugmentConfig", "DataConfig", "TrainConfig", "Tracker", "apply_overrides",
+__all__ = ["AugmentConfig", "DataConfig", "InitConfig", "TrainConfig", "Tracker", "apply_overrides",
            "apply_settings", "load_config", "save_config"]

@@ -23,11 +23,14 @@ log = logging.getLogger("gdsynth")
 
 def load_run_config(recipe: Path | None, run_dir: Path, *, resume: bool,
                     settings: Sequence[str] = (), overrides: dict[str, Any] | None = None,
-                    ) -> TrainConfig:
+                    init_from: str | Path | None = None) -> TrainConfig:
     """The configuration of the run in ``run_dir``: the ``recipe`` YAML (when resuming without
     one: the run's own config.yaml), then ``settings`` (``KEY=VALUE``), then ``overrides``
-    (dotted keys; None values are left alone). Raises :class:`TrainingError` when ``resume``
-    finds no last.ckpt, :class:`ConfigError` for a bad field or tracker."""
+    (dotted keys; None values are left alone), then ``init_from`` (``init.model``: fine-tune from
+    ``phantom`` or a model folder, checked against the recipe here, before any exam is prepared;
+    ignored with a warning when resuming: last.ckpt wins). Raises :class:`TrainingError` when
+    ``resume`` finds no last.ckpt, :class:`ConfigError` for a bad field or tracker,
+    :class:`ModelError` for a source model that does not fit the recipe."""
     from gdsynth.errors import TrainingError
     from gdsynth.training.config import apply_overrides, apply_settings, load_config
     from gdsynth.training.loggers import validate_tracker
@@ -41,6 +44,28 @@ def load_run_config(recipe: Path | None, run_dir: Path, *, resume: bool,
     cfg = apply_settings(load_config(recipe), list(settings))
     apply_overrides(cfg, **(overrides or {}))
     validate_tracker(cfg.trainer.tracker)  # before any exam is prepared or folder written
+    return _with_init(cfg, init_from, resume)
+
+
+def _with_init(cfg: TrainConfig, init_from: str | Path | None, resume: bool) -> TrainConfig:
+    """``cfg`` starting from ``init_from`` (a folder as an absolute path), checked against the
+    recipe; when resuming, ``init_from`` is not used (the run continues from last.ckpt)."""
+    from gdsynth.models.folder import SHIPPED
+    from gdsynth.training.finetune import check_init_compatible, load_init_source
+
+    if resume:
+        if init_from is not None:
+            log.warning("--resume continues the run from last.ckpt; --init-from %s is not used "
+                        "(the run's config keeps init.model=%s)", init_from, cfg.init.model)
+        return cfg
+    if init_from is not None:
+        model = str(init_from) if str(init_from) in SHIPPED else str(Path(init_from).resolve())
+        if model != cfg.init.model:
+            cfg.init.model, cfg.init.sha256 = model, None  # the recipe's pin was for another model
+    if cfg.init.model:
+        source = load_init_source(cfg.init.model, cfg.init.sha256)
+        check_init_compatible(source, cfg)
+        cfg.init.sha256 = source.sha256
     return cfg
 
 
@@ -66,6 +91,7 @@ def collect_training_set(bids: Path, run_dir: Path, cfg: TrainConfig, *,
     from gdsynth.io.atomic import sweep_stale_temps
     from gdsynth.io.bids import discover
     from gdsynth.training import cohort
+    from gdsynth.training.finetune import check_init_spacing
 
     exams = discover(bids, list(participant_labels) or None)
     for folder in (run_dir, prep_dir or (bids / "derivatives" / "gdsynth-prep" if bids.is_dir() else None)):
@@ -77,6 +103,7 @@ def collect_training_set(bids: Path, run_dir: Path, cfg: TrainConfig, *,
                     len(exams) - len(usable))
     if not usable:
         raise ConfigError(bids, "no exam with a post-gadolinium T1w (the training target)")
+    check_init_spacing(cfg, usable[0].path("T1w"))  # fine-tuning: before anything is prepared
     training, outcomes = cohort.prepare_cohort(bids, usable, prep_root=prep_dir,
                                                prep_config=cfg.prep, inputs=cfg.data.inputs,
                                                labels=tuple(labels), progress=progress)

@@ -59,6 +59,27 @@ def head_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) ->
     return loss + dice_weight * soft_dice_loss(logits, target) if dice_weight > 0 else loss
 
 
+def generator_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments of the generator ``config`` trains (``generator.name`` in the registry)."""
+    g = config.generator
+    return {"in_channels": config.data.in_channels, "spatial_dims": spatial_dims(config),
+            "features": g.features, "depth": g.depth, "dropout": g.dropout, "norm": g.norm,
+            "max_features": g.max_features, "heads": g.heads, "upsample": g.upsample}
+
+
+def discriminator_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Keyword arguments of the PatchGAN ``config`` trains (it sees input + target channels)."""
+    d = config.discriminator
+    return {"in_channels": config.data.in_channels + 1, "features": d.features,
+            "n_layers": d.n_layers, "spatial_dims": spatial_dims(config), "norm": d.norm,
+            "spectral_norm": d.spectral_norm}
+
+
+def spatial_dims(config: TrainConfig) -> int:
+    """3 for 3D patches, else 2 (2D and 2.5D slices)."""
+    return 3 if config.data.mode == Mode.three_d.value else 2
+
+
 class Pix2PixModule(pl.LightningModule):
     """pix2pix training of ``config`` (a :class:`TrainConfig` as a plain dict, saved as hparams)."""
 
@@ -71,20 +92,11 @@ class Pix2PixModule(pl.LightningModule):
         if bad:
             raise ConfigError(None, f"heads {bad} cannot be trained yet; trainable: {list(HEAD_TARGETS)}")
         self.automatic_optimization = False
-        self.spatial_dims = 3 if c.data.mode == Mode.three_d.value else 2
-        g = c.generator
-        self.generator = build_generator(
-            g.name, in_channels=c.data.in_channels, spatial_dims=self.spatial_dims,
-            features=g.features, depth=g.depth, dropout=g.dropout, norm=g.norm,
-            max_features=g.max_features, heads=g.heads, upsample=g.upsample,
-        )
+        self.spatial_dims = spatial_dims(c)
+        self.generator = build_generator(c.generator.name, **generator_kwargs(c))
         self.use_gan = c.loss.adversarial_weight > 0
-        d = c.discriminator
         self.discriminator = build_discriminator(
-            "patchgan", in_channels=c.data.in_channels + 1, features=d.features,
-            n_layers=d.n_layers, spatial_dims=self.spatial_dims, norm=d.norm,
-            spectral_norm=d.spectral_norm,
-        ) if self.use_gan else None
+            "patchgan", **discriminator_kwargs(c)) if self.use_gan else None
         self.adversarial = AdversarialLoss(criterion=c.loss.adversarial)
         self.nonfinite = 0
         self._val_counts: dict[str, float] = {}

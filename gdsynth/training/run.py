@@ -2,7 +2,7 @@
 
 Run folder layout::
 
-    RUN/config.yaml            exact configuration used
+    RUN/config.yaml            exact configuration used (``init``: the model it started from)
     RUN/checkpoints/last.ckpt  latest state (atomic), best.ckpt best validation
     RUN/panels/*.png           validation image panels
     RUN/wandb/ | RUN/logs/     tracker files (RUN/logs/version_*/metrics.csv for every tracker
@@ -73,10 +73,10 @@ def last_checkpoint(run_dir: Path) -> Path:
 
 def _spacing(exams: Sequence[TrainingExam]) -> float | None:
     from gdsynth.io import read_image
+    from gdsynth.training.finetune import grid_spacing
 
     _, geometry = read_image(exams[0].paths["T1w"], allow_constant=True)
-    sp = geometry.spacing
-    return float(sp[0]) if max(sp) - min(sp) < 1e-3 else float(max(sp))
+    return grid_spacing(geometry.spacing)
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,13 @@ def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainC
               options: RunOptions = RunOptions()) -> TrainResult:
     """Train on prepared ``exams`` into ``run_dir`` as ``options`` say (:class:`RunOptions`).
 
-    ``trainer.max_steps`` counts training batches (each updates D then G). Raises
-    :class:`TrainingError` when asked to resume with nothing to resume, and :class:`OutputError`
-    when ``run_dir`` already holds a run and ``options.resume`` is false.
+    ``trainer.max_steps`` counts training batches (each updates D then G). With
+    ``config.init.model`` the generator starts from that model (fine-tuning,
+    :mod:`gdsynth.training.finetune`; not when resuming: last.ckpt wins). Raises
+    :class:`TrainingError` when asked to resume with nothing to resume, :class:`OutputError`
+    when ``run_dir`` already holds a run and ``options.resume`` is false, and
+    :class:`ModelError` when the ``init`` model does not fit the recipe or the exams' spacing
+    (before ``run_dir`` is written).
     """
     from gdsynth.training.loggers import quiet_libraries
 
@@ -118,6 +122,7 @@ def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainC
         from gdsynth.data.module import GdsynthDataModule
         from gdsynth.training.module import Pix2PixModule
 
+        source, config = _init_source(exams, run_dir, config, options.resume)
         _open_run_dir(run_dir, config, options.resume)
         t = config.trainer
         if t.num_threads:
@@ -126,6 +131,10 @@ def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainC
         dm = GdsynthDataModule(exams=exams, config=config.data, seed=t.seed,
                                val_exams=options.val_exams)
         module = Pix2PixModule(config.to_dict())
+        if source is not None:
+            from gdsynth.training.finetune import apply_init
+
+            apply_init(module, source)
         logger = _start_logger(config, run_dir, options.verbose)
         trainer = _make_trainer(config, run_dir, logger, bool(dm.val_exams), options)
         metrics = _fit(trainer, module, dm, run_dir, options)
@@ -138,6 +147,22 @@ def train_run(exams: Sequence[TrainingExam], run_dir: str | Path, config: TrainC
             with swallow_stderr(not options.verbose):
                 finish_logger(logger)
         return result
+
+
+def _init_source(exams: Sequence[TrainingExam], run_dir: Path, config: TrainConfig, resume: bool):
+    """The model ``config.init.model`` names, checked against the recipe and the exams' spacing
+    before anything is written, and the config recording its weights' SHA-256 (``(None,
+    config)`` for a run from scratch, and when resuming: last.ckpt wins)."""
+    if not config.init.model or resume and last_checkpoint(run_dir).is_file():
+        return None, config
+    from dataclasses import replace
+
+    from gdsynth.training.config import InitConfig
+    from gdsynth.training.finetune import check_init_compatible, load_init_source
+
+    source = load_init_source(config.init.model, config.init.sha256)
+    check_init_compatible(source, config, _spacing(exams) if exams else None)
+    return source, replace(config, init=InitConfig(model=config.init.model, sha256=source.sha256))
 
 
 def _open_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> None:
@@ -212,6 +237,7 @@ def _finish(result: TrainResult, config: TrainConfig, module, dm, options: RunOp
     from gdsynth.preprocess.domain import reference_from_files
     from gdsynth.training.cohort import label_sources
     from gdsynth.training.export import build_card, export_model
+    from gdsynth.training.finetune import init_provenance
 
     run_dir, steps, metrics = result.run_dir, result.steps, result.metrics
     training = {"data": options.data_summary or {}, "split": dm.summary(), "steps": steps,
@@ -219,6 +245,8 @@ def _finish(result: TrainResult, config: TrainConfig, module, dm, options: RunOp
                 "nonfinite_steps_skipped": module.nonfinite, "seed": config.trainer.seed,
                 "labels": label_sources([*dm.train_exams, *dm.val_exams]),
                 "adversarial_weight": config.loss.adversarial_weight}
+    if (init := init_provenance(config)) is not None:
+        training["init_from"] = init
     write_json(run_dir / "metrics.json", {"steps": steps, "val": metrics})
     if not options.export:
         return
