@@ -79,7 +79,7 @@ def classify(before: Path, after: Path, rel: str) -> tuple[str, str]:
         return "same-but-path", "identical once the output folder's path is written as <OUT>"
     if rel.endswith((".nii.gz", ".nii")):
         (xa, ga), (xb, gb) = read_image(a), read_image(b)
-        if ga.same_grid(gb, 1e-6) and xa.shape == xb.shape and np.array_equal(xa, xb):
+        if ga.same_grid(gb, atol=1e-6) and xa.shape == xb.shape and np.array_equal(xa, xb):
             return "same-voxels", "same grid and voxel values, different file bytes"
         if xa.shape == xb.shape:
             diff = np.abs(xa.astype(np.float64) - xb.astype(np.float64))
