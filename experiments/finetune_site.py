@@ -40,23 +40,15 @@ import json
 import logging
 import shutil
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Table columns: header -> (path in evaluate_folder's summary.json, digits).
-COLUMNS = {
-    "exams": ("n_evaluated", 0),
-    "SSIM": ("synthesis.ssim.mean", 3),
-    "PSNR (dB)": ("synthesis.psnr.mean", 2),
-    "lesion F1": ("lesions.f1", 3),
-    "FP/scan": ("lesions.fp_per_scan", 2),
-    "exam AUC": ("patient.auc", 3),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import phantom_results as PR  # noqa: E402, N812 - the sibling script's stage timings
+from site_generalization import COLUMNS  # noqa: E402 - the same table columns as the site table
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,31 +73,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class Timings:
-    """Wall seconds per stage in ``path`` (JSON); a stage whose block sets ``info["work"] =
-    False`` (all cached) keeps the record of the run that computed it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.stages: dict[str, dict[str, Any]] = (
-            json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {})
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[dict[str, Any]]:
-        from gdsynth.io import write_json
-
-        info: dict[str, Any] = {"work": True}
-        t0 = time.perf_counter()
-        logging.info("-- %s", name)
-        try:
-            yield info
-        finally:
-            if info["work"] or name not in self.stages:
-                self.stages[name] = {"wall_s": round(time.perf_counter() - t0, 1)}
-            write_json(self.path, self.stages)
-
-
-def make_cohort(args: argparse.Namespace, bids: Path, timings: Timings) -> list:
+def make_cohort(args: argparse.Namespace, bids: Path, timings: PR.Timings) -> list:
     """The site's phantom cohort (cached), prepared at ``--resolution`` mm into
     ``bids/derivatives/gdsynth-prep`` (cached by provenance)."""
     from gdsynth.errors import GdsynthError
@@ -144,7 +112,7 @@ def run_recipe(args: argparse.Namespace, run_dir: Path, init: str | None, resume
 
 
 def predict_and_evaluate(name: str, model: Path, bids: Path, test: list, work: Path,
-                         timings: Timings) -> tuple[dict[str, Any], list[str]]:
+                         timings: PR.Timings) -> tuple[dict[str, Any], list[str]]:
     """``gdsynth predict`` (1 MC sample; exams already predicted are skipped) of ``model`` on
     the held-out exams, then ``evaluate_folder``; (its summary, failure lines)."""
     from gdsynth.evaluation import ReferenceSpec, evaluate_folder
@@ -202,7 +170,7 @@ def train_arm(args: argparse.Namespace, bids: Path, train_ids: list[str], run_di
                    "train_wall_s": timings.stages[f"train {run_dir.name}"]["wall_s"]}
 
 
-def fit_site_stage(model: Path, exams: list, bids: Path, timings: Timings) -> str:
+def fit_site_stage(model: Path, exams: list, bids: Path, timings: PR.Timings) -> str:
     """Fit ``model``'s lesion stage (``gdsynth fit-detector``) on the site's training exams
     (skipped when done); the lines it printed."""
     from gdsynth.inference.fit_stage import FitOptions, fit_after_training
@@ -237,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     work = args.work.resolve()
-    timings = Timings(work / "state" / "timings.json")
+    timings = PR.Timings.load(work / "state" / "timings.json")
     bids = work / f"phantom-{args.site}-r{args.resolution:g}-seed{args.seed}"
     exams = make_cohort(args, bids, timings)
     train_ids = sorted({e.subject for e in exams})[:args.train_subjects]
