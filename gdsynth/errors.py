@@ -5,7 +5,9 @@ The CLI turns any :class:`GdsynthError` into ``error: <path>: <problem>`` and a 
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 
 class GdsynthError(Exception):
@@ -76,3 +78,12 @@ class NotImplementedCommandError(GdsynthError):
 
 class TrainingError(GdsynthError):
     """Training cannot go on (e.g. too many non-finite losses) or cannot be resumed."""
+
+
+def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
+    """``enum(value)`` or a :class:`ConfigError` listing the valid choices."""
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(str(m.value) for m in enum)
+        raise ConfigError(None, f"{what} {value!r} invalid; choose one of {valid}") from None

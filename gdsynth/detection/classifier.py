@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from gdsynth.detection.scoring import sigmoid
-from gdsynth.errors import ConfigError, ModelError
+from gdsynth.errors import ConfigError, ModelError, parse_choice
 
 MAX_TREES = 2000
 MAX_NODES = 4095
@@ -39,11 +39,7 @@ class ClassifierKind(str, Enum):
 
 
 def parse_kind(value: str | ClassifierKind) -> ClassifierKind:
-    try:
-        return ClassifierKind(value)
-    except ValueError:
-        valid = ", ".join(k.value for k in ClassifierKind)
-        raise ConfigError(None, f"classifier {value!r} invalid; choose one of {valid}") from None
+    return parse_choice(ClassifierKind, value, "classifier")
 
 
 def raw_score(model: dict[str, Any], x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from gdsynth.errors import ConfigError
+from gdsynth.errors import parse_choice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,8 +80,4 @@ assert set(DETECTORS) == set(Detector), "every Detector needs its candidates fun
 
 def parse_detector(value: str | Detector) -> Detector:
     """``Detector`` from its name, with an error listing the valid ones."""
-    try:
-        return Detector(value)
-    except ValueError:
-        valid = ", ".join(d.value for d in Detector)
-        raise ConfigError(None, f"detector {value!r} invalid; choose one of {valid}") from None
+    return parse_choice(Detector, value, "detector")

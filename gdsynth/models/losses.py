@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gdsynth.models.unet import parse_choice
+from gdsynth.errors import parse_choice
 
 
 class AdversarialCriterion(str, Enum):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gdsynth.models.unet import Norm, layers_for, norm_layer, parse_choice
+from gdsynth.errors import parse_choice
+from gdsynth.models.unet import Norm, layers_for, norm_layer
 
 
 class PatchDiscriminator(nn.Module):

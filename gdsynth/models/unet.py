@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from gdsynth.errors import ConfigError
+from gdsynth.errors import ConfigError, parse_choice
 
 
 class Norm(str, Enum):
@@ -38,15 +38,6 @@ class Upsample(str, Enum):
 
     transpose = "transpose"  # transposed convolution (pix2pix)
     interpolate = "interpolate"  # nearest upsampling then 3x3 convolution (no checkerboard)
-
-
-def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
-    """``enum(value)`` or a :class:`ConfigError` listing the valid choices."""
-    try:
-        return enum(value)
-    except ValueError:
-        valid = ", ".join(str(m.value) for m in enum)
-        raise ConfigError(None, f"{what} {value!r} invalid; choose one of {valid}") from None
 
 
 class _KeepsLayout:

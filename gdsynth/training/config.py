@@ -15,8 +15,7 @@ from typing import Any, get_type_hints
 
 from gdsynth.data.augment import AugmentConfig
 from gdsynth.data.module import DataConfig
-from gdsynth.errors import ConfigError
-from gdsynth.models.unet import parse_choice
+from gdsynth.errors import ConfigError, parse_choice
 from gdsynth.runtime import Precision
 
 

@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gdsynth.errors import ConfigError
-from gdsynth.models.unet import parse_choice
+from gdsynth.errors import ConfigError, parse_choice
 from gdsynth.training.config import Tracker
 
 
