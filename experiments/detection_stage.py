@@ -21,7 +21,7 @@ Steps (public API only; every step cached in ``DIR``):
    *pre-contrast ceiling*: the same kind of classifier, fitted the same way on the FIT cohort,
    given the TRUE lesion masks (all lesions, ``_label-L_desc-all_mask``) as candidates and only
    the pre-contrast images (:data:`gdsynth.detection.stage_features.PRECONTRAST_FEATURES`);
-4. metrics: lesions matched with the MSSEG rule (``gdsynth.evaluation.lesions.match_lesions``)
+4. metrics: lesions matched with the MSSEG rule (``gdsynth.metrics.lesions.match_lesions``)
    on the ``_dseg`` content (the lesion operating point): pooled sensitivity, PPV, F1, FP per
    scan, sensitivity and F1 per size class and sensitivity per enhancement pattern (phantom
    ``_lesions.tsv``); exams: AUC with its DeLong CI and sensitivity/specificity (Wilson CI) at
@@ -131,7 +131,7 @@ class Tally:
         self.n = 0
 
     def add(self, truth, labels, spacing, pattern_of, prob: float, refer: bool) -> None:
-        from gdsynth.evaluation.lesions import match_lesions
+        from gdsynth.metrics.lesions import match_lesions
 
         m = match_lesions(truth, labels, tuple(spacing))
         for r in m.reference:
@@ -143,8 +143,8 @@ class Tally:
         self.n += 1
 
     def summary(self) -> dict[str, Any]:
-        from gdsynth.evaluation.lesions import SIZE_CLASSES
         from gdsynth.evaluation.patient import patient_metrics
+        from gdsynth.metrics.lesions import SIZE_CLASSES
 
         def f1(refs, preds) -> dict[str, Any]:
             det = sum(r["detected"] for r in refs)

@@ -8,8 +8,8 @@ from gdsynth.evaluation.aggregate import summarize
 from gdsynth.evaluation.exam import ExamResult, evaluate_arrays
 from gdsynth.evaluation.files import ReferenceSpec, evaluate_exam
 from gdsynth.evaluation.folder import FolderReport, evaluate_folder
-from gdsynth.evaluation.lesions import DetectionCriteria, LesionMatch, match_lesions
 from gdsynth.evaluation.report import compare_methods
+from gdsynth.metrics.lesions import DetectionCriteria, LesionMatch, match_lesions
 
 __all__ = [
     "DetectionCriteria",

@@ -17,9 +17,9 @@ import numpy as np
 
 from gdsynth.evaluation.exam import ExamResult
 from gdsynth.evaluation.froc import froc_curve, froc_summary
-from gdsynth.evaluation.lesions import SIZE_CLASSES, DetectionCriteria
 from gdsynth.evaluation.patient import operating_point, patient_metrics
 from gdsynth.evaluation.synthesis import DATA_RANGE
+from gdsynth.metrics.lesions import SIZE_CLASSES, DetectionCriteria
 
 
 def _ratio(k: int, n: int) -> float:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gdsynth.evaluation.lesions import DetectionCriteria, LesionMatch, match_lesions
 from gdsynth.evaluation.synthesis import DATA_RANGE, synthesis_metrics
+from gdsynth.metrics.lesions import DetectionCriteria, LesionMatch, match_lesions
 
 
 @dataclass

@@ -40,9 +40,9 @@ import numpy as np
 from gdsynth.errors import BidsError, GdsynthError
 from gdsynth.evaluation import reference as refmod
 from gdsynth.evaluation.exam import ExamResult, evaluate_arrays
-from gdsynth.evaluation.lesions import DetectionCriteria
 from gdsynth.io import Geometry, read_image, read_tsv
 from gdsynth.io.bids import Exam, find_derivative
+from gdsynth.metrics.lesions import DetectionCriteria
 
 TRUTH_DIR = Path("derivatives") / "phantom"
 PREP_DIR = Path("derivatives") / "gdsynth-prep"

@@ -18,8 +18,8 @@ from gdsynth.errors import GdsynthError, OutputError
 from gdsynth.evaluation.aggregate import summarize
 from gdsynth.evaluation.exam import ExamResult
 from gdsynth.evaluation.files import ReferenceSpec, evaluate_exam
-from gdsynth.evaluation.lesions import DetectionCriteria
 from gdsynth.io.bids import discover
+from gdsynth.metrics.lesions import DetectionCriteria
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """FROC: lesion sensitivity against false positives per scan, over lesion score thresholds.
 
-Built from :class:`gdsynth.evaluation.lesions.LesionMatch` results, in the usual CAD/FROC way
+Built from :class:`gdsynth.metrics.lesions.LesionMatch` results, in the usual CAD/FROC way
 (Chakraborty): every predicted lesion is a mark with a score; a reference lesion counts as found at
 threshold ``t`` when its lesion-localisation score (the highest ``t`` at which predicted lesions
 passing the beta guard still cover more than alpha of it) is >= ``t``; predicted lesions that
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gdsynth.evaluation.lesions import LesionMatch
+from gdsynth.metrics.lesions import LesionMatch
 
 #: FP/scan budgets at which sensitivity is reported (as in LUNA16's CPM).
 FP_BUDGETS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from gdsynth.evaluation.froc import froc_curve, froc_summary, sensitivity_at
-from gdsynth.evaluation.lesions import match_lesions
+from gdsynth.metrics.lesions import match_lesions
 
 SP = (1.0, 1.0, 1.0)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gdsynth.evaluation.lesions import (
+from gdsynth.metrics.lesions import (
     DetectionCriteria,
     components,
     detected_rows,

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from gdsynth.cli.main import main
-from gdsynth.evaluation.lesions import match_lesions
 from gdsynth.io import read_image
+from gdsynth.metrics.lesions import match_lesions
 
 PREFIX = "sub-001"
 
