@@ -58,6 +58,10 @@ class DataConfig:
     all_lesion_labels: bool = False  # add ``lesions_all`` (the ``lesions`` head's target)
     cvae: str = ""  # folder of a trained lesion CVAE (gdsynth.models.cvae.save_cvae), 2D/2.5D
     cvae_per_batch: int = 0  # generated lesion patches appended to each training batch
+    # missing sequences: each of ``optional_inputs`` is zeroed in a training patch with
+    # probability ``input_dropout`` (the card lists them: inference may run without them)
+    input_dropout: float = 0.0
+    optional_inputs: list[str] = field(default_factory=list)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
@@ -70,6 +74,13 @@ class DataConfig:
         except ValueError:
             raise ConfigError(None, f"data.mode {self.mode!r} invalid; choose one of "
                               f"{', '.join(m.value for m in Mode)}") from None
+        if not 0 <= self.input_dropout < 1:
+            raise ConfigError(None, f"data.input_dropout {self.input_dropout} must be in [0, 1)")
+        stray = [s for s in self.optional_inputs if s not in self.inputs]
+        if stray or len(set(self.optional_inputs)) >= len(self.inputs):
+            raise ConfigError(None, f"data.optional_inputs {self.optional_inputs} must be a subset "
+                              f"of data.inputs {self.inputs} that leaves at least one input "
+                              "always present")
         if not 0 <= self.lesion_probability + self.background_probability <= 1:
             raise ConfigError(None, "data.lesion_probability + background_probability must be <= 1")
 
@@ -204,7 +215,8 @@ class GdsynthDataModule(pl.LightningDataModule):
             start_background=False,
         )
         loader = DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
-                            collate_fn=PatchCollate(c.inputs, c.mode))
+                            collate_fn=PatchCollate(c.inputs, c.mode, dropout=c.input_dropout,
+                                                    optional=c.optional_inputs))
         return self._cvae_mixer().wrap(loader) if c.cvae and c.cvae_per_batch > 0 else loader
 
     def _cvae_mixer(self):  # -> gdsynth.models.cvae.CVAEMixer, built once

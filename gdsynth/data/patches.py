@@ -41,15 +41,17 @@ class TensorLabelSampler(tio.LabelSampler):
                 for name, image in subject.get_images_dict(intensity_only=False).items()}
 
 
-def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str) -> dict[str, torch.Tensor]:
+def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str,
+               missing: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
     """One patch (a ``tio.Subject`` or a :class:`TensorLabelSampler` dict; or a whole volume in
     3D) as network tensors: ``input``, ``target``, ``pre``, ``brain``, ``lesion`` (float32), and
-    ``lesions_all`` when the subject has it (target of the ``lesions`` head)."""
+    ``lesions_all`` when the subject has it (target of the ``lesions`` head). The sequences in
+    ``missing`` enter the input as zeros: how inference presents a sequence an exam lacks."""
     def get(key: str) -> torch.Tensor:
         value = subject[key]
         return (value.data if isinstance(value, tio.Image) else value).float()
 
-    x = torch.cat([get(s) for s in inputs], dim=0)
+    x = torch.cat([torch.zeros_like(get(s)) if s in missing else get(s) for s in inputs], dim=0)
     out = {"input": x, "pre": get("T1w"), "brain": get(BRAIN)}
     if TARGET in subject:
         out["target"] = get(TARGET)
@@ -68,14 +70,31 @@ def to_tensors(subject: Mapping, inputs: Sequence[str], mode: str) -> dict[str, 
 
 
 class PatchCollate:
-    """``collate_fn`` turning a list of torchio patches into a dict of batched tensors."""
+    """``collate_fn`` turning a list of torchio patches into a dict of batched tensors.
 
-    def __init__(self, inputs: Sequence[str], mode: str) -> None:
+    Input drop-out (the BraSyn practice for missing sequences): each sequence of ``optional``
+    is left out of each patch's input, independently, with probability ``dropout`` (drawn from
+    torch's global generator, which the data module reseeds every epoch); the target, the
+    pre-contrast T1w and the labels are never touched.
+    """
+
+    def __init__(self, inputs: Sequence[str], mode: str, *, dropout: float = 0.0,
+                 optional: Sequence[str] = ()) -> None:
         self.inputs = list(inputs)
         self.mode = mode
+        self.dropout = float(dropout)
+        self.optional = [s for s in self.inputs if s in set(optional)]
+
+    def missing(self) -> frozenset[str]:
+        """The sequences one patch goes without (none unless drop-out is on)."""
+        if self.dropout <= 0 or not self.optional:
+            return frozenset()
+        draw = torch.rand(len(self.optional))
+        return frozenset(s for s, u in zip(self.optional, draw.tolist(), strict=True)
+                         if u < self.dropout)
 
     def __call__(self, patches: list[Mapping]) -> dict[str, torch.Tensor]:
-        items = [to_tensors(p, self.inputs, self.mode) for p in patches]
+        items = [to_tensors(p, self.inputs, self.mode, self.missing()) for p in patches]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 

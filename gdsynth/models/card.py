@@ -58,6 +58,7 @@ class FieldSpec:
 SCHEMA: dict[str, FieldSpec] = {
     "architecture": FieldSpec("object"),
     "inputs": FieldSpec("list", items="string", max_items=MAX_INPUTS),
+    "optional_inputs": FieldSpec("list", items="string", max_items=MAX_INPUTS),
     "mode": FieldSpec("string"),
     "context_slices": FieldSpec("int", low=0, high=MAX_CONTEXT_SLICES),
     "spacing_mm": FieldSpec("number", nullable=True, low=MIN_SPACING_MM, high=MAX_SPACING_MM),
@@ -166,6 +167,8 @@ class ModelCard:
 
     architecture: dict[str, Any]
     inputs: list[str] = field(default_factory=lambda: list(input_names()))
+    # inputs the model was trained to miss (input drop-out): an exam may lack any of them
+    optional_inputs: list[str] = field(default_factory=list)
     mode: str = Mode.two_half_d.value
     context_slices: int = 1
     spacing_mm: float | None = None
@@ -188,6 +191,11 @@ class ModelCard:
         bad = [s for s in self.inputs if s not in valid]
         if bad or not self.inputs or len(set(self.inputs)) != len(self.inputs):
             raise ModelError(None, f"model inputs {self.inputs} invalid; choose from {valid}")
+        if not isinstance(self.optional_inputs, list | tuple) or \
+                any(s not in self.inputs for s in self.optional_inputs) or \
+                len(set(self.optional_inputs)) >= len(self.inputs):
+            raise ModelError(None, f"optional_inputs {self.optional_inputs!r} must be a subset of "
+                                   f"inputs {self.inputs} leaving at least one required input")
         try:
             Mode(self.mode)
         except ValueError:

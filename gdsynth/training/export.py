@@ -19,6 +19,7 @@ def build_card(config: TrainConfig, generator: nn.Module, *, spacing_mm: float |
     return ModelCard(
         architecture={"name": config.generator.name, "kwargs": dict(generator.kwargs)},
         inputs=list(d.inputs),
+        optional_inputs=list(d.optional_inputs) if d.input_dropout > 0 else [],
         mode=d.mode,
         context_slices=d.context_slices if d.mode == "2.5d" else 0,
         spacing_mm=spacing_mm,

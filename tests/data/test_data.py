@@ -165,3 +165,40 @@ def test_random_contrast_curve_is_monotonic_and_keeps_zero_and_nawm():
         assert torch.all(torch.diff(y) > 0)
         f = random_contrast_curve(torch.tensor([0.0, 1.0]), log_slopes)
         torch.testing.assert_close(f, torch.tensor([0.0, 1.0]))
+
+
+def test_input_dropout_zeroes_only_optional_sequences(tmp_path):
+    """Drop-out zeroes whole optional sequences per patch (all their slices), never T1w, the
+    target or the labels; each optional sequence goes missing about ``p`` of the time."""
+    from gdsynth.data.patches import PatchCollate
+
+    exam = write_fake_exam(tmp_path, "05", seed=5)
+    subject = AddLesionLabels()(make_subject(exam, ["T1w", "T2w", "FLAIR"]))
+    patches = list(tio.LabelSampler((16, 16, 3), label_name=SAMPLING)(subject, 200))
+    full = PatchCollate(["T1w", "T2w", "FLAIR"], "2.5d")(patches)
+    torch.manual_seed(0)
+    dropped = PatchCollate(["T1w", "T2w", "FLAIR"], "2.5d", dropout=0.3,
+                           optional=["T2w", "FLAIR"])(patches)
+    for k in ("target", "pre", "brain", "lesion"):
+        torch.testing.assert_close(dropped[k], full[k])
+    torch.testing.assert_close(dropped["input"][:, 0:3], full["input"][:, 0:3])  # T1w intact
+    rates = []
+    for s in (1, 2):  # T2w, FLAIR: channels 3-5, 6-8
+        block, ref = dropped["input"][:, 3 * s:3 * s + 3], full["input"][:, 3 * s:3 * s + 3]
+        zero = (block == 0).flatten(1).all(1)
+        same = (block == ref).flatten(1).all(1)
+        assert bool((zero | same).all())  # a sequence is either kept as is or wholly missing
+        rates.append(float(zero.float().mean()))
+    assert all(0.2 < r < 0.4 for r in rates), rates
+    torch.testing.assert_close(PatchCollate(["T1w", "T2w"], "2.5d")(patches[:4])["input"],
+                               full["input"][:4, :6])  # no drop-out: nothing zeroed
+
+
+def test_input_dropout_config_is_checked():
+    with pytest.raises(ConfigError, match="optional_inputs"):
+        DataConfig(inputs=["T1w", "FLAIR"], optional_inputs=["T2w"]).validate()
+    with pytest.raises(ConfigError, match="optional_inputs"):
+        DataConfig(inputs=["T1w", "FLAIR"], optional_inputs=["T1w", "FLAIR"]).validate()
+    with pytest.raises(ConfigError, match="input_dropout"):
+        DataConfig(input_dropout=1.0, optional_inputs=["FLAIR"]).validate()
+    DataConfig(input_dropout=0.25, optional_inputs=["T2w", "FLAIR"]).validate()
