@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="working folder (phantom cohort, prep cache, run)")
     p.add_argument("--subjects", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sites", default="siteA,siteB",
-                   help="comma-separated phantom sites to train on (siteC is held out for testing)")
+    p.add_argument("--sites", default="siteA,siteB,random",
+                   help="comma-separated phantom sites to train on, one per subject in turn "
+                        "(siteC is held out for testing; random: domain-randomized scanner)")
     p.add_argument("--resolution", type=float, default=1.0, help="phantom voxel size (mm)")
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")
     p.add_argument("--max-steps", type=int, default=None)
