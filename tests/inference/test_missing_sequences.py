@@ -97,9 +97,14 @@ def test_a_dropout_model_predicts_exams_missing_sequences(dropout_model, tmp_pat
     single = tmp_path / "single"
     e = exams["sub-01"]
     assert main(["-q", "predict", "--t1w", str(e.t1w), "--flair", str(e.flair), "-m", str(model),
-                 "-o", str(single), "--device", "cpu"]) == 0
+                 "-o", str(single), "--device", "cpu", "--explain"]) == 0
     summary = json.loads(O.SUMMARY.path(single, e).read_text())
     assert summary["inputs_used"] == ["T1w", "FLAIR"] and summary["inputs_missing"] == ["T2w"]
+    # --explain attributes lesions to the inputs given only: no T2w column, no T2w map
+    names = [p.name for p in single.rglob("*attribution*")]
+    assert any("FLAIR" in n for n in names) and not any("T2w" in n for n in names)
+    header = O.LESION_TABLE.path(single, e).read_text().splitlines()[0].split("\t")
+    assert not any(h.endswith("_T2w") for h in header)
 
 
 def test_a_model_not_trained_to_miss_a_sequence_refuses_the_exam(dropout_model, tmp_path,
