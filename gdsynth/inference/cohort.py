@@ -295,8 +295,8 @@ def add_missing_caution(summary: dict[str, Any], missing: Sequence[str]) -> None
     """Say in the activity summary's ``reason`` that the prediction was made without
     ``missing`` (inputs the model was trained to miss): never a silent answer on fewer inputs."""
     if missing:
-        note = (f"made without {', '.join(missing)} (the model was trained to do without it, "
-                "with lower accuracy expected)")
+        note = (f"made without {', '.join(missing)} (the model was trained to do without "
+                f"{'it' if len(missing) == 1 else 'them'}; expect lower accuracy)")
         summary["reason"] = f"{summary['reason']}; {note}" if summary.get("reason") else note
 
 
