@@ -245,8 +245,8 @@ class ModelCard:
                    f"trained without input drop-out, it needs all of {', '.join(self.inputs)}")
             raise MissingSequenceError(
                 path if path is not None else exam,
-                f"exam {exam} lacks {', '.join(refused)}: this model cannot run without "
-                f"{'it' if len(refused) == 1 else 'them'} ({can})")
+                f"exam {exam} lacks required sequence(s): {', '.join(refused)} (this model "
+                f"cannot run without {'it' if len(refused) == 1 else 'them'}; {can})")
         return [s for s in self.inputs if s in have], missing
 
     @property

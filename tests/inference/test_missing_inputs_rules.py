@@ -53,10 +53,10 @@ def test_inference_zero_fill_is_the_training_dropout_layout():
 def test_the_card_says_which_inputs_an_exam_may_lack():
     assert CARD.split_inputs(["T1w", "FLAIR"]) == (["T1w", "FLAIR"], ["T2w"])
     assert CARD.split_inputs(["T1w", "T1w_gd"]) == (["T1w"], ["T2w", "FLAIR"])
-    with pytest.raises(MissingSequenceError, match="lacks T1w: .* do without T2w, FLAIR only"):
+    with pytest.raises(MissingSequenceError, match=r"sequence\(s\): T1w .* do without T2w, FLAIR only"):
         CARD.split_inputs(["T2w", "FLAIR"], exam="sub-01")
     old = ModelCard(architecture={"name": "unet", "kwargs": {}}, inputs=INPUTS)
-    with pytest.raises(MissingSequenceError, match=r"sub-07 lacks T2w: .*needs all of"):
+    with pytest.raises(MissingSequenceError, match=r"sub-07 lacks required sequence\(s\): T2w .*needs all of"):
         old.split_inputs(["T1w", "FLAIR"], exam="sub-07", path="t1.nii.gz")
 
 

@@ -122,8 +122,8 @@ def test_a_model_not_trained_to_miss_a_sequence_refuses_the_exam(dropout_model, 
     assert main(["-q", "predict", str(gappy), "-m", str(strict), "-o", str(pred),
                  "--participant-label", "00", "01", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
-    assert "exam sub-01 lacks T2w: this model cannot run without it (trained without input " \
-           "drop-out, it needs all of T1w, T2w, FLAIR)" in err
+    assert "exam sub-01 lacks required sequence(s): T2w (this model cannot run without it; " \
+           "trained without input drop-out, it needs all of T1w, T2w, FLAIR)" in err
     rows = {r["exam"]: r for r in read_tsv(pred / "run_summary.tsv")}
     assert rows["sub-00"]["status"] == "done" and rows["sub-01"]["status"] == "failed"
     assert "sub-01_T1w.nii.gz" in rows["sub-01"]["error"]  # names the exam's file
@@ -132,4 +132,4 @@ def test_a_model_not_trained_to_miss_a_sequence_refuses_the_exam(dropout_model, 
     # one exam given file by file: the same error, nothing written for it
     assert main(["-q", "predict", "--t1w", str(e.t1w), "--flair", str(e.flair), "-m", str(strict),
                  "-o", str(tmp_path / "single"), "--device", "cpu"]) == 1
-    assert "lacks T2w" in capsys.readouterr().err
+    assert "lacks required sequence(s): T2w" in capsys.readouterr().err
