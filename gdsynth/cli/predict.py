@@ -6,6 +6,12 @@ Each command takes a BIDS folder (or a cohort table) or one exam given file by f
 writes a BIDS derivative in ``-o OUT`` on each input T1w's grid, skips exams already complete for
 the same model, inputs and settings, and exits non-zero when any exam failed.
 
+Missing sequences: an exam may lack the inputs the model was trained to miss (the card's
+``optional_inputs``, training with input drop-out); the outputs then say which inputs were used
+(``inputs_used``/``inputs_missing`` in the activity summary, the ``inputs`` column of
+``run_summary.tsv``, one line per such exam here). Lacking any other input fails that exam with an
+error naming the sequence and what the model can do without.
+
 Preparation cache: an exam already prepared for the model (same input SHA-256 and preparation
 parameters, as the cache of ``gdsynth prepare`` decides) is read back, not prepared again: from
 ``--prep DIR`` (read and written), else from ``BIDS/derivatives/gdsynth-prep`` when it exists
@@ -26,8 +32,10 @@ from gdsynth.runtime import COMPILE_AUTO_MIN_SAMPLES, CompileChoice, DeviceChoic
 
 _BIDS = typer.Argument(None, help="BIDS dataset folder or cohort table (TSV/CSV).", show_default=False)
 _T1W = typer.Option(None, "--t1w", help="One exam: pre-contrast T1w file.")
-_T2W = typer.Option(None, "--t2w", help="One exam: T2w file.")
-_FLAIR = typer.Option(None, "--flair", help="One exam: FLAIR file.")
+_T2W = typer.Option(None, "--t2w", help="One exam: T2w file (may be left out when the model card "
+                                          "lists T2w in its optional_inputs).")
+_FLAIR = typer.Option(None, "--flair", help="One exam: FLAIR file (may be left out when the model "
+                                            "card lists FLAIR in its optional_inputs).")
 _INPUT = typer.Option(
     None, "--input", metavar="NAME=FILE",
     help="One exam: the file of sequence NAME (repeatable; NAME one of the sequence registry's, "
@@ -231,6 +239,9 @@ def _run(o: PredictOptions) -> None:
         typer.echo(f"preparation: {len(cache.reused)} exam(s) reused from the cache in "
                    f"{cache.root}" + (f", {len(cache.prepared)} prepared and cached there"
                                       if cache.prepared else ""), err=True)
+    for r in results:
+        if isinstance(r.value, str) and "(no " in r.value:
+            typer.echo(f"  {r.case}: inputs {r.value}", err=True)
     finish_batch(results, f"gdsynth {o.step}")
 
 
@@ -277,7 +288,8 @@ def predict(
     compile: CompileChoice = _COMPILE, allow_foreign_output: bool = _FOREIGN,
     precision: Precision = _PRECISION,
 ) -> None:
-    """Synthesize then detect, for a cohort or one exam."""
+    """Synthesize then detect, for a cohort or one exam (an exam may lack the inputs the model
+    card lists as optional_inputs: the outputs then say which inputs were used)."""
     _run(PredictOptions(
         "predict", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, inputs=inputs,
         subject=subject,

@@ -7,7 +7,20 @@ Two kinds (:class:`ClassifierKind`), both ``raw(x)`` → ``P = sigmoid(raw)``:
 * ``trees`` — gradient-boosted regression trees (``sklearn.ensemble.GradientBoostingClassifier``,
   log-loss): ``raw = init + learning_rate · Σ_t leaf_t(x)``; each tree is stored as the arrays
   ``left``, ``right`` (−1 at a leaf), ``feature``, ``threshold`` (go left when ``x ≤ threshold``)
-  and ``value`` of its ``tree_``.
+  and ``value`` of its ``tree_``, and ``cover`` (optional; written since missing-sequence
+  support): the training weight reaching each node (``weighted_n_node_samples``).
+
+Missing features (NaN: the features of a sequence the exam lacks, see
+:mod:`gdsynth.detection.stage_features`) carry no evidence either way:
+
+* ``logistic``: a missing feature takes its training mean, i.e. standardized value 0, so it
+  adds nothing to the log-odds (the prediction of the other features alone, at the average of
+  the missing one);
+* ``trees``: at a split on a missing feature both branches are followed, weighted by the
+  training cover of each child; the leaf values are averaged with those weights: the tree's
+  expectation over the training candidates that reached that split (the path-dependent
+  marginalization TreeSHAP uses). A trees file without ``cover`` cannot do this and refuses to
+  score missing features (:class:`ModelError`: refit the stage).
 
 :func:`model_from_dict` validates every field (types, finite numbers, array lengths, child
 indices strictly after their parent so evaluation always ends, bounded sizes): the file is data,
@@ -29,6 +42,7 @@ from gdsynth.errors import ConfigError, ModelError, parse_choice
 
 MAX_TREES = 2000
 MAX_NODES = 4095
+_TREE_FIELDS = {"left", "right", "feature", "threshold", "value"}
 
 
 class ClassifierKind(str, Enum):
@@ -43,11 +57,16 @@ def parse_kind(value: str | ClassifierKind) -> ClassifierKind:
 
 
 def raw_score(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Log-odds (N,) of a validated model for a feature matrix (N, F)."""
+    """Log-odds (N,) of a validated model for a feature matrix (N, F); NaN entries are missing
+    features (see the module doc)."""
     x = np.asarray(x, dtype=np.float64)
     if model["kind"] == ClassifierKind.logistic.value:
         z = (x - np.asarray(model["mean"])) / np.asarray(model["scale"])
+        z = np.where(np.isnan(z), 0.0, z)  # the training mean: no evidence
         return model["intercept"] + z @ np.asarray(model["coef"])
+    if np.isnan(x).any():
+        return float(model["init"]) + model["learning_rate"] * sum(
+            _expected_leaf(tree, x) for tree in model["trees"])
     out = np.full(x.shape[0], float(model["init"]))
     rows = np.arange(x.shape[0])
     for tree in model["trees"]:
@@ -62,6 +81,29 @@ def raw_score(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
             node = np.where(inner, np.where(go_left, left[node], right[node]), node)
         out += model["learning_rate"] * np.asarray(tree["value"])[node]
     return out
+
+
+def _expected_leaf(tree: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Leaf value (N,) of one tree, averaged over both branches (by training cover) at each split
+    on a missing (NaN) feature; exactly the reached leaf's value for complete rows."""
+    cover = tree.get("cover")
+    if cover is None:
+        raise ModelError(None, "this lesion classifier (gradient-boosted trees without node "
+                               "cover) cannot score candidates with missing-sequence features; "
+                               "fit the lesion stage again")
+    left, right, feat = tree["left"], tree["right"], tree["feature"]
+    weight = np.zeros((x.shape[0], len(left)))
+    weight[:, 0] = 1.0
+    for i, (lo, hi) in enumerate(zip(left, right, strict=True)):
+        if lo < 0:
+            continue
+        xi = x[:, feat[i]]
+        share = cover[lo] / (cover[lo] + cover[hi])
+        go_left = np.where(np.isnan(xi), share, (xi <= tree["threshold"][i]).astype(float))
+        weight[:, lo] += weight[:, i] * go_left
+        weight[:, hi] += weight[:, i] * (1.0 - go_left)
+    leaf = np.asarray(left) < 0
+    return weight[:, leaf] @ np.asarray(tree["value"])[leaf]
 
 
 def predict_proba(model: dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -93,7 +135,8 @@ def fit_model(x: np.ndarray, y: np.ndarray, kind: ClassifierKind | str, *, seed:
         t = est.tree_
         trees.append({"left": t.children_left.tolist(), "right": t.children_right.tolist(),
                       "feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                      "value": t.value[:, 0, 0].tolist()})
+                      "value": t.value[:, 0, 0].tolist(),
+                      "cover": t.weighted_n_node_samples.astype(float).tolist()})
     model = {"kind": kind.value, "learning_rate": float(clf.learning_rate), "init": 0.0,
              "trees": trees}
     # the constant initial log-odds: what sklearn adds to the trees (checked on every row)
@@ -148,9 +191,10 @@ def model_from_dict(data: Any, n_features: int, path: Path | None = None) -> dic
             raise ModelError(path, f"'trees' must be a list of 1..{MAX_TREES} trees")
         clean = []
         for t, tree in enumerate(trees):
-            if not isinstance(tree, dict) or set(tree) != {"left", "right", "feature", "threshold",
-                                                           "value"}:
-                raise ModelError(path, f"tree {t}: needs left, right, feature, threshold, value")
+            if not isinstance(tree, dict) or not _TREE_FIELDS <= set(tree) <= {*_TREE_FIELDS,
+                                                                               "cover"}:
+                raise ModelError(path, f"tree {t}: needs left, right, feature, threshold, value "
+                                       "(and optionally cover)")
             n = len(tree["left"]) if isinstance(tree["left"], list) else 0
             if not 1 <= n <= MAX_NODES:
                 raise ModelError(path, f"tree {t}: 1..{MAX_NODES} nodes")
@@ -161,9 +205,14 @@ def model_from_dict(data: Any, n_features: int, path: Path | None = None) -> dic
                 if leaf != (right[i] == -1) or (not leaf and not (
                         i < left[i] < n and i < right[i] < n and 0 <= feature[i] < n_features)):
                     raise ModelError(path, f"tree {t}, node {i}: invalid children or feature")
-            clean.append({"left": left, "right": right, "feature": feature,
-                          "threshold": _floats(path, "threshold", tree["threshold"], n),
-                          "value": _floats(path, "value", tree["value"], n)})
+            node = {"left": left, "right": right, "feature": feature,
+                    "threshold": _floats(path, "threshold", tree["threshold"], n),
+                    "value": _floats(path, "value", tree["value"], n)}
+            if "cover" in tree:
+                node["cover"] = _floats(path, "cover", tree["cover"], n)
+                if any(c <= 0 for c in node["cover"]):
+                    raise ModelError(path, f"tree {t}: 'cover' must be positive")
+            clean.append(node)
         return {"kind": kind, "learning_rate": _number(path, "learning_rate", data["learning_rate"]),
                 "init": _number(path, "init", data["init"]), "trees": clean}
     valid = ", ".join(k.value for k in ClassifierKind)

@@ -19,7 +19,7 @@ Steps (arrays (X, Y, Z) on one grid, ``spacing`` in mm):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,7 @@ def detect_lesions(
     uncertainty: np.ndarray | None = None,
     heads: Mapping[str, np.ndarray] | None = None,
     stage: LesionStage | None = None,
+    missing: Collection[str] = (),
 ) -> DetectionResult:
     """Detect enhancing lesions in a synthetic enhancement map (post − pre, normalized units).
 
@@ -109,9 +110,19 @@ def detect_lesions(
     With a fitted ``stage`` (:mod:`gdsynth.detection.stage`) the learned lesion stage replaces
     steps 4–6: ``labels`` holds the candidates at or above its lesion threshold, ``lesions``
     every candidate with its score (``in_dseg`` says which are labelled).
+
+    ``missing``: model inputs this exam lacks (the card's ``optional_inputs``); pass None for
+    their images. Candidates then come only from the sequences present (pre-contrast candidates
+    from FLAIR, else T2w, else none), the hand-set detector's FLAIR gating falls back the same way
+    (``flair_source``; neither: no gating, ``flair_excess`` 0 = no evidence), and the learned
+    stage's features of a missing sequence are NaN, which its classifier scores as unknown
+    (:func:`gdsynth.detection.classifier.raw_score`).
     """
     params = params or DetectionParams()
     heads = dict(heads or {})
+    # a missing sequence is absent, whatever array came with it (never zeros taken as real)
+    flair, t2w, t1w = (None if name in missing else image for name, image in
+                       (("FLAIR", flair), ("T2w", t2w), ("T1w", t1w)))
     head = _checked_head(enhancement, params, heads, brain_mask=brain_mask, flair=flair, t1w=t1w,
                          t2w=t2w, uncertainty=uncertainty)
     brain = brain_mask.astype(bool)
@@ -124,7 +135,7 @@ def detect_lesions(
     if stage is not None:
         return _detect_with_stage(enh, brain, spacing, params, stage, quality, info,
                                   images={"FLAIR": flair, "T2w": t2w, "T1w": t1w},
-                                  uncertainty=uncertainty, heads=heads)
+                                  uncertainty=uncertainty, heads=heads, missing=missing)
     cand = enhancement_candidates(enh, head, brain, spacing, params, info)
     cand = remove_small(cand, params.min_volume_mm3, spacing)
     ctx = tissue_context(brain, spacing, params, t1w=t1w, t2w=t2w, flair=flair)
@@ -190,14 +201,14 @@ def _detect_with_stage(
     enh: np.ndarray, brain: np.ndarray, spacing: Sequence[float], params: DetectionParams,
     stage: LesionStage, quality: list[str], info: dict[str, Any], *,
     images: dict[str, np.ndarray | None], uncertainty: np.ndarray | None,
-    heads: dict[str, np.ndarray],
+    heads: dict[str, np.ndarray], missing: Collection[str] = (),
 ) -> DetectionResult:
     """Steps of :mod:`gdsynth.detection.stage` on one exam (see :func:`detect_lesions`)."""
     if uncertainty is None and any(f.startswith("unc_") for f in stage.features):
         raise ConfigError(None, "this model's lesion classifier uses the MC-dropout uncertainty: "
                                 "synthesize with --mc-samples 2 or more (as when it was fitted)")
     found = stage_candidates(enh, brain, spacing, params, stage.candidates, images=images,
-                             uncertainty=uncertainty, heads=heads, info=info)
+                             uncertainty=uncertainty, heads=heads, info=info, missing=missing)
     scores = stage.lesion_scores(found.features)
     order = np.argsort(-scores, kind="stable")
     lut = np.zeros(int(found.labels.max()) + 1, np.int32)
@@ -248,15 +259,18 @@ def stage_candidates(
     settings: CandidateSettings, *, images: Mapping[str, np.ndarray | None],
     uncertainty: np.ndarray | None = None, heads: Mapping[str, np.ndarray] | None = None,
     info: dict[str, Any] | None = None, enhancement_labels: np.ndarray | None = None,
+    missing: Collection[str] = (),
 ) -> StageCandidates:
     """Union of enhancement-map and pre-contrast candidates, with their stage features.
 
     ``enhancement_labels`` replaces the enhancement-map candidates of ``params.detector`` (any
     candidate generator plugs in here); a detector that needs the ``"enhancing"`` head falls
-    back to ``difference`` when the model has none.
+    back to ``difference`` when the model has none. ``missing``: sequences the exam lacks
+    (their features are NaN, :func:`gdsynth.detection.stage_features.stage_features`).
     """
     heads = dict(heads or {})
     info = {} if info is None else info
+    images = {k: None if k in missing else v for k, v in images.items()}
     brain = brain.astype(bool)
     ctx = tissue_context(brain, spacing, params, t1w=images.get("T1w"), t2w=images.get("T2w"),
                          flair=images.get("FLAIR"))
@@ -271,7 +285,7 @@ def stage_candidates(
     labels = union_candidates(enhancement_labels, pre, spacing, settings)
     feats = stage_features(labels, enh, ctx, enhancement_labels=enhancement_labels,
                            precontrast_labels=pre, images=images, uncertainty=uncertainty,
-                           heads=heads)
+                           heads=heads, missing=missing)
     return StageCandidates(labels, feats, int(enhancement_labels.max()), int(pre.max()),
                            ctx.brain_volume_ml)
 

@@ -11,7 +11,11 @@ Candidates are the 26-connected components of the UNION of
 
 so a lesion whose synthetic enhancement is weak can still be found by its pre-contrast look.
 
-Features of each candidate (:data:`STAGE_FEATURES`, all finite floats; an absent input gives 0):
+Features of each candidate (:data:`STAGE_FEATURES`, finite floats; a sequence that is not an
+input of the model gives 0, as in every exam the stage was fitted on; a sequence the model uses
+but this exam lacks (``missing``: the card's ``optional_inputs``, input drop-out) gives NaN for
+its appearance features: they are *unknown*, never computed on zeros, and the classifier scores
+them as missing (:func:`gdsynth.detection.classifier.raw_score`)):
 
 * enhancement: ``enh_max``, ``enh_mean``, ``enh_p90`` on the component, ``enh_contrast`` = mean
   on the component − mean in its 1–3 mm shell; ``enh_overlap`` / ``pre_overlap``: fraction of
@@ -33,7 +37,7 @@ Features of each candidate (:data:`STAGE_FEATURES`, all finite floats; an absent
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,11 +186,14 @@ def stage_features(
     enhancement_labels: np.ndarray | None = None, precontrast_labels: np.ndarray | None = None,
     images: Mapping[str, np.ndarray | None] | None = None,
     uncertainty: np.ndarray | None = None, heads: Mapping[str, np.ndarray] | None = None,
+    missing: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """One dict per label 1..K of ``labels``: ``label``, ``i, j, k`` (centre index),
-    ``volume_mm3`` and every :data:`STAGE_FEATURES` value (see module doc)."""
+    ``volume_mm3`` and every :data:`STAGE_FEATURES` value (see module doc); the appearance
+    features of the sequences in ``missing`` are NaN (unknown)."""
     spacing = np.asarray(ctx.spacing, dtype=float)
-    images = {s: v for s, v in (images or {}).items() if v is not None and s in SEQUENCES}
+    images = {s: v for s, v in (images or {}).items()
+              if v is not None and s in SEQUENCES and s not in missing}
     heads = dict(heads or {})
     margin = np.ceil(max(DIST_CAP_MM, 5.0) / spacing).astype(int) + 2
     k0, k1 = ctx.k_range
@@ -241,6 +248,9 @@ def stage_features(
             f[f"head_{key}_mean"] = 0.0 if head is None else float(head[box][comp].mean())
         for seq in SEQUENCES:
             img = images.get(seq)
+            if seq in missing:
+                f.update({f"{seq}_{key}": float("nan") for key in _KINDS})
+                continue
             vals = (0.0,) * len(_KINDS) if img is None else \
                 _appearance(img[box].astype(np.float32), grads[seq][box], comp, dist, region,
                             spacing)
@@ -251,7 +261,8 @@ def stage_features(
 
 
 def feature_matrix(feats: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
-    """(N, F) float64 matrix of the named features (rows in ``feats`` order)."""
+    """(N, F) float64 matrix of the named features (rows in ``feats`` order); NaN marks a
+    feature of a missing sequence."""
     if not feats:
         return np.zeros((0, len(names)))
     return np.array([[float(f[n]) for n in names] for f in feats], dtype=np.float64)

@@ -137,10 +137,18 @@ def explain_lesions(out: Path, exam, prep, generator: nn.Module, card, result) -
     """``gdsynth predict --explain``'s per-exam step (``RunConfig.explain`` of
     :mod:`gdsynth.inference.cohort`): explain every lesion of the detection ``result`` that is in
     its label map, add the attribution columns to ``result.lesions`` and write the maps
-    (:func:`write_attribution_maps`); return their paths."""
+    (:func:`write_attribution_maps`); return their paths. A sequence the exam lacks
+    (``prep.missing``: zeros for the generator) gets neither columns nor maps."""
     explanation = explain_detection(prep, generator, card, result.labels,
                                     [les["label"] for les in result.lesions
                                      if les.get("in_dseg", True)])
+    gone = tuple(f"_{s}" for s in getattr(prep, "missing", ()))
+    if gone:
+        explanation.columns = {lab: {k: v for k, v in cols.items() if not k.endswith(gone)}
+                               for lab, cols in explanation.columns.items()}
+        explanation.maps = {s: m for s, m in explanation.maps.items() if f"_{s}" not in gone}
+        explanation.relevance = {s: m for s, m in explanation.relevance.items()
+                                 if f"_{s}" not in gone}
     explanation.annotate(result.lesions)
     return write_attribution_maps(out, exam, prep, explanation)
 

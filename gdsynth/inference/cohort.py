@@ -7,7 +7,12 @@
   split a cohort without talking to each other.
 * Failures: an exam that fails (missing or corrupt file...) is recorded with a one-line message;
   the others go on (:func:`gdsynth.batch.iter_batch`). ``OUT/run_summary[_shard-I-of-N].tsv``
-  lists every exam after each one.
+  lists every exam after each one, with the inputs each was made from (``inputs``).
+* Missing sequences: an exam may lack the model card's ``optional_inputs`` (the model was trained
+  with input drop-out): it is prepared from the sequences it has, the generator gets zeros for
+  the missing ones, the outputs record ``inputs_used``/``inputs_missing`` and the activity
+  summary's reason says what it was made without. An exam lacking any other input fails with a
+  one-line error naming it (:meth:`gdsynth.models.card.ModelCard.split_inputs`).
 * ``workers`` > 0 prepares upcoming exams in background threads while the network runs.
 * ``settings.compile`` (``auto``) is decided once per run from the exams to synthesize
   (:meth:`_Runner.resolve_compile` returns ``on`` or ``off``, passed on to every exam); the
@@ -38,9 +43,10 @@ from gdsynth.inference.pipeline import (
     write_detection,
     write_synthesis,
 )
-from gdsynth.inference.prep import PreparedExam, PrepCache, prepare_exam
+from gdsynth.inference.prep import PreparedExam, PrepCache, exam_inputs, prepare_exam
 from gdsynth.io import write_tsv
 from gdsynth.io.bids import Exam, write_dataset_description
+from gdsynth.models.card import inputs_text
 from gdsynth.runtime import CompileChoice
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ Prepare = Callable[[Exam, Any], PreparedExam]
 #: card, result) -> written paths``, that may add columns to ``result.lesions`` (the CLI passes
 #: :func:`gdsynth.explain.exam.explain_lesions`; inference does not import the explain layer).
 Explain = Callable[[Path, Exam, PreparedExam, Any, Any, Any], list[Path]]
-SUMMARY_COLUMNS = ("exam", "status", "seconds", "error")
+SUMMARY_COLUMNS = ("exam", "status", "seconds", "error", "inputs")
 
 
 class Step(str, Enum):
@@ -163,8 +169,8 @@ def summary_path(out: Path, shard: tuple[int, int] | None) -> Path:
 
 def write_run_summary(path: Path, results: Sequence[CaseResult]) -> Path:
     """``OUT/run_summary[_shard-I-of-N].tsv``: one row per exam so far (:data:`SUMMARY_COLUMNS`)."""
-    rows = [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3), "error": r.error}
-            for r in results]
+    rows = [{"exam": r.case, "status": r.status, "seconds": round(r.seconds, 3), "error": r.error,
+             "inputs": r.value if isinstance(r.value, str) else ""} for r in results]
     return write_tsv(path, rows, SUMMARY_COLUMNS)
 
 
@@ -217,8 +223,8 @@ class _Runner:
         return CompileChoice.on if on else CompileChoice.off
 
     def key(self, exam: Exam) -> dict[str, Any]:
-        exam.require(("T1w", *self.card.inputs))
-        hashes = O.input_hashes(exam, tuple(dict.fromkeys(("T1w", *self.card.inputs))))
+        used, _ = exam_inputs(exam, self.card)  # lacking a required input fails here, named
+        hashes = O.input_hashes(exam, tuple(dict.fromkeys(("T1w", *used))))
         settings = self.config.settings.key()
         if self.config.step is Step.detect:  # detect follows whatever synthesize used
             synth = O.read_record(O.SYNTHESIS_RECORD.path(self.config.out, exam)) or {}
@@ -243,15 +249,16 @@ class _Runner:
         return Skipped() if self.is_done(exam, key) else key
 
     def process(self, exam: Exam, prep: PreparedExam, key: dict[str, Any],
-                settings: SynthesisSettings) -> None:
+                settings: SynthesisSettings) -> str:
         """Produce this step's outputs of ``exam`` (synthesized with ``settings``), replacing the
         earlier ones as a set: a file of the exam that this run does not write again (an
         uncertainty map of an earlier ``--mc-samples 3`` run, attribution maps of an earlier
         ``--explain``) is removed once the new files are written and before the completion
         record, so a failure half-way keeps the earlier record and files
-        (:func:`remove_stale_outputs`)."""
+        (:func:`remove_stale_outputs`). Returns the inputs line (:func:`inputs_text`)."""
         out, step = self.config.out, self.config.step
-        record = {"exam": exam.id, **key}
+        used = prep.inputs_used(self.card.inputs)
+        record = {"exam": exam.id, **key, "inputs_used": used, "inputs_missing": list(prep.missing)}
         written: list[Path] = []
         if step is Step.detect:
             synth_record = O.SYNTHESIS_RECORD.path(out, exam)
@@ -265,7 +272,7 @@ class _Runner:
             written += write_synthesis(out, exam, prep, synth, record)
         if step is Step.synthesize:
             remove_stale_outputs(out, exam, keep=written)
-            return
+            return inputs_text(used, prep.missing)
         from gdsynth.detection.patient import add_quality_flags
 
         result = detect_synthesis(prep, synth, self.params, self.card.normalization.get("domain"),
@@ -275,11 +282,22 @@ class _Runner:
                 f"model not calibrated (lesion stage not fitted: {self.uncalibrated}); "
                 f"referred. {result.summary['reason']}"))
         add_quality_flags(result.summary, prep.provenance.get("quality_flags", []))
+        add_missing_caution(result.summary, prep.missing)
         if self.config.explain is not None:
             written += self.config.explain(out, exam, prep, self.generator, self.card, result)
         detection = [o.path(out, exam) for o in (O.LESION_LABELS, O.LESION_TABLE, O.SUMMARY)]
         remove_stale_outputs(out, exam, keep=[*written, *detection])
         write_detection(out, exam, prep, result, record)
+        return inputs_text(used, prep.missing)
+
+
+def add_missing_caution(summary: dict[str, Any], missing: Sequence[str]) -> None:
+    """Say in the activity summary's ``reason`` that the prediction was made without
+    ``missing`` (inputs the model was trained to miss): never a silent answer on fewer inputs."""
+    if missing:
+        note = (f"made without {', '.join(missing)} (the model was trained to do without "
+                f"{'it' if len(missing) == 1 else 'them'}; expect lower accuracy)")
+        summary["reason"] = f"{summary['reason']}; {note}" if summary.get("reason") else note
 
 
 def synthesis_paths(out: Path, exam: Exam, synth: Any) -> list[Path]:

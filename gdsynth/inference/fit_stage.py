@@ -26,7 +26,7 @@ from gdsynth.detection.params import DetectionParams
 from gdsynth.detection.stage import LesionStage
 from gdsynth.detection.stage_features import STAGE_FEATURES, CandidateSettings
 from gdsynth.detection.stage_fit import StageCase, fit_stage, label_case
-from gdsynth.errors import ConfigError, GdsynthError
+from gdsynth.errors import ConfigError, GdsynthError, MissingSequenceError
 from gdsynth.inference.pipeline import Synthesis, SynthesisSettings, read_synthesis
 from gdsynth.inference.prep import (
     Prepare,
@@ -119,6 +119,10 @@ def collect_cases(model_dir: Path, exams: Sequence[Exam], options: FitOptions,
     for exam in track(list(exams), "fit-detector: candidates", total=len(exams)):
         try:
             prep = prepare(exam, card)
+            if prep.missing:  # NaN features cannot be fitted; the stage scores them as unknown
+                raise MissingSequenceError(exam.t1w, f"exam {exam.id} lacks "
+                                           f"{', '.join(prep.missing)}: the lesion stage is "
+                                           "fitted on complete exams only")
             record = None if options.synthesis_dir is None else \
                 derivative_path(options.synthesis_dir, exam, "provenance", ".json", desc="synthesis")
             if record is not None and record.is_file():

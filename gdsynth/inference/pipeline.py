@@ -217,7 +217,9 @@ def detect_synthesis(prep: PreparedExam, synth: Synthesis, params,
                      domain: dict[str, Any] | None = None, *, stage=None):  # -> DetectionResult
     """Run :func:`gdsynth.detection.detect_lesions` on the prepared grid (with the model's learned
     lesion stage when given); ``domain`` (the card's ``normalization["domain"]``) adds the
-    out-of-domain quality flag when the inputs are unlike the training exams."""
+    out-of-domain quality flag when the inputs are unlike the training exams. Sequences the exam
+    lacks (``prep.missing``) are absent from both: the domain check skips them and the detector
+    works from the sequences present (:func:`gdsynth.detection.detect.detect_lesions`)."""
     from gdsynth.detection.detect import detect_lesions
     from gdsynth.detection.patient import add_quality_flags
     from gdsynth.preprocess.domain import domain_flags
@@ -226,7 +228,7 @@ def detect_synthesis(prep: PreparedExam, synth: Synthesis, params,
         synth.enhancement, brain_mask=prep.brain_mask, spacing=prep.geometry.spacing,
         params=params, flair=prep.volumes.get("FLAIR"), t1w=prep.volumes.get("T1w"),
         t2w=prep.volumes.get("T2w"), uncertainty=synth.uncertainty, heads=synth.heads,
-        stage=stage,
+        stage=stage, missing=prep.missing,
     )
     flags = domain_flags(prep.volumes, prep.brain_mask, domain)
     add_quality_flags(result.summary, flags)

@@ -44,6 +44,8 @@ class PreparedExam:
             (input units), times the bias field estimated in preprocessing when one was removed
             (then an (X, Y, Z) array on the prepared grid).
         provenance: preprocessing record (JSON-friendly).
+        missing: the model inputs this exam lacks (among the card's ``optional_inputs``,
+            :func:`exam_inputs`): not in ``volumes``, zeros in :meth:`stack`.
     """
 
     volumes: dict[str, np.ndarray]
@@ -52,28 +54,53 @@ class PreparedExam:
     native_geometry: Geometry
     t1w_scale: float | np.ndarray = 1.0
     provenance: dict = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
 
     def stack(self, inputs: list[str]) -> np.ndarray:
-        """The model input (S, X, Y, Z), sequences in the card's order."""
-        return np.stack([self.volumes[s] for s in inputs]).astype(np.float32, copy=False)
+        """The model input (S, X, Y, Z), sequences in the card's order; a sequence of
+        :attr:`missing` is all zeros, as input drop-out presented it in training
+        (:func:`gdsynth.data.patches.to_tensors`). Any other absent sequence is a KeyError."""
+        shape = self.brain_mask.shape
+        return np.stack([np.zeros(shape, np.float32) if s in self.missing else self.volumes[s]
+                         for s in inputs]).astype(np.float32, copy=False)
+
+    def inputs_used(self, inputs: list[str]) -> list[str]:
+        """The sequences of ``inputs`` (the card's) this exam gave the model."""
+        return [s for s in inputs if s not in self.missing]
 
 
-def prep_config(card: ModelCard, *, use_post: bool = False) -> PrepConfig:
+def exam_inputs(exam: Exam, card: ModelCard) -> tuple[list[str], list[str]]:
+    """``(used, missing)`` inputs of ``card`` for ``exam`` (:meth:`ModelCard.split_inputs`): an
+    exam may lack only the card's ``optional_inputs``; otherwise :class:`MissingSequenceError`
+    names the exam's file, the missing sequences and those the model can do without."""
+    from gdsynth.io.sequences import input_names
+
+    where = next((p for n, p in exam.files.items() if n in input_names()), None)
+    return card.split_inputs(exam.files, exam=exam.prefix, path=where)
+
+
+def prep_config(card: ModelCard, *, use_post: bool = False,
+                missing: tuple[str, ...] | list[str] = ()) -> PrepConfig:
     """The preparation ``card``'s model needs: its spacing, the T1w and its inputs (in the
-    sequence registry's order), default parameters otherwise."""
+    sequence registry's order) but the ``missing`` ones, default parameters otherwise."""
     from gdsynth import preprocess
     from gdsynth.io.sequences import REFERENCE, input_names
 
-    sequences = tuple(s for s in input_names() if s == REFERENCE or s in card.inputs)
+    sequences = tuple(s for s in input_names()
+                      if s == REFERENCE or (s in card.inputs and s not in missing))
     return preprocess.PrepConfig(spacing=card.spacing_mm, sequences=sequences, use_post=use_post)
 
 
 def prepare_exam(exam: Exam, card: ModelCard) -> PreparedExam:
     """Read, register, mask, bias-correct and normalize ``exam`` into the model's prepared space
-    (:func:`gdsynth.preprocess.prepare_arrays`; the real post-Gd T1w, if any, is not used)."""
+    (:func:`gdsynth.preprocess.prepare_arrays`; the real post-Gd T1w, if any, is not used). An
+    exam lacking some of the card's ``optional_inputs`` is prepared from the others
+    (:func:`exam_inputs`)."""
     from gdsynth import preprocess
 
-    return from_volumes(exam, preprocess.prepare_arrays(exam, prep_config(card)))
+    _, missing = exam_inputs(exam, card)
+    vols = preprocess.prepare_arrays(exam, prep_config(card, missing=missing))
+    return from_volumes(exam, vols, missing=missing)
 
 
 Prepare = Callable[[Exam, ModelCard], PreparedExam]
@@ -108,7 +135,8 @@ class PrepCache:
         from gdsynth.errors import GdsynthError
         from gdsynth.preprocess.provenance import cache_key, input_records
 
-        config = prep_config(card)
+        _, missing = exam_inputs(exam, card)
+        config = prep_config(card, missing=missing)
         exam.require(config.sequences)
         hashes = input_records(exam, replace(config, use_post=True))
         found = preprocess.find_prepared(exam, self.root, config, hashes=hashes, post_optional=True)
@@ -121,7 +149,7 @@ class PrepCache:
             else:
                 log.info("%s: preparation reused from the cache in %s", exam.prefix, self.root)
                 self.reused.append(exam.prefix)
-                return from_volumes(exam, vols)
+                return from_volumes(exam, vols, missing=missing)
         elif not found.absent:
             log.info("%s: the cache in %s is not used (%s)", exam.prefix, self.root, found.reason)
         if not self.write or found.foreign:
@@ -134,12 +162,14 @@ class PrepCache:
         except (OSError, GdsynthError) as exc:
             log.warning("%s: preparation not cached (%s); going on", exam.prefix, exc)
         self.prepared.append(exam.prefix)
-        return from_volumes(exam, vols)
+        return from_volumes(exam, vols, missing=missing)
 
 
-def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
+def from_volumes(exam: Exam, prep: PreparedVolumes,
+                 missing: tuple[str, ...] | list[str] = ()) -> PreparedExam:
     """The inference view of prepared volumes (computed or read from the cache): the pre-contrast
-    volumes, mask, grids and the map back to the input T1w's intensity scale."""
+    volumes, mask, grids and the map back to the input T1w's intensity scale; ``missing``: the
+    model inputs the exam lacks (:attr:`PreparedExam.missing`)."""
     from gdsynth.io import read_image
     from gdsynth.io.sequences import input_names
     from gdsynth.preprocess.orient import reorient_to_ras
@@ -156,6 +186,7 @@ def from_volumes(exam: Exam, prep: PreparedVolumes) -> PreparedExam:
         native_geometry=prep.native_geometry,
         t1w_scale=scale,
         provenance=prep.provenance,
+        missing=tuple(missing),
     )
 
 

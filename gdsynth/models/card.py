@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from gdsynth import __version__
-from gdsynth.errors import ModelError
-from gdsynth.io.sequences import input_names
+from gdsynth.errors import MissingSequenceError, ModelError
+from gdsynth.io.sequences import REFERENCE, input_names
 
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "generator.safetensors"
@@ -153,6 +154,11 @@ class Mode(str, Enum):
     three_d = "3d"  # 3D patches
 
 
+def inputs_text(used: Sequence[str], missing: Sequence[str] = ()) -> str:
+    """What a prediction was made from, for tables and pages: ``T1w, FLAIR (no T2w)``."""
+    return ", ".join(used) + (f" (no {', '.join(missing)})" if missing else "")
+
+
 @dataclass
 class ModelCard:
     """Description of an exported generator (see docs/architecture.md).
@@ -219,6 +225,29 @@ class ModelCard:
         if not isinstance(self.heads, list | tuple) or len(self.heads) > 16 or \
                 not all(isinstance(h, str) for h in self.heads):
             raise ModelError(None, "heads must be a list of at most 16 names")
+
+    def split_inputs(self, present: Iterable[str], *, exam: str = "the exam",
+                     path: str | Path | None = None) -> tuple[list[str], list[str]]:
+        """``(used, missing)``: the card's inputs among ``present`` (sequence names an exam has)
+        and those it lacks, both in the card's order. An exam may lack only
+        :attr:`optional_inputs` (the inputs the model was trained to miss, by input drop-out) and
+        never the T1w (it defines the prepared space); otherwise :class:`MissingSequenceError`
+        (naming ``path`` and ``exam``) says which sequences are missing and which ones this
+        model can do without."""
+        have = set(present)
+        missing = [s for s in self.inputs if s not in have]
+        refused = [s for s in missing if s not in self.optional_inputs or s == REFERENCE]
+        if REFERENCE not in have and REFERENCE not in refused:
+            refused.insert(0, REFERENCE)
+        if refused:
+            spare = [s for s in self.optional_inputs if s != REFERENCE]
+            can = (f"it can do without {', '.join(spare)} only" if spare else
+                   f"trained without input drop-out, it needs all of {', '.join(self.inputs)}")
+            raise MissingSequenceError(
+                path if path is not None else exam,
+                f"exam {exam} lacks required sequence(s): {', '.join(refused)} (this model "
+                f"cannot run without {'it' if len(refused) == 1 else 'them'}; {can})")
+        return [s for s in self.inputs if s in have], missing
 
     @property
     def in_channels(self) -> int:

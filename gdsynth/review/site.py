@@ -30,6 +30,7 @@ import numpy as np
 from gdsynth.errors import OutputError
 from gdsynth.io import atomic_write_text, read_image, write_labels
 from gdsynth.io.sequences import input_names
+from gdsynth.models.card import inputs_text
 from gdsynth.review.exams import POST_LABELS, ReviewExam, collect, metric_columns, sequence_labels
 from gdsynth.review.mosaic import write_mosaic
 from gdsynth.review.render import copy_static, render
@@ -99,7 +100,17 @@ def _summary(rx: ReviewExam) -> dict:
         "n_lesions": int(n) if isinstance(n, (int, float)) else None,
         "refer": bool(refer) if refer is not None else None,
         "reason": str(s.get("reason", "") or ""),
+        "inputs": summary_inputs(s),
     }
+
+
+def summary_inputs(summary: dict) -> str:
+    """The inputs an activity summary says the prediction was made from (``T1w, FLAIR (no
+    T2w)``); empty for a summary written before gdsynth recorded them."""
+    used, missing = summary.get("inputs_used"), summary.get("inputs_missing") or []
+    if not isinstance(used, list) or not isinstance(missing, list):
+        return ""
+    return inputs_text([str(u) for u in used], [str(m) for m in missing])
 
 
 def attribution_columns(lesions: list[dict]) -> list[str]:
