@@ -70,6 +70,11 @@ def _float(value: object) -> float | None:
 CENTRE_COLUMNS = (("centre_x", "centre_y", "centre_z"), ("x_mm", "y_mm", "z_mm"))
 
 
+#: Lesion-table columns kept as text (``in_dseg``: "true"/"false", whether the learned stage put
+#: the candidate in the label map).
+TEXT_COLUMNS = ("location", "in_dseg")
+
+
 def read_lesions(path: Path | None, geometry: Callable[[], Geometry] | None = None) -> list[dict]:
     """Lesion rows with numeric values and a centre ``centre_x/y/z`` in world RAS mm.
 
@@ -81,7 +86,7 @@ def read_lesions(path: Path | None, geometry: Callable[[], Geometry] | None = No
         return []
     rows = []
     for raw in read_tsv(path):
-        row = {k: (_float(v) if k != "location" else v) for k, v in raw.items()}
+        row = {k: (v if k in TEXT_COLUMNS else _float(v)) for k, v in raw.items()}
         centre = next((tuple(row.get(c) for c in cols) for cols in CENTRE_COLUMNS
                        if None not in (row.get(c) for c in cols)), None)
         if centre is None and geometry is not None and None not in (row.get(c) for c in "ijk"):

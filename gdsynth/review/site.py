@@ -136,8 +136,19 @@ def _lesion_rows(rx: ReviewExam) -> list[dict]:
             "max": _fmt(r.get("max_enhancement")), "score": _fmt(r.get("score")),
             "uncertainty": _fmt(r.get("uncertainty")), "location": r.get("location") or "",
             "attr": [_fmt(r.get(c)) for c in attr],
+            "reported": _in_dseg(r.get("in_dseg")),
         })
     return rows
+
+
+def _in_dseg(value) -> bool | None:
+    """A lesion table's ``in_dseg`` (learned stage: the candidate is in the ``_dseg``, i.e. at or
+    above the lesion threshold) as a bool; None when the table has no such column."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def _detector_threshold(summary: dict) -> float | None:
