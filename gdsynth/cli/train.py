@@ -99,7 +99,8 @@ def train(
 
 def _report_preparation(data) -> None:  # data: gdsynth.training.launch.TrainingSet
     """Name the exams that failed preparation; stop (exit 1 after the batch summary, or a
-    ConfigError) when none could be prepared."""
+    ConfigError) when none could be prepared. A mixed run (several datasets or mask-only
+    exams) says how many exams of each kind it trains on."""
     from gdsynth.cli._common import CaseResult, finish_batch
     from gdsynth.errors import ConfigError
 
@@ -107,6 +108,14 @@ def _report_preparation(data) -> None:  # data: gdsynth.training.launch.Training
     if not data.training:
         finish_batch(prepared, "prepare")
         raise ConfigError(data.bids, "no exam could be prepared")
+    counts = data.summary()
+    if len(data.datasets) > 1 or counts["n_mask_only"]:
+        typer.echo(f"training on {counts['n_with_target']} exam(s) with a post-Gd T1w and "
+                   f"{counts['n_mask_only']} mask-only exam(s) (lesions head only), from "
+                   f"{len(data.datasets)} dataset(s): " + ", ".join(
+                       f"{d.name or d.path} ({len(d.with_target)} post-Gd, "
+                       f"{len(d.mask_only)} mask-only)"
+                       for d in data.datasets), err=True)
     if any(r.status == "failed" for r in prepared):
         typer.echo(f"prepare: {sum(r.status == 'failed' for r in prepared)} exam(s) failed and "
                    "are not used: " + ", ".join(r.case for r in prepared if r.status == "failed"),

@@ -27,7 +27,7 @@ from gdsynth.io import read_image
 TARGET = "T1w_gd"
 BRAIN = "brain"
 LESION = "lesion"  # binary enhancing-lesion map on the prepared grid (added by AddLesionLabels)
-SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion
+SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion (mask-only exam: any lesion)
 ALL_LESIONS = "lesions_all"  # binary map of every lesion visible before injection (head target)
 TRUTH_ATTR = "truth_path"
 LESIONS_ATTR = "lesions_path"  # the exam's all-lesion mask (TrainingExam.lesions), "" when none

@@ -181,7 +181,11 @@ def test_mixed_run_with_two_bids_folders(tmp_path, capsys):
     code = main(["-q", "train", str(gd), str(masks), "-o", str(run), "--config", str(TINY),
                  "--set", HEADS, "--max-steps", "3", "--no-fit-detector", "--labels", str(deriv),
                  "--set", "data.lesion_probability=1.0"])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert ("training on 1 exam(s) with a post-Gd T1w and 1 mask-only exam(s) (lesions head "
+            "only), from 2 dataset(s): gd (1 post-Gd, 0 mask-only), masks (0 post-Gd, 1 "
+            "mask-only)") in err
     _, card = load_model_folder(run / "model")
     data, split, labels = card.training["data"], card.training["split"], card.training["labels"]
     assert data["n_with_target"] == 1 and data["n_mask_only"] == 1
