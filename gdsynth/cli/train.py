@@ -8,9 +8,26 @@ import typer
 
 from gdsynth.cli._common import LABELS_HELP
 
+BIDS_HELP = (
+    "BIDS dataset(s) or cohort table(s); several are trained together (exam ids become "
+    "<dataset>:sub-X). Exams with a post-Gd T1w train the synthesis (and the enhancing head); "
+    "with the 'lesions' head in the recipe, exams without one are mask-only exams that train "
+    "only that head and need an all-lesion mask (--labels or the phantom truth; else an error "
+    "naming the exam)."
+)
+TRAIN_LABELS_HELP = (
+    "Derivative folder of lesion masks (repeatable; first found wins), any grid (resampled by "
+    "world coordinates), .nii[.gz]. Enhancing lesions (e.g. the output of 'gdsynth label'): "
+    "<prefix>_desc-enhancing_dseg, _desc-enhancing_mask or _label-enhancing_mask. All lesions "
+    "(the 'lesions' head; mask-only exams): <prefix>_desc-lesions_mask, _desc-lesions_dseg, "
+    "_label-lesions_mask or _label-L_desc-all_mask. Takes precedence over the phantom truth and "
+    "derived labels (post - pre threshold, FLAIR); a folder inside one of the datasets applies "
+    "to that dataset only. The card records each exam's label sources."
+)
+
 
 def train(
-    bids: Path = typer.Argument(..., help="BIDS dataset (or cohort table) with post-Gd T1w."),
+    bids: list[Path] = typer.Argument(..., metavar="BIDS", help=BIDS_HELP),
     output: Path = typer.Option(..., "-o", "--output", metavar="RUN",
                                 help="Run folder (checkpoints, logs, model/)."),
     config: Path | None = typer.Option(None, "--config", "-c",
@@ -32,12 +49,10 @@ def train(
         None, "--participant-label", help=LABELS_HELP),
     labels: list[Path] | None = typer.Option(
         None, "--labels", metavar="DERIV",
-        help="Derivative folder of enhancing-lesion masks (repeatable; first found wins), e.g. "
-             "the output of 'gdsynth label': <prefix>_desc-enhancing_dseg, _desc-enhancing_mask "
-             "or _label-enhancing_mask (.nii[.gz]), any grid. Takes precedence over the phantom "
-             "truth and the post - pre threshold; the card records each exam's label source."),
+        help=TRAIN_LABELS_HELP),
     prep_dir: Path | None = typer.Option(
-        None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep)."),
+        None, help="Preparation cache (default BIDS/derivatives/gdsynth-prep; with several "
+                   "datasets PREP_DIR/<dataset>)."),
     settings: list[str] | None = typer.Option(
         None, "--set", metavar="KEY=VALUE",
         help="Change one recipe field (repeatable; YAML value), e.g. --set loss.l1_weight=0 "
@@ -56,6 +71,10 @@ def train(
 ) -> None:
     """Train the pix2pix generator on prepared exams, then fit its lesion stage on the
     held-out exams (classifier, exam model, refer operating point; figures printed).
+
+    Several datasets may be mixed: exams with a post-Gd T1w and, for a recipe with the
+    'lesions' head, mask-only exams (a lesion mask, no contrast) that train that head only;
+    each loss applies where its target exists, and validation uses exams with a post-Gd T1w.
 
     One progress line shows steps, ETA and losses (third-party messages: --verbose). At the end
     it prints where the run is and how to look at it ('gdsynth runs RUN', 'wandb sync ...').
@@ -80,7 +99,8 @@ def train(
 
 def _report_preparation(data) -> None:  # data: gdsynth.training.launch.TrainingSet
     """Name the exams that failed preparation; stop (exit 1 after the batch summary, or a
-    ConfigError) when none could be prepared."""
+    ConfigError) when none could be prepared. A mixed run (several datasets or mask-only
+    exams) says how many exams of each kind it trains on."""
     from gdsynth.cli._common import CaseResult, finish_batch
     from gdsynth.errors import ConfigError
 
@@ -88,6 +108,14 @@ def _report_preparation(data) -> None:  # data: gdsynth.training.launch.Training
     if not data.training:
         finish_batch(prepared, "prepare")
         raise ConfigError(data.bids, "no exam could be prepared")
+    counts = data.summary()
+    if len(data.datasets) > 1 or counts["n_mask_only"]:
+        typer.echo(f"training on {counts['n_with_target']} exam(s) with a post-Gd T1w and "
+                   f"{counts['n_mask_only']} mask-only exam(s) (lesions head only), from "
+                   f"{len(data.datasets)} dataset(s): " + ", ".join(
+                       f"{d.name or d.path} ({len(d.with_target)} post-Gd, "
+                       f"{len(d.mask_only)} mask-only)"
+                       for d in data.datasets), err=True)
     if any(r.status == "failed" for r in prepared):
         typer.echo(f"prepare: {sum(r.status == 'failed' for r in prepared)} exam(s) failed and "
                    "are not used: " + ", ".join(r.case for r in prepared if r.status == "failed"),

@@ -96,16 +96,39 @@ def split_exams(
     """Deterministic subject-level split: all exams of one subject fall on the same side.
 
     At least one subject is kept for training, and one for validation when ``val_fraction > 0``
-    and there are two subjects or more.
+    and there are two subjects or more. Validation needs a target: only the subjects of exams
+    with a post-Gd T1w are split; mask-only exams (:attr:`TrainingExam.has_target` false) train,
+    except those of a held-out subject, which are left out (no subject on both sides).
     """
-    subjects = sorted({e.subject_id for e in exams})
+    subjects = sorted({e.subject_id for e in exams if e.has_target})
     random.Random(seed).shuffle(subjects)
     n_val = 0
     if val_fraction > 0 and len(subjects) > 1:
         n_val = min(len(subjects) - 1, max(1, round(val_fraction * len(subjects))))
     val_subjects = set(subjects[:n_val])
     return ([e for e in exams if e.subject_id not in val_subjects],
-            [e for e in exams if e.subject_id in val_subjects])
+            [e for e in exams if e.subject_id in val_subjects and e.has_target])
+
+
+def check_mixed(train: Sequence[TrainingExam], val: Sequence[TrainingExam],
+                config: DataConfig) -> None:
+    """Refuse (:class:`ConfigError`, naming the exam) a validation exam without a target, and a
+    mask-only training exam that cannot train anything: the recipe has no ``lesions`` head
+    (``data.all_lesion_labels`` false) or the exam has no all-lesion mask."""
+    for e in val:
+        if not e.has_target:
+            raise ConfigError(e.paths.get("T1w"), f"validation exam {e.id} has no post-Gd T1w "
+                              "(validation scores the synthesis)")
+    for e in train:
+        if e.has_target:
+            continue
+        if not config.all_lesion_labels:
+            raise ConfigError(e.paths.get("T1w"), f"exam {e.id} has no post-Gd T1w: a mask-only "
+                              "exam trains only the 'lesions' head, which this recipe lacks "
+                              "(add it to generator.heads)")
+        if e.lesions is None:
+            raise ConfigError(e.paths.get("T1w"), f"mask-only exam {e.id} (no post-Gd T1w) has "
+                              "no all-lesion mask to train on")
 
 
 class EpochLoader:
@@ -144,6 +167,7 @@ class GdsynthDataModule(pl.LightningDataModule):
             self.train_exams, self.val_exams = list(exams), list(val_exams)
         if not self.train_exams:
             raise ConfigError(None, "no training exams")
+        check_mixed(self.train_exams, self.val_exams, config)
         self._cache: list[tio.Subject] | None = None
         self._mixer = None
 
@@ -169,7 +193,7 @@ class GdsynthDataModule(pl.LightningDataModule):
     def train_subjects(self) -> list[tio.Subject]:
         """Training subjects; loaded and base-transformed once when ``cache_subjects``."""
         c = self.config
-        subjects = [make_subject(e, c.inputs) for e in self.train_exams]
+        subjects = [make_subject(e, c.inputs, need_target=e.has_target) for e in self.train_exams]
         if not c.cache_subjects:
             return subjects
         if self._cache is None:
@@ -216,7 +240,8 @@ class GdsynthDataModule(pl.LightningDataModule):
         )
         loader = DataLoader(queue, batch_size=c.batch_size, num_workers=0, drop_last=True,
                             collate_fn=PatchCollate(c.inputs, c.mode, dropout=c.input_dropout,
-                                                    optional=c.optional_inputs))
+                                                    optional=c.optional_inputs,
+                                                    all_lesions=c.all_lesion_labels))
         return self._cvae_mixer().wrap(loader) if c.cvae and c.cvae_per_batch > 0 else loader
 
     def _cvae_mixer(self):  # -> gdsynth.models.cvae.CVAEMixer, built once
@@ -235,7 +260,7 @@ class GdsynthDataModule(pl.LightningDataModule):
                                   f"patches of {model.channels - 1} sequences; data has "
                                   f"{c.patch_size} and {c.inputs}")
             order = [*c.inputs, TARGET]
-            subjects = self.train_subjects()
+            subjects = [s for s in self.train_subjects() if TARGET in s]  # a bank needs targets
             if not c.cache_subjects:
                 subjects = [self.base_transform()(s) for s in subjects]
             parts = [lesion_patches({k: s[k].data[0].numpy() for k in order},
@@ -270,6 +295,9 @@ class GdsynthDataModule(pl.LightningDataModule):
 
     def summary(self) -> dict:
         """Training-data description for the model card."""
+        mask_only = sum(not e.has_target for e in self.train_exams)
         return {"train_exams": [e.id for e in self.train_exams],
                 "val_exams": [e.id for e in self.val_exams],
-                "n_train": len(self.train_exams), "n_val": len(self.val_exams)}
+                "n_train": len(self.train_exams), "n_val": len(self.val_exams),
+                "n_train_with_target": len(self.train_exams) - mask_only,
+                "n_train_mask_only": mask_only}

@@ -4,6 +4,11 @@
 sequences are concatenated sequence-major, so the input is ``(C * (2k+1), H=X, W=Y)`` with channel
 ``c * (2k+1) + j`` = sequence ``c``, slice ``z - k + j`` (:mod:`gdsynth.data.layout`). Target, pre, brain and lesion are the
 central slice ``(1, H, W)``. 3D keeps ``(C, X, Y, Z)``.
+
+Mixed batches (:class:`PatchCollate`): a patch of a mask-only exam has no ``target``, a patch of
+an exam without all-lesion labels no ``lesions_all``; the batch then carries per-patch flags
+``has_target`` / ``has_all_lesions`` (``(B,)`` float 0/1) and a stand-in where the tensor is
+missing (the pre-contrast T1w as target, zeros as ``lesions_all``), which the losses leave out.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import torchio as tio
 from gdsynth.data.layout import slices_to_channels
 from gdsynth.data.subjects import ALL_LESIONS, BRAIN, LESION, TARGET
 from gdsynth.models.card import Mode
+
+#: Per-patch flags of a training batch: which patches have a target (post-Gd T1w) and which
+#: have an all-lesion map (``lesions_all``); ``(B,)`` float 0/1.
+HAS_TARGET = "has_target"
+HAS_ALL_LESIONS = "has_all_lesions"
 
 
 def patch_size_for(mode: str, patch: int, context_slices: int) -> tuple[int, int, int]:
@@ -76,11 +86,18 @@ class PatchCollate:
     is left out of each patch's input, independently, with probability ``dropout`` (drawn from
     torch's global generator, which the data module reseeds every epoch); the target, the
     pre-contrast T1w and the labels are never touched.
+
+    Patches of mask-only exams (no ``target``) or without ``lesions_all`` get a stand-in tensor
+    and a 0 in the ``has_target`` / ``has_all_lesions`` flag (see the module docstring); a flag
+    is added only when some patch lacks the tensor (``lesions_all``: and ``all_lesions`` says it
+    is expected, or another patch has it), so a batch where every patch has its targets is as
+    before.
     """
 
     def __init__(self, inputs: Sequence[str], mode: str, *, dropout: float = 0.0,
-                 optional: Sequence[str] = ()) -> None:
+                 optional: Sequence[str] = (), all_lesions: bool = False) -> None:
         self.inputs = list(inputs)
+        self.all_lesions = bool(all_lesions)  # lesions_all expected (stand-in + flag if absent)
         self.mode = mode
         self.dropout = float(dropout)
         self.optional = [s for s in self.inputs if s in set(optional)]
@@ -95,7 +112,17 @@ class PatchCollate:
 
     def __call__(self, patches: list[Mapping]) -> dict[str, torch.Tensor]:
         items = [to_tensors(p, self.inputs, self.mode, self.missing()) for p in patches]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        flags = {}
+        for key, flag, stand_in in (("target", HAS_TARGET, lambda it: it["pre"].clone()),
+                                    (ALL_LESIONS, HAS_ALL_LESIONS,
+                                     lambda it: torch.zeros_like(it["brain"]))):
+            has = [key in it for it in items]
+            if not all(has) and (key == "target" or self.all_lesions or any(has)):
+                flags[flag] = torch.tensor(has, dtype=torch.float32)
+                for it in items:
+                    it.setdefault(key, stand_in(it))
+        batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        return {**batch, **flags}
 
 
 class VolumeCollate:

@@ -1,6 +1,11 @@
 """Prepared exams as ``tio.Subject``s: input sequences, target post-Gd T1w, brain mask, and the
 enhancing-lesion truth used for patch sampling.
 
+Mixed training (several datasets): an exam *with a target* has a post-Gd T1w (synthesis, the
+``enhancing`` head); a *mask-only* exam has none, only an all-lesion mask
+(``TrainingExam.lesions``): it trains the ``lesions`` head, and its patches are centred on its
+lesions.
+
 Images are read through :func:`gdsynth.io.read_image` (lazily, by torchio's ``reader`` hook), so
 tensors are ``(1, X, Y, Z)`` on the prepared grid with its RAS affine. Image keys are the sequence
 names (``T1w``, ``T2w``, ``FLAIR``), ``T1w_gd`` (target) and ``brain`` (mask).
@@ -22,9 +27,10 @@ from gdsynth.io import read_image
 TARGET = "T1w_gd"
 BRAIN = "brain"
 LESION = "lesion"  # binary enhancing-lesion map on the prepared grid (added by AddLesionLabels)
-SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion
+SAMPLING = "sampling"  # 0 outside brain, 1 brain, 2 enhancing lesion (mask-only exam: any lesion)
 ALL_LESIONS = "lesions_all"  # binary map of every lesion visible before injection (head target)
 TRUTH_ATTR = "truth_path"
+LESIONS_ATTR = "lesions_path"  # the exam's all-lesion mask (TrainingExam.lesions), "" when none
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,10 @@ class TrainingExam:
     ``paths``: prepared NIfTI files keyed ``T1w``, ``T2w``, ``FLAIR``, ``T1w_gd``, ``mask`` (as
     ``gdsynth.preprocess.PreparedFiles.paths``). ``truth``: optional enhancing-lesion label map
     (phantom ``_desc-enhancing_dseg``) on any grid overlapping the prepared one (usually
-    the native T1w grid); it is resampled by world coordinates (nearest neighbour).
+    the native T1w grid); it is resampled by world coordinates (nearest neighbour). ``lesions``:
+    optional all-lesion mask (every lesion visible before injection, the ``lesions`` head's
+    target; any grid, resampled the same way). An exam without ``T1w_gd`` is *mask-only*: it
+    needs ``lesions`` and trains the ``lesions`` head only.
     """
 
     id: str
@@ -42,6 +51,12 @@ class TrainingExam:
     truth: Path | None = None
     subject: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    lesions: Path | None = None
+
+    @property
+    def has_target(self) -> bool:
+        """Whether the exam has the real post-Gd T1w (synthesis target); False: mask-only."""
+        return self.paths.get(TARGET) is not None
 
     @property
     def subject_id(self) -> str:
@@ -78,6 +93,7 @@ def make_subject(exam: TrainingExam, inputs: Sequence[str], *, need_target: bool
     images[BRAIN] = tio.LabelMap(Path(exam.paths["mask"]), reader=read_label)
     subject = tio.Subject(images, exam_id=exam.id, inputs=list(inputs))
     subject[TRUTH_ATTR] = str(exam.truth) if exam.truth else ""
+    subject[LESIONS_ATTR] = str(exam.lesions) if exam.lesions else ""
     return subject
 
 
@@ -145,9 +161,15 @@ class AddLesionLabels(tio.Transform):
 
     Uses the phantom truth (``truth_path`` attribute) when present, else :func:`derived_lesions`
     from the real post − pre. Apply first, before any spatial augmentation. With
-    ``all_lesions`` it also adds ``lesions_all`` (every lesion visible before injection: the
-    phantom ``_label-L_desc-all_mask`` next to the truth, else :func:`derived_all_lesions` from
-    FLAIR hyperintensity), the target of the ``lesions`` head.
+    ``all_lesions`` it also adds ``lesions_all`` (every lesion visible before injection, the
+    target of the ``lesions`` head), first found: the exam's all-lesion mask (``lesions_path``
+    attribute: an annotation or the phantom ``_label-L_desc-all_mask``, found by
+    :func:`gdsynth.training.cohort.with_labels`), the phantom mask next to the truth, else
+    :func:`derived_all_lesions` from FLAIR hyperintensity; an exam with none of these (no FLAIR)
+    gets no ``lesions_all`` (its patches do not train the head).
+
+    A mask-only subject (no ``T1w_gd``) has an empty ``lesion`` map, and its ``sampling`` map
+    marks its all-lesion mask as the lesion class, so lesion oversampling centres on its lesions.
     """
 
     def __init__(self, *, threshold: float = 0.25, smooth_mm: float = 1.0,
@@ -159,41 +181,46 @@ class AddLesionLabels(tio.Transform):
         self.flair_threshold = flair_threshold
         self.args_names = ["threshold", "smooth_mm", "all_lesions", "flair_threshold"]
 
-    def _all_lesions(self, subject: tio.Subject, brain: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    def _all_lesions(self, subject: tio.Subject, brain: np.ndarray,
+                     lesion: np.ndarray) -> np.ndarray | None:
         truth = subject.get(TRUTH_ATTR, "")
-        path = all_lesions_truth_path(truth) if truth else None
-        if path is not None:
-            out = truth_on_grid(path, subject["T1w"])
-        elif "FLAIR" in subject:
+        path = subject.get(LESIONS_ATTR, "") or (all_lesions_truth_path(truth) if truth else None)
+        if path:
+            out = truth_on_grid(Path(path), subject["T1w"])
+        elif "FLAIR" in subject and TARGET in subject:
             out = derived_all_lesions(subject["FLAIR"].data[0].numpy(), brain,
                                       subject["FLAIR"].spacing, threshold=self.flair_threshold)
         else:
-            out = np.zeros_like(brain, dtype=np.uint8)
+            return None
         return ((out > 0) | (lesion > 0)).astype(np.uint8) * (brain > 0)
+
+    def _enhancing(self, subject: tio.Subject, brain: np.ndarray) -> np.ndarray:
+        truth = subject.get(TRUTH_ATTR, "")
+        if TARGET not in subject:  # mask-only: nothing known about enhancement
+            return np.zeros_like(brain, dtype=np.uint8)
+        if truth:
+            return truth_on_grid(Path(truth), subject["T1w"])
+        return derived_lesions(subject["T1w"].data[0].numpy(), subject[TARGET].data[0].numpy(),
+                               brain, subject["T1w"].spacing, threshold=self.threshold,
+                               smooth_mm=self.smooth_mm)
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
         brain = subject[BRAIN].data[0].numpy()
-        truth = subject.get(TRUTH_ATTR, "")
-        if truth:
-            lesion = truth_on_grid(Path(truth), subject["T1w"])
-        elif TARGET in subject:
-            lesion = derived_lesions(
-                subject["T1w"].data[0].numpy(), subject[TARGET].data[0].numpy(), brain,
-                subject["T1w"].spacing, threshold=self.threshold, smooth_mm=self.smooth_mm,
-            )
-        else:
-            lesion = np.zeros_like(brain, dtype=np.uint8)
-        lesion = lesion * (brain > 0)
-        sampling = (brain > 0).astype(np.uint8) + lesion
+        lesion = self._enhancing(subject, brain) * (brain > 0)
+        every = self._all_lesions(subject, brain, lesion) \
+            if self.all_lesions or TARGET not in subject else None
+        centres = lesion if TARGET in subject or every is None else every
+        sampling = (brain > 0).astype(np.uint8) + (centres > 0).astype(np.uint8) * (brain > 0)
         affine = subject[BRAIN].affine
-        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(lesion[None].astype(np.uint8)),
-                                       affine=affine), LESION)
-        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(sampling[None].astype(np.uint8)),
-                                       affine=affine), SAMPLING)
-        if self.all_lesions:
-            every = self._all_lesions(subject, brain, lesion)
-            subject.add_image(tio.LabelMap(tensor=torch.from_numpy(every[None].astype(np.uint8)),
-                                           affine=affine), ALL_LESIONS)
+
+        def add(array: np.ndarray, name: str) -> None:
+            subject.add_image(tio.LabelMap(tensor=torch.from_numpy(array[None].astype(np.uint8)),
+                                           affine=affine), name)
+
+        add(lesion, LESION)
+        add(sampling, SAMPLING)
+        if self.all_lesions and every is not None:
+            add(every, ALL_LESIONS)
         return subject
 
 

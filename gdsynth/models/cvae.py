@@ -207,7 +207,8 @@ class CVAEMixer:
     """Appends ``per_batch`` CVAE samples to every training batch (an iterable wrapper).
 
     ``bank`` = (x, mask, brain) from :func:`lesion_patches`; keys the batch has beyond the
-    sample's (``lesions_all``) get the generated lesion mask.
+    sample's (``lesions_all``) get the generated lesion mask, per-patch flags (1-D:
+    ``has_target``, ``has_all_lesions``) a 1.
     """
 
     def __init__(self, model: LesionCVAE, bank: tuple[torch.Tensor, ...], per_batch: int, *,
@@ -223,8 +224,12 @@ class CVAEMixer:
         extra = sample_patches(self.model, *self.bank, self.per_batch,
                                context_slices=self.context_slices, t1w_index=self.t1w_index,
                                seed=self.seed * 1_000_003 + self.calls)
-        return {k: torch.cat([v, extra.get(k, extra["lesion"]).to(v.dtype)])
-                for k, v in batch.items()}
+        n = len(extra["lesion"])
+
+        def more(k: str, v: torch.Tensor) -> torch.Tensor:  # per-patch flags (B,): 1, all targets
+            return torch.ones(n, dtype=v.dtype) if v.dim() == 1 else extra.get(k, extra["lesion"])
+
+        return {k: torch.cat([v, more(k, v).to(v.dtype)]) for k, v in batch.items()}
 
     def wrap(self, loader):  # -> Iterator[dict]
         for batch in loader:

@@ -6,6 +6,12 @@ One training step, per batch of ``input (B, C_in, ...)``, ``pre``/``target``/``b
 space (post − pre when residual, else post), real vs generated; then the generator minimises
 ``adversarial_weight * GAN + l1_weight * L1 (+ ssim_weight * (1 − SSIM))``.
 
+Mixed batches (mask-only exams, :mod:`gdsynth.data.patches`): L1, SSIM, both adversarial terms
+and the ``enhancing`` head are computed over the patches whose ``has_target`` flag is set, the
+``lesions`` head over those whose ``has_all_lesions`` flag is set (a batch without the flag: every
+patch); a term with no such patch in the batch is left out (not logged, no NaN), and a step
+without any term updates nothing.
+
 Precision (``trainer.precision``, :class:`gdsynth.runtime.Precision`): with ``bf16`` the
 Trainer runs each training step in bf16 autocast (Lightning ``bf16-mixed``; the manual
 optimization here runs inside it too). Weights, Adam states, instance-norm statistics (computed
@@ -43,6 +49,24 @@ from gdsynth.training.volume import crop_to_mask
 #: sampling, ``lesions`` every lesion visible before injection (phantom all-lesion truth, else
 #: FLAIR hyperintensity; see :class:`gdsynth.data.subjects.AddLesionLabels`).
 HEAD_TARGETS = {"enhancing": "lesion", "lesions": "lesions_all"}
+#: head name -> batch flag of the patches its loss uses (absent flag: every patch).
+HEAD_FLAGS = {"enhancing": "has_target", "lesions": "has_all_lesions"}
+
+
+def flagged(batch: dict[str, torch.Tensor], flag: str) -> torch.Tensor:
+    """``(B,)`` bool: the patches of ``batch`` whose per-patch ``flag`` is set (all of them when
+    the batch has no such flag: every patch has that target)."""
+    n = batch["input"].shape[0]
+    if flag not in batch:
+        return torch.ones(n, dtype=torch.bool, device=batch["input"].device)
+    return batch[flag].reshape(n) > 0.5
+
+
+def rows_of(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The patches ``rows`` of ``batch`` (itself when every row is kept)."""
+    if bool(rows.all()):
+        return batch
+    return {k: v[rows] if torch.is_tensor(v) and v.dim() > 0 else v for k, v in batch.items()}
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -142,27 +166,71 @@ class Pix2PixModule(pl.LightningModule):
         return False
 
     def generator_loss(self, out: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Loss terms of the generator except the adversarial one (``l1``, ``ssim``, heads)."""
+        """Loss terms of the generator except the adversarial one (``l1``, ``ssim``, heads), each
+        over the patches that have its target (:data:`HEAD_FLAGS`, ``has_target``); a term
+        without any such patch in the batch is absent."""
         lc = self.cfg.loss
         out = out.float()  # bf16 autocast: losses and their reductions in float32
-        synth = out[:, :1]
-        mask = batch["brain"] if lc.brain_mask else None
-        terms = {"l1": weighted_l1(synth, self.goal(batch), mask=mask, lesion=batch.get("lesion"),
-                                   lesion_weight=lc.lesion_weight)}
-        if lc.ssim_weight > 0:
-            terms["ssim"] = ssim_loss(self.synthetic_post(synth, batch["pre"]), batch["target"],
-                                      data_range=lc.ssim_data_range, mask=mask)
+        terms: dict[str, torch.Tensor] = {}
+        rows = flagged(batch, "has_target")
+        if bool(rows.any()):
+            t = rows_of(batch, rows)
+            synth = out[:, :1] if t is batch else out[rows, :1]
+            mask = t["brain"] if lc.brain_mask else None
+            terms["l1"] = weighted_l1(synth, self.goal(t), mask=mask, lesion=t.get("lesion"),
+                                      lesion_weight=lc.lesion_weight)
+            if lc.ssim_weight > 0:
+                terms["ssim"] = ssim_loss(self.synthetic_post(synth, t["pre"]), t["target"],
+                                          data_range=lc.ssim_data_range, mask=mask)
         for i, head in enumerate(self.cfg.generator.heads, start=1):
             key = HEAD_TARGETS[head]
             if key not in batch:
                 raise TrainingError(None, f"head {head!r} needs batch[{key!r}]; set "
                                     "data.all_lesion_labels (automatic for the lesions head)")
-            terms[f"head_{head}"] = head_loss(out[:, i : i + 1], batch[key], lc.head_dice_weight)
+            keep = flagged(batch, HEAD_FLAGS[head])
+            if bool(keep.any()):
+                logits, target = out[:, i : i + 1], batch[key]
+                if not bool(keep.all()):
+                    logits, target = logits[keep], target[keep]
+                terms[f"head_{head}"] = head_loss(logits, target, lc.head_dice_weight)
         return terms
+
+    def total_generator_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The weighted sum of ``terms`` (None when there is none: nothing to learn from)."""
+        lc = self.cfg.loss
+        if not terms:
+            return None
+        heads = [lc.head_weights.get(k[5:], 1.0) * v for k, v in terms.items()
+                 if k.startswith("head_")]
+        total = 0.0
+        if "l1" in terms:  # (added in the order of earlier versions: same float results)
+            total = lc.l1_weight * terms["l1"] + lc.ssim_weight * terms.get("ssim", 0.0)
+        total = total + sum(heads)
+        if "adv" in terms:
+            total = total + lc.adversarial_weight * terms["adv"]
+        return total  # type: ignore[return-value]
+
+    def _discriminator_step(self, opt_d, x: torch.Tensor, goal: torch.Tensor,
+                            synth: torch.Tensor) -> torch.Tensor:
+        """One discriminator update on real ``(x, goal)`` vs generated ``(x, synth)``."""
+        oc = self.cfg.optim
+        self.toggle_optimizer(opt_d)
+        real = self.discriminator(self._layout(torch.cat([x, goal], 1))).float()
+        fake = self.discriminator(self._layout(torch.cat([x, synth.detach()], 1))).float()
+        d_loss = 0.5 * (self.adversarial(real, True, True) + self.adversarial(fake, False, True))
+        if self._finite(d_loss, "discriminator"):
+            self.manual_backward(d_loss)
+            if oc.grad_clip_d > 0:
+                self.clip_gradients(opt_d, gradient_clip_val=oc.grad_clip_d,
+                                    gradient_clip_algorithm="norm")
+            opt_d.step()
+        opt_d.zero_grad(set_to_none=True)
+        self.untoggle_optimizer(opt_d)
+        return d_loss.detach()
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        lc, oc = self.cfg.loss, self.cfg.optim
+        oc = self.cfg.optim
         opts = self.optimizers()
         opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list) else (opts, None)
         for opt in (opt_g, opt_d):
@@ -170,32 +238,20 @@ class Pix2PixModule(pl.LightningModule):
                 self._uncounted(opt)
         x = self._layout(batch["input"])
         out = self.generator(x)
-        synth = out[:, :1]
+        rows = flagged(batch, "has_target")  # the adversarial terms need a real target
+        some, every = bool(rows.any()), bool(rows.all())
+        x_t, synth_t = (x, out[:, :1]) if every else (x[rows], out[rows, :1])
         logs: dict[str, torch.Tensor] = {}
-        if self.discriminator is not None and opt_d is not None:
-            self.toggle_optimizer(opt_d)
-            real = self.discriminator(self._layout(torch.cat([x, self.goal(batch)], 1))).float()
-            fake = self.discriminator(self._layout(torch.cat([x, synth.detach()], 1))).float()
-            d_loss = 0.5 * (self.adversarial(real, True, True) + self.adversarial(fake, False, True))
-            if self._finite(d_loss, "discriminator"):
-                self.manual_backward(d_loss)
-                if oc.grad_clip_d > 0:
-                    self.clip_gradients(opt_d, gradient_clip_val=oc.grad_clip_d,
-                                        gradient_clip_algorithm="norm")
-                opt_d.step()
-            opt_d.zero_grad(set_to_none=True)
-            self.untoggle_optimizer(opt_d)
-            logs["train/loss_d"] = d_loss.detach()
+        if self.discriminator is not None and opt_d is not None and some:
+            goal = self.goal(batch if every else rows_of(batch, rows))
+            logs["train/loss_d"] = self._discriminator_step(opt_d, x_t, goal, synth_t)
         self.toggle_optimizer(opt_g)
         terms = self.generator_loss(out, batch)
-        g_loss = lc.l1_weight * terms["l1"] + lc.ssim_weight * terms.get("ssim", 0.0)
-        g_loss = g_loss + sum(lc.head_weights.get(k[5:], 1.0) * v
-                              for k, v in terms.items() if k.startswith("head_"))
-        if self.discriminator is not None:
-            fake = self.discriminator(self._layout(torch.cat([x, synth], 1))).float()
+        if self.discriminator is not None and some:
+            fake = self.discriminator(self._layout(torch.cat([x_t, synth_t], 1))).float()
             terms["adv"] = self.adversarial(fake, True, False)
-            g_loss = g_loss + lc.adversarial_weight * terms["adv"]
-        if self._finite(g_loss, "generator"):
+        g_loss = self.total_generator_loss(terms)
+        if g_loss is not None and self._finite(g_loss, "generator"):
             self.manual_backward(g_loss)
             if oc.grad_clip_g > 0:
                 self.clip_gradients(opt_g, gradient_clip_val=oc.grad_clip_g,
@@ -204,7 +260,8 @@ class Pix2PixModule(pl.LightningModule):
         opt_g.zero_grad(set_to_none=True)
         self.untoggle_optimizer(opt_g)
         self._count_batch()
-        logs["train/loss_g"] = g_loss.detach()
+        if g_loss is not None:
+            logs["train/loss_g"] = g_loss.detach()
         logs.update({f"train/{k}": v.detach() for k, v in terms.items()})
         self.log_dict(logs, prog_bar=True, batch_size=x.shape[0])
 

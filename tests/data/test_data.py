@@ -47,7 +47,7 @@ def test_missing_sequence_is_named(tmp_path):
 
 
 def test_split_is_by_subject_and_deterministic(tmp_path):
-    paths = {"T1w": tmp_path}
+    paths = {"T1w": tmp_path, "T1w_gd": tmp_path}  # exams with a target (validation needs one)
     exams = [TrainingExam(id=f"sub-{s}_ses-{t}", paths=paths) for s in "abcdefghij" for t in "12"]
     train, val = split_exams(exams, 0.2, seed=3)
     assert (train, val) == split_exams(exams, 0.2, seed=3)
