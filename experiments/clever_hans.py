@@ -11,20 +11,30 @@ prepared images (its ``derivatives/gdsynth-prep``, normalized: NAWM = 1), not to
 images, so the cued copy needs no second preparation (on 2 shared cores preparing every exam twice
 cost more than training); the dots of each exam are in ``WORK/cued-*/<exam>_cue.tsv``.
 
-Two small models are trained with one recipe (``experiments/clever_hans.yaml``, 2 mm): one on the
-cued cohort, one on the clean one (same exams). Both are explained by LRP on the truth lesions of a
-cued test cohort (the first ``--test-exams`` exams of the unseen site C, cued the same way) and the
-relevance is measured
+The phantom (``--appearance``, :data:`APPEARANCES`) draws active and chronic lesions alike on the
+pre-contrast images, so that the dot, not the lesion, is what tells which lesion will enhance
+(``standard``: the default phantom, where the lesion's own halo and border already do; the dot
+then adds nothing, and an earlier run showed the model ignoring it). Every generated exam has
+>= 1 active lesion; the first ``--subjects`` train, the next ``--test-exams`` are held out.
 
-* in the lesion and within ``--dot-radius-mm`` (4 mm) of the dot (active lesions);
+Two small models are trained with one recipe (``experiments/clever_hans.yaml``, 2 mm, L1 only) on
+the same exams, one with the dots and one without, to each of ``--budgets`` steps in turn (the
+run is resumed). At each budget the behaviour is measured on the held-out exams: each lesion's
+mean synthetic enhancement with the dots and without them, and how well it separates active from
+chronic lesions (AUC). The budgets stop once removing the dots takes ``--enough`` of the cued
+model's enhancement at active lesions; at the last budget trained both models are explained by
+LRP on the held-out lesions (cued) and the relevance is measured
+
+* in the lesion, within ``--dot-radius-mm`` (4 mm) of the dot and elsewhere (active lesions);
 * by spectral relevance analysis (:mod:`gdsynth.explain.patterns`): per cluster, the share of
   |relevance| near the dot, so a cluster "made of the dot" shows up.
 
 The cue is revealed when, for the cued model, the positive relevance near the dot exceeds that in
-the lesion, and not for the clean model. Writes ``WORK/clever_hans.md`` and the pattern pages
-``WORK/patterns-cue/``, ``WORK/patterns-clean/``; everything is cached under WORK.
+the lesion, and not for the clean model. Writes ``WORK/clever_hans-behaviour.md``,
+``WORK/clever_hans.md`` and the pattern pages ``WORK/patterns-cue/``, ``WORK/patterns-clean/``;
+everything is cached under WORK.
 
-    python experiments/clever_hans.py --work /work/cache/lrp/ch
+    python experiments/clever_hans.py --work /work/cache/hans/ch6
 """
 
 from __future__ import annotations
@@ -50,10 +60,10 @@ DIRECTIONS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--appearance", choices=("alike", "standard"), default="alike",
-                   help="alike: active and chronic lesions look alike before contrast (ALIKE), so "
-                        "only the dot predicts activity; standard: the default phantom (sites A+B), "
-                        "where the lesions' own look already does")
+    p.add_argument("--appearance", choices=("alike", "lookalike", "standard"), default="lookalike",
+                   help="alike, lookalike: active and chronic lesions look alike before contrast "
+                        "(APPEARANCES), so only the dot predicts activity; standard: the default "
+                        "phantom (sites A+B), where the lesions' own look already does")
     p.add_argument("--train-bids", type=Path, default=None,
                    help="clean training cohort (read only); default: a phantom of --subjects "
                         "subjects generated under WORK")
@@ -69,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default: --test-exams more subjects of the generated phantom (held out)")
     p.add_argument("--test-exams", type=int, default=6)
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "clever_hans.yaml")
-    p.add_argument("--budgets", default="400,800,1600",
+    p.add_argument("--budgets", default="1600,3200",
                    help="training steps, increasing: each model is trained on to the next budget "
                         "(resumed) and its behaviour measured, until the cue effect reaches "
                         "--enough; the relevance analysis runs at the last budget trained")
@@ -77,8 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stop once removing the dots lowers the cued model's mean enhancement at "
                         "active test lesions by this share")
     p.add_argument("--offset-mm", type=float, default=10.0)
-    p.add_argument("--sigma-mm", type=float, default=1.5, help="dot Gaussian sigma")
-    p.add_argument("--amplitude", type=float, default=0.4,
+    p.add_argument("--sigma-mm", type=float, default=2.5,
+                   help="dot Gaussian sigma (2.5 mm: seen on the 2.5D input's slices through most "
+                        "of the lesion)")
+    p.add_argument("--amplitude", type=float, default=0.6,
                    help="dot peak, fraction of each image's median brain intensity")
     p.add_argument("--dot-radius-mm", type=float, default=4.0)
     p.add_argument("--max-chronic", type=int, default=6, help="chronic lesions per test exam")
@@ -91,15 +103,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------- data and the cue
 
-#: The phantom of the check (``--appearance alike``): active and chronic lesions drawn alike on
-#: the pre-contrast images, so that only the dot tells which lesion enhances. The perivenular
-#: lesion model (site ``siteAltLesion``) gives active lesions no oedema halo and chronic-like
-#: borders and T1/T2 changes; no look-alike halos, no black holes and one diameter range remove
-#: the rest; no motion and no bias field, so the exams are prepared without registration or N4
-#: (what the CPU time of this check allows).
-ALIKE = {"lookalike_fraction": 0.0, "blackhole_fraction": 0.0, "diameter_mm": (4.0, 15.0),
-         "motion_max_deg": 0.0, "motion_max_mm": 0.0, "bias_scale": 0.0}
-ALIKE_SITES = ["siteAltLesion"]
+#: Phantoms of the check where active and chronic lesions look alike on the pre-contrast images,
+#: so that only the dot tells which lesion enhances (``--appearance``): no look-alike halos or
+#: black holes and one diameter range; no motion and no bias field, so the exams are prepared
+#: without registration or N4 (what the CPU time of this check allows).
+#:
+#: * ``alike``: the perivenular lesion model (site ``siteAltLesion``): active lesions without an
+#:   oedema halo, chronic-like borders and T1/T2 changes; faint, patchy enhancement.
+#: * ``lookalike``: the standard lesion model (site A) with every chronic lesion a look-alike (an
+#:   active-like halo and ill-defined border) and a stronger gadolinium range (0.3-0.6 mM instead
+#:   of 0.05-0.3), so the lesion term of the loss is larger.
+NO_MOTION = {"blackhole_fraction": 0.0, "diameter_mm": (4.0, 15.0), "motion_max_deg": 0.0,
+             "motion_max_mm": 0.0, "bias_scale": 0.0}
+APPEARANCES = {
+    "alike": ({**NO_MOTION, "lookalike_fraction": 0.0}, ["siteAltLesion"]),
+    "lookalike": ({**NO_MOTION, "lookalike_fraction": 1.0, "gd_lesion_mm": (0.3, 0.6)}, ["siteA"]),
+}
+ALIKE = APPEARANCES["alike"][0]
+ALIKE_SITES = APPEARANCES["alike"][1]
 ALIKE_PREP = {"register": False, "n4": False}
 
 
@@ -107,15 +128,15 @@ def training_phantom(args) -> Path:
     """The generated phantom (training exams, then ``--test-exams`` held-out ones when alike)."""
     from gdsynth.phantom import PhantomConfig, generate_dataset
 
-    alike = args.appearance == "alike"
-    sites = ALIKE_SITES if alike else ["siteA", "siteB"]
+    alike = args.appearance in APPEARANCES
+    fields, sites = APPEARANCES.get(args.appearance, ({}, ["siteA", "siteB"]))
     n = args.subjects + (args.test_exams if alike and args.test_bids is None else 0)
     bids = args.work / (f"phantom-{args.appearance}-n{n}-s{args.seed}-r{args.resolution:g}-"
                         + "+".join(sites))
     if not (bids / "dataset_description.json").is_file():
         generate_dataset(bids, subjects=n, seed=args.seed, resolution=args.resolution,
                          active_fraction=args.active_fraction, sites=sites,
-                         config=PhantomConfig(**ALIKE) if alike else None)
+                         config=PhantomConfig(**fields))
     return bids
 
 
@@ -392,9 +413,10 @@ def cohort_exams(args) -> tuple[list, list, list, list]:
     work = args.work
     generated = args.train_bids is None
     clean_bids = args.train_bids or training_phantom(args)
-    prep = ALIKE_PREP if generated and args.appearance == "alike" else None
+    alike = args.appearance in APPEARANCES
+    prep = ALIKE_PREP if generated and alike else None
     subs = sorted({f"sub-{e.subject}" for e in discover(clean_bids)})
-    if generated and args.test_bids is None and args.appearance == "alike":
+    if generated and args.test_bids is None and alike:
         pool, test_subs = subs[: args.subjects], subs[args.subjects:]
         test_bids = clean_bids
     else:
