@@ -86,7 +86,8 @@ def truth_lesions(exam, ex, max_chronic: int | None = None) -> list[tuple[np.nda
     from gdsynth.io import read_tsv
 
     labels = truth_instances(exam.truth, exam.paths["T1w"]) * ex.brain
-    table = Path(str(exam.truth).replace("_label-L_desc-enhancing_dseg.nii.gz", "_lesions.tsv"))
+    table = Path(str(exam.truth).replace("_label-L_desc-enhancing_dseg.nii.gz", "_lesions.tsv")
+                 .replace("_desc-enhancing_dseg.nii.gz", "_lesions.tsv"))
     rows = read_tsv(table) if table.is_file() else []
     active_rows = {int(float(r["label"])): r for r in rows if r.get("kind") == "active"}
     chronic_rows = [r for r in rows if r.get("kind") != "active"]

@@ -1,0 +1,86 @@
+"""experiments/clever_hans.py without training: the dot lands where it is asked with the asked
+peak, the behaviour figures (effect of removing the dots, AUC active vs chronic) are computed as
+documented, and the "alike" phantom draws active and chronic lesions from one pre-contrast look."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+
+
+@pytest.fixture(scope="module")
+def ch():
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location("clever_hans", EXPERIMENTS / "clever_hans.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_add_dots_places_a_gaussian_of_the_asked_peak(ch):
+    from gdsynth.io.geometry import Geometry
+
+    g = Geometry((24, 24, 24), (2.0, 2.0, 2.0), (-10.0, 5.0, 0.0))
+    image = np.ones(g.shape, np.float32)
+    ijk = np.array([[8, 12, 15]])
+    ras = g.index_to_world(ijk, ras=True)[0]
+    out = ch.add_dots(image, g, [{"x": ras[0], "y": ras[1], "z": ras[2]}], sigma_mm=1.5, peak=0.4)
+    assert np.all(image == 1.0)  # input untouched
+    added = out - image
+    assert np.unravel_index(np.argmax(added), g.shape) == (8, 12, 15)
+    assert added.max() == pytest.approx(0.4, abs=1e-6)
+    # the Gaussian's mass: peak * (2 pi sigma^2)^(3/2) / voxel volume
+    assert added.sum() == pytest.approx(0.4 * (2 * np.pi * 1.5**2) ** 1.5 / 8.0, rel=0.02)
+    assert np.all(added[:, :, :8] == 0.0) and np.all(added[16:] == 0.0)
+
+
+def test_behaviour_effect_and_auc(ch):
+    b = ch.Behaviour(active_dot=np.array([0.4, 0.6]), active_nodot=np.array([0.2, 0.3]),
+                     chronic=np.array([0.1, 0.25, 0.3]))
+    assert b.effect == pytest.approx(0.5)
+    assert b.auc(True) == pytest.approx(1.0)  # every active lesion above every chronic one
+    assert b.auc(False) == pytest.approx((1 + 0 + 0 + 1 + 1 + 0.5) / 6)  # ties count half
+    row = ch.behaviour_row(400, "with the cue", b)
+    assert "| 400 | with the cue | 2 (+3 chronic) | 0.500 | 0.250 | 50% (2/2 lesions) |" in row
+
+
+@pytest.mark.parametrize("appearance", ["alike", "lookalike"])
+def test_alike_phantoms_draw_one_pre_contrast_look(ch, appearance):
+    """No black hole, one diameter range, and no halo at all (``alike``: perivenular restyle of
+    site siteAltLesion) or a halo on every lesion (``lookalike``); each pre-contrast property then
+    separates the kinds partly at most (AUC of the property, active vs chronic, within 0.15-0.85:
+    overlapping ranges, not equal ones). The edge profile of ``alike`` still differs (erfc for
+    active lesions, a linear ramp for chronic ones, both under 1 mm wide: below the 2 mm voxel of
+    the check)."""
+    from gdsynth.metrics.roc import roc_auc
+    from gdsynth.phantom import PhantomConfig, get_site
+    from gdsynth.phantom.lesions import Kind, draw_active, draw_chronic, restyle
+
+    fields, sites = ch.APPEARANCES[appearance]
+    config = PhantomConfig(**fields, sites=tuple(sites))
+    styled = [get_site(s).lesion_model for s in sites] == ["perivenular"]
+    assert styled == (appearance == "alike")
+    rng = np.random.default_rng(0)
+    style = (lambda x: restyle(rng, x)) if styled else (lambda x: x)
+    chronic = [style(draw_chronic(rng, config, np.zeros(3))) for _ in range(200)]
+    active = [style(draw_active(rng, config, np.zeros(3), 0)) for _ in range(200)]
+    assert {x.kind for x in chronic} == {Kind.chronic}
+    assert all(x.pattern.value == "none" and x.gd_mm == 0 for x in chronic)
+    if styled:
+        assert not any(x.lookalike or x.halo_strength for x in chronic + active)
+        assert all(x.border_mm < 1.0 for x in active + chronic)
+    else:
+        assert all(x.lookalike and x.smooth and x.halo_strength > 0 for x in chronic)
+        assert all(0.3 <= x.gd_mm <= 0.6 for x in active)
+    y = np.r_[np.ones(len(active)), np.zeros(len(chronic))]
+    aucs = {f: roc_auc(y, np.array([getattr(x, f) for x in active + chronic]))
+            for f in ("dt1_ms", "dt2_ms", "dpd", "border_mm", "radius_mm", "halo_strength")}
+    assert all(0.15 <= v <= 0.85 for v in aucs.values()), aucs
