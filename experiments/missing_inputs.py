@@ -50,6 +50,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--input-dropout", type=float, default=0.25,
                    help="the drop-out model's data.input_dropout (on T2w and FLAIR)")
     p.add_argument("--test-subjects", nargs="*", default=None, help="only these TEST subjects")
+    p.add_argument("--check-exams", type=int, default=8,
+                   help="TEST exams on which each subset's preparation is compared with the "
+                        "complete exam's")
     p.add_argument("--out-json", type=Path, default=None)
     p.add_argument("--out-table", type=Path, default=None)
     return p.parse_args(argv)
@@ -118,36 +122,64 @@ def subset_config(missing: tuple[str, ...]):  # -> gdsynth.preprocess.PrepConfig
 
 
 class Preparations:
-    """Prepared exams of one cohort per input subset: the cohort's own ``gdsynth-prep`` entry
-    when valid for the subset's configuration (read only), else prepared into
-    ``WORK/prep/COHORT/SUBSET`` (cached)."""
+    """Prepared exams of one cohort per input subset, as ``gdsynth predict`` prepares an exam
+    lacking the subset's missing sequences: the cohort's own ``gdsynth-prep`` entry when valid for
+    that configuration (read only), else prepared into ``WORK/prep/COHORT/SUBSET`` (cached).
+    A subset in ``as_complete`` (its preparation measured identical to the complete exam's, see
+    :func:`check_preparations`) is read from the complete preparation, the missing images
+    removed."""
 
-    def __init__(self, bids: Path, work: Path) -> None:
+    def __init__(self, bids: Path, work: Path, as_complete: tuple[str, ...] = ()) -> None:
         self.bids = bids
         self.shared = bids / "derivatives" / "gdsynth-prep"
         self.work = work / "prep" / bids.name
+        self.as_complete = set(as_complete)
+
+    def complete(self, subset: str) -> bool:
+        return subset == "all" or subset in self.as_complete
 
     def folder(self, exams: list, subset: str) -> Path:
-        """The cache folder holding every exam of ``exams`` prepared for ``subset``."""
-        from gdsynth.preprocess import find_prepared, prepare_to_folder
+        """The cache folder holding every exam of ``exams`` prepared for ``subset`` (prepared
+        afresh; the complete preparation for a subset of ``as_complete``)."""
+        from gdsynth.preprocess import prepare_to_folder
 
-        config = subset_config(SUBSETS[subset])
-        if all(find_prepared(e, self.shared, config).prepared is not None for e in exams):
+        name = "all" if self.complete(subset) else subset
+        config = subset_config(SUBSETS[name])
+        if all(self._cached(e, self.shared, config) for e in exams):
             return self.shared
-        root = self.work / subset
         for exam in exams:
-            prepare_to_folder(exam, root, config)
-        return root
+            prepare_to_folder(exam, self.work / name, config)  # cached
+        return self.work / name
 
-    def load(self, exam, subset: str):  # -> gdsynth.preprocess.PreparedVolumes
+    @staticmethod
+    def _cached(exam, root: Path, config) -> bool:
+        from gdsynth.preprocess import find_prepared
+
+        return find_prepared(exam, root, config).prepared is not None
+
+    def fresh(self, exam, subset: str):  # -> gdsynth.preprocess.PreparedVolumes
+        """``exam`` prepared from the sequences of ``subset`` only (cached)."""
         from gdsynth.preprocess import find_prepared, load_prepared, prepare_to_folder
 
         config = subset_config(SUBSETS[subset])
         found = find_prepared(exam, self.shared, config)
         if found.prepared is None:
             found = find_prepared(exam, self.work / subset, config)
-        prepared = found.prepared or prepare_to_folder(exam, self.work / subset, config)
-        return load_prepared(prepared)
+        return load_prepared(found.prepared or prepare_to_folder(exam, self.work / subset, config))
+
+    def load(self, exam, subset: str):  # -> gdsynth.preprocess.PreparedVolumes
+        """``exam`` prepared for ``subset`` (without the images of its missing sequences)."""
+        if not self.complete(subset) or subset == "all":
+            return self.fresh(exam, subset)
+        vols = self.fresh(exam, "all")
+        return replace(vols, images={k: v for k, v in vols.images.items()
+                                     if k not in SUBSETS[subset]})
+
+    def prepare(self, subset: str, missing: tuple[str, ...] = ()):
+        """A ``prepare(exam, card)`` (:data:`gdsynth.inference.prep.Prepare`) of ``subset``."""
+        from gdsynth.inference.prep import from_volumes
+
+        return lambda exam, card: from_volumes(exam, self.load(exam, subset), missing=missing)
 
 
 def prep_difference(full, part) -> dict[str, Any]:
@@ -186,6 +218,8 @@ def train(name: str, args, work: Path, train_prep: Preparations) -> dict[str, An
     subset = next(s for s in SUBSETS if model_inputs(s) == inputs)
     exams = [e for e in discover(args.train_bids) if e.t1w_gd is not None]
     prep_dir = train_prep.folder(exams, subset)
+    if train_prep.complete(subset):  # the complete preparation, the model reads its inputs only
+        cfg.prep = {**cfg.prep, "sequences": list(FULL)}
     data = collect_training_set(args.train_bids, run, cfg, prep_dir=prep_dir)
     t0 = time.perf_counter()
     result = train_from_set(data, run, cfg, prep_dir=prep_dir, fit_detector=False)
@@ -193,7 +227,7 @@ def train(name: str, args, work: Path, train_prep: Preparations) -> dict[str, An
               "optional_inputs": list(cfg.data.optional_inputs), "max_steps": args.max_steps,
               "steps": result.steps,
               "train_s": round(time.perf_counter() - t0, 1), "n_exams": len(data.training),
-              "prep_dir": str(prep_dir)}
+              "prep_dir": str(prep_dir), "prep_sequences": cfg.prep.get("sequences", inputs)}
     write_json(record_path, record)
     return record
 
@@ -203,7 +237,6 @@ def fitted_model(name: str, args, work: Path, fit_prep: Preparations):
     from gdsynth.errors import ConfigError
     from gdsynth.inference.fit_stage import FitOptions, describe, fit_model_stage
     from gdsynth.inference.pipeline import SynthesisSettings
-    from gdsynth.inference.prep import PrepCache, prepare_exam
     from gdsynth.io.bids import discover
     from gdsynth.models.card import CARD_NAME, ModelCard
 
@@ -219,7 +252,8 @@ def fitted_model(name: str, args, work: Path, fit_prep: Preparations):
     if not ModelCard.load(card_path).lesion_stage:
         exams = discover(args.fit_bids)
         subset = next(s for s in SUBSETS if model_inputs(s) == model_inputs(name))
-        prepare = PrepCache(fit_prep.folder(exams, subset)).wrap(prepare_exam)
+        fit_prep.folder(exams, subset)
+        prepare = fit_prep.prepare(subset)  # complete exams for the drop-out model
         try:
             stage, failed = fit_model_stage(model, exams, FitOptions(
                 settings=SynthesisSettings(mc_samples=1, compile="off"), device="cpu"),
@@ -275,7 +309,7 @@ def evaluate_pair(subset: str, name: str, model: Path, exams: list, args, test_p
     t0 = time.perf_counter()
     for exam in exams:
         full = test_prep.load(exam, "all")
-        vols = full if subset == "all" else test_prep.load(exam, subset)
+        vols = test_prep.load(exam, subset)
         prep = from_volumes(exam, vols, missing=missing)
         synth = synthesize_prepared(prep, generator, card, settings)
         det = detect_synthesis(prep, synth, params, stage=stage)
@@ -363,18 +397,22 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def check_preparations(exams: list, test_prep: Preparations, work: Path) -> dict[str, Any]:
-    """Per subset: how its preparation differs from the complete exam's (worst over exams)."""
+    """Per subset: how its preparation from the sequences present differs from the complete
+    exam's (worst over ``exams``), and whether it is identical (then the complete preparation,
+    missing images removed, stands for it)."""
     from gdsynth.io import write_json
 
     out: dict[str, Any] = {}
     for subset in SUBSETS:
         if subset == "all":
             continue
-        diffs = [prep_difference(test_prep.load(e, "all"), test_prep.load(e, subset))
+        diffs = [prep_difference(test_prep.fresh(e, "all"), test_prep.fresh(e, subset))
                  for e in exams]
         keys = sorted({k for d in diffs for k in d if k.startswith("max_abs_")})
-        out[subset] = {"min_mask_dice": min(d["mask_dice"] for d in diffs),
-                       **{k: max(d[k] for d in diffs) for k in keys}}
+        worst = {k: max(d[k] for d in diffs) for k in keys}
+        dice = min(d["mask_dice"] for d in diffs)
+        out[subset] = {"n_exams": len(diffs), "min_mask_dice": dice, **worst,
+                       "identical": dice == 1.0 and not any(worst.values())}
     write_json(work / "prep_check.json", out)
     return out
 
@@ -389,12 +427,12 @@ def main(argv=None) -> int:
     for m in models:
         model_inputs(m)  # a bad name fails here
     test_exams = discover(args.test_bids, args.test_subjects)
-    test_prep = Preparations(args.test_bids, work)
-    for subset in SUBSETS:
-        test_prep.folder(test_exams, subset)
-    prep_check = check_preparations(test_exams, test_prep, work)
+    prep_check = check_preparations(test_exams[:args.check_exams],
+                                    Preparations(args.test_bids, work), work)
     print("preparation vs complete exam:", json.dumps(prep_check), flush=True)
-    train_prep, fit_prep = Preparations(args.train_bids, work), Preparations(args.fit_bids, work)
+    same = tuple(s for s, c in prep_check.items() if c["identical"])
+    test_prep, train_prep, fit_prep = (Preparations(b, work, same) for b in (
+        args.test_bids, args.train_bids, args.fit_bids))
     records, reports = {}, []
     for name in models:
         records[name] = train(name, args, work, train_prep)
