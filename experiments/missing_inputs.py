@@ -40,7 +40,8 @@ Steps (public API only; every step cached in ``DIR``):
    specificity at the stage's stored refer threshold.
 
 Writes the Markdown table (``--out-table``, default ``DIR/results.md``) and the JSON report
-(``--out-json``, default ``DIR/results.json``).
+(``--out-json``, default ``DIR/results.json``); ``--report-only`` writes them from the results
+already in ``DIR`` (a run in progress: the pairs finished so far), computing nothing.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--check-exams", type=int, default=8,
                    help="TEST exams on which each subset's preparation is compared with the "
                         "complete exam's")
+    p.add_argument("--report-only", action="store_true",
+                   help="only write the table and JSON of the results already in --work")
     p.add_argument("--out-json", type=Path, default=None)
     p.add_argument("--out-table", type=Path, default=None)
     return p.parse_args(argv)
@@ -417,8 +420,33 @@ def check_preparations(exams: list, test_prep: Preparations, work: Path) -> dict
     return out
 
 
-def main(argv=None) -> int:
+def cached_results(work: Path, models: list[str]) -> tuple[dict, dict, list]:
+    """``(training records, preparation check, reports)`` already in ``work`` (nothing run)."""
+    def read(path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    records = {m: r for m in models if (r := read(work / "runs" / f"{m}.json")) is not None}
+    reports = [r for s, m in plan(models) if (r := read(work / "eval" / f"{s}__{m}.json"))]
+    return records, read(work / "prep_check.json") or {}, reports
+
+
+def write_outputs(args, work: Path, records: dict, prep_check: dict, reports: list) -> str:
+    """Write the table and the JSON report of ``reports`` (in :func:`plan` order)."""
     from gdsynth.io import write_json
+
+    rows = [table_row(r) for r in reports]
+    table = render(rows)
+    (args.out_table or work / "results.md").write_text(table, encoding="utf-8")
+    write_json(args.out_json or work / "results.json", finite({
+        "train_bids": str(args.train_bids), "fit_bids": str(args.fit_bids),
+        "test_bids": str(args.test_bids), "config": str(args.config),
+        "max_steps": args.max_steps, "training": records, "prep_check": prep_check,
+        "rows": rows, "reports": [{k: v for k, v in r.items() if k != "per_exam"}
+                                  for r in reports]}))
+    return table
+
+
+def main(argv=None) -> int:
     from gdsynth.io.bids import discover
 
     args = parse_args(argv)
@@ -426,6 +454,9 @@ def main(argv=None) -> int:
     models = [m for m in args.models.split(",") if m]
     for m in models:
         model_inputs(m)  # a bad name fails here
+    if args.report_only:
+        print(write_outputs(args, work, *cached_results(work, models)))
+        return 0
     test_exams = discover(args.test_bids, args.test_subjects)
     prep_check = check_preparations(test_exams[:args.check_exams],
                                     Preparations(args.test_bids, work), work)
@@ -444,16 +475,7 @@ def main(argv=None) -> int:
                 print(render([table_row(reports[-1])]), flush=True)
     order = {pair: i for i, pair in enumerate(plan(models))}
     reports.sort(key=lambda r: order[(r["subset"], r["model"])])
-    rows = [table_row(r) for r in reports]
-    table = render(rows)
-    print(table)
-    (args.out_table or work / "results.md").write_text(table, encoding="utf-8")
-    write_json(args.out_json or work / "results.json", finite({
-        "train_bids": str(args.train_bids), "fit_bids": str(args.fit_bids),
-        "test_bids": str(args.test_bids), "config": str(args.config),
-        "max_steps": args.max_steps, "training": records, "prep_check": prep_check,
-        "rows": rows, "reports": [{k: v for k, v in r.items() if k != "per_exam"}
-                                  for r in reports]}))
+    print(write_outputs(args, work, records, prep_check, reports))
     return 0
 
 

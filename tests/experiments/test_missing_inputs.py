@@ -70,3 +70,16 @@ def test_table(mi):
         "| T1w (T1w) | dropout | stage | 0.910 ± 0.010 | 30.00 | n/a | 0.20 (5/25) | n/a | 0.00 (n/a-n/a) "
         "| 0.00 | 0.60 (0.40-0.80) | 0.50 (6/12) | 0.50 (6/12) |")
     assert mi.finite({"a": [float("nan"), np.float32(1.5)]}) == {"a": [None, 1.5]}
+
+
+def test_cached_results_in_plan_order(mi, tmp_path):
+    import json
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "runs" / "dropout.json").write_text(json.dumps({"steps": 800}))
+    for subset in ("T1w", "all"):
+        (tmp_path / "eval" / f"{subset}__dropout.json").write_text(json.dumps({"subset": subset}))
+    records, check, reports = mi.cached_results(tmp_path, ["dropout", "T1w"])
+    assert records == {"dropout": {"steps": 800}} and check == {}
+    assert [r["subset"] for r in reports] == ["all", "T1w"]  # the table's order, missing pairs left out
