@@ -293,11 +293,22 @@ class _Runner:
 
 def add_missing_caution(summary: dict[str, Any], missing: Sequence[str]) -> None:
     """Say in the activity summary's ``reason`` that the prediction was made without
-    ``missing`` (inputs the model was trained to miss): never a silent answer on fewer inputs."""
-    if missing:
-        note = (f"made without {', '.join(missing)} (the model was trained to do without "
-                f"{'it' if len(missing) == 1 else 'them'}; expect lower accuracy)")
-        summary["reason"] = f"{summary['reason']}; {note}" if summary.get("reason") else note
+    ``missing`` (inputs the model was trained to miss): never a silent answer on fewer inputs.
+
+    Such an exam is never called inactive: the refer operating point (and the lesion stage) were
+    fitted on complete exams, and without FLAIR the stage's scores collapse (measured:
+    ``docs/missing_inputs.md``), so an exam below the point is referred all the same, and the
+    reason says why. ``probability_active`` is left as computed."""
+    if not missing:
+        return
+    names = ", ".join(missing)
+    note = (f"made without {names} (the model was trained to do without "
+            f"{'it' if len(missing) == 1 else 'them'}; expect lower accuracy)")
+    if summary.get("refer_for_gadolinium") is False:
+        summary["refer_for_gadolinium"] = True
+        note += (f"; referred: the refer point was fitted on complete exams, so an exam without "
+                 f"{names} is not called inactive")
+    summary["reason"] = f"{summary['reason']}; {note}" if summary.get("reason") else note
 
 
 def synthesis_paths(out: Path, exam: Exam, synth: Any) -> list[Path]:
