@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from gdsynth.evaluation.report import jsonable
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -331,7 +333,7 @@ def evaluate_pair(subset: str, name: str, model: Path, exams: list, args, test_p
     summary.pop("froc", None)
     summary["patient"].pop("roc", None)
     summary["patient"].pop("calibration", None)
-    report = finite({"subset": subset, "model": name, "inputs_used": prep.inputs_used(card.inputs),
+    report = jsonable({"subset": subset, "model": name, "inputs_used": prep.inputs_used(card.inputs),
                      "missing": list(missing), "stage": bool(stage),
                      "stage_status": card.lesion_stage.get("status", "fitted"),
                      "stage_reason": card.lesion_stage.get("reason"),
@@ -341,19 +343,6 @@ def evaluate_pair(subset: str, name: str, model: Path, exams: list, args, test_p
                      "per_exam": rows})
     write_json(out, report)
     return report
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN/inf (undefined figures) as None and numpy scalars as Python, for JSON."""
-    if isinstance(value, dict):
-        return {str(k): finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def table_row(report: dict[str, Any]) -> dict[str, Any]:
@@ -437,7 +426,7 @@ def write_outputs(args, work: Path, records: dict, prep_check: dict, reports: li
     rows = [table_row(r) for r in reports]
     table = render(rows)
     (args.out_table or work / "results.md").write_text(table, encoding="utf-8")
-    write_json(args.out_json or work / "results.json", finite({
+    write_json(args.out_json or work / "results.json", jsonable({
         "train_bids": str(args.train_bids), "fit_bids": str(args.fit_bids),
         "test_bids": str(args.test_bids), "config": str(args.config),
         "max_steps": args.max_steps, "training": records, "prep_check": prep_check,

@@ -34,6 +34,7 @@ from gdsynth.detection.scoring import logit
 from gdsynth.detection.stage import LesionStage
 from gdsynth.detection.stage_features import STAGE_FEATURES, CandidateSettings, feature_matrix
 from gdsynth.errors import ConfigError
+from gdsynth.evaluation.report import jsonable
 from gdsynth.metrics.lesions import (
     DetectionCriteria,
     components,
@@ -125,19 +126,6 @@ def best_lesion_threshold(cases: Sequence[StageCase], scores: Sequence[np.ndarra
     return best
 
 
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN/inf floats (undefined figures) as ``None``, numpy scalars as Python."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def _folds(cases: Sequence[StageCase], k: int) -> np.ndarray:
     order = sorted(range(len(cases)), key=lambda i: (not cases[i].positive, cases[i].id))
     fold = np.zeros(len(cases), dtype=int)
@@ -219,7 +207,7 @@ def fit_stage(
         "exam_operating_point": operating_metrics(prob, positive, refer),
         "exams": [c.id for c in cases],
     }
-    heldout = _json_safe(heldout)
+    heldout = jsonable(heldout)
     x = feature_matrix([f for c in cases for f in c.features], features)
     stage = LesionStage(features=list(features), model=fit_model(x, y, kind), exam_a=a, exam_b=b,
                         lesion_threshold=lesion_threshold, refer_threshold=refer,

@@ -3,26 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from tests.utils import load_experiment
 
 
 @pytest.fixture(scope="module")
 def mi():
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location("missing_inputs", EXPERIMENTS / "missing_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("missing_inputs")
 
 
 def test_model_inputs_and_plan(mi):
@@ -69,7 +60,7 @@ def test_table(mi):
     assert table.splitlines()[2] == (
         "| T1w (T1w) | dropout | stage | 0.910 ± 0.010 | 30.00 | n/a | 0.20 (5/25) | n/a | 0.00 (n/a-n/a) "
         "| 0.00 | 0.60 (0.40-0.80) | 0.50 (6/12) | 0.50 (6/12) |")
-    assert mi.finite({"a": [float("nan"), np.float32(1.5)]}) == {"a": [None, 1.5]}
+    assert mi.jsonable({"a": [float("nan"), np.float32(1.5)]}) == {"a": [None, 1.5]}
 
 
 def test_cached_results_in_plan_order(mi, tmp_path):
