@@ -218,15 +218,19 @@ class Pix2PixModule(pl.LightningModule):
         real = self.discriminator(self._layout(torch.cat([x, goal], 1))).float()
         fake = self.discriminator(self._layout(torch.cat([x, synth.detach()], 1))).float()
         d_loss = 0.5 * (self.adversarial(real, True, True) + self.adversarial(fake, False, True))
-        if self._finite(d_loss, "discriminator"):
-            self.manual_backward(d_loss)
-            if oc.grad_clip_d > 0:
-                self.clip_gradients(opt_d, gradient_clip_val=oc.grad_clip_d,
-                                    gradient_clip_algorithm="norm")
-            opt_d.step()
-        opt_d.zero_grad(set_to_none=True)
+        self._update(opt_d, d_loss, oc.grad_clip_d, "discriminator")
         self.untoggle_optimizer(opt_d)
         return d_loss.detach()
+
+    def _update(self, opt, loss: torch.Tensor | None, clip: float, what: str) -> None:
+        """One optimizer step on ``loss`` (none when it is None or not finite: ``_finite``
+        counts and logs that), gradients clipped to norm ``clip`` when > 0, then cleared."""
+        if loss is not None and self._finite(loss, what):
+            self.manual_backward(loss)
+            if clip > 0:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+        opt.zero_grad(set_to_none=True)
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -251,13 +255,7 @@ class Pix2PixModule(pl.LightningModule):
             fake = self.discriminator(self._layout(torch.cat([x_t, synth_t], 1))).float()
             terms["adv"] = self.adversarial(fake, True, False)
         g_loss = self.total_generator_loss(terms)
-        if g_loss is not None and self._finite(g_loss, "generator"):
-            self.manual_backward(g_loss)
-            if oc.grad_clip_g > 0:
-                self.clip_gradients(opt_g, gradient_clip_val=oc.grad_clip_g,
-                                    gradient_clip_algorithm="norm")
-            opt_g.step()
-        opt_g.zero_grad(set_to_none=True)
+        self._update(opt_g, g_loss, oc.grad_clip_g, "generator")
         self.untoggle_optimizer(opt_g)
         self._count_batch()
         if g_loss is not None:
