@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from gdsynth.io import Geometry, write_image
+
+#: The repository's experiments/ folder (scripts the tests exercise).
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def load_experiment(name: str) -> ModuleType:
+    """Import ``experiments/<name>.py`` as module ``name`` (registered in ``sys.modules``, as
+    dataclasses need; ``experiments/`` on ``sys.path`` for the scripts' sibling imports)."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 # Direction matrices (LPS, columns = index axes) for common voxel orders.
 ORIENTATIONS = {

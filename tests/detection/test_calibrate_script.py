@@ -1,8 +1,6 @@
 """experiments/calibrate_detection.py: files in, fitted params written into the model card."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,16 +9,9 @@ from gdsynth.io import Geometry, write_image, write_labels
 from gdsynth.io.bids import Exam, derivative_path
 from gdsynth.models.card import ModelCard
 from tests.detection.synthetic import SHAPE, SPACING, random_exam
+from tests.utils import load_experiment
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "calibrate_detection.py"
 RAS = Geometry(SHAPE, SPACING, (0.0, 0.0, 0.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("calibrate_detection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -59,7 +50,7 @@ def dataset(tmp_path, monkeypatch):
 
 def test_script_writes_fitted_params_into_card(dataset, tmp_path):
     model, pred = dataset
-    script = _load_script()
+    script = load_experiment("calibrate_detection")
     report = tmp_path / "report.json"
     assert script.main([str(model), str(pred), "--report", str(report)]) == 0
     card = ModelCard.load(model / "model_card.json")
@@ -72,7 +63,7 @@ def test_script_writes_fitted_params_into_card(dataset, tmp_path):
 
 
 def test_script_reports_missing_root(tmp_path, capsys):
-    script = _load_script()
+    script = load_experiment("calibrate_detection")
     model = tmp_path / "m"
     model.mkdir()
     ModelCard(architecture={"name": "unet"}).save(model / "model_card.json")

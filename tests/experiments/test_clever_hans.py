@@ -4,25 +4,15 @@ documented, and the "alike" phantom draws active and chronic lesions from one pr
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from tests.utils import load_experiment
 
 
 @pytest.fixture(scope="module")
 def ch():
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location("clever_hans", EXPERIMENTS / "clever_hans.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("clever_hans")
 
 
 def test_add_dots_places_a_gaussian_of_the_asked_peak(ch):

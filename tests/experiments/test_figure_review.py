@@ -3,22 +3,14 @@ activity summary and the evaluation rows (as read from the demo's TSV/JSON files
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+from tests.utils import load_experiment
 
 
 @pytest.fixture(scope="module")
 def fr():
-    spec = importlib.util.spec_from_file_location("figure_review", EXPERIMENTS / "figure_review.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("figure_review")
 
 
 def truth(*enhancing: float) -> list[dict]:

@@ -3,22 +3,12 @@ no-op (every stage comes from the cache)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "phantom_results.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("phantom_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from tests.utils import load_experiment
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -36,7 +26,7 @@ def _tiny_model(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_tiny_results_table_and_resume(tmp_path, capsys):
-    script = _load_script()
+    script = load_experiment("phantom_results")
     model = _tiny_model(tmp_path / "tiny")
     card_before = (model / "model_card.json").read_bytes()
     table, js = tmp_path / "results.md", tmp_path / "results.json"

@@ -4,30 +4,17 @@ expected on hand-made exams, and a cached run is reused without training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-def _load(name: str):
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.utils import EXPERIMENTS, load_experiment
 
 
 @pytest.fixture(scope="module")
 def rt():
-    return _load("research_table")
+    return load_experiment("research_table")
 
 
 @pytest.fixture(scope="module")
