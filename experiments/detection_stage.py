@@ -177,6 +177,7 @@ def main(argv=None) -> int:
     from gdsynth.detection.stage_features import PRECONTRAST_FEATURES
     from gdsynth.detection.stage_fit import fit_stage
     from gdsynth.evaluation.baselines import flair_heuristic
+    from gdsynth.evaluation.report import jsonable
     from gdsynth.inference.fit_stage import FitOptions, describe, fit_model_stage
     from gdsynth.inference.pipeline import SynthesisSettings, read_synthesis
     from gdsynth.inference.prep import PrepCache
@@ -272,20 +273,9 @@ def main(argv=None) -> int:
     table = render(results)
     print(table)
     (args.out_table or work / "results.md").write_text(table, encoding="utf-8")
-    write_json(args.out_json or work / "results.json", finite(json.loads(json.dumps(
+    write_json(args.out_json or work / "results.json", jsonable(json.loads(json.dumps(
         report, default=str))))
     return 0
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN/inf (undefined figures) as None, for strict JSON."""
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
 
 
 def render(results: dict[str, dict[str, Any]]) -> str:
