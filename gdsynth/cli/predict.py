@@ -270,7 +270,8 @@ def detect(
     detector: str = _DETECTOR, explain: bool = _EXPLAIN, prep: Path = _PREP,
     allow_foreign_output: bool = _FOREIGN,
 ) -> None:
-    """Detect enhancing lesions from the enhancement maps 'synthesize' wrote in OUT."""
+    """Detect enhancing lesions from the enhancement maps 'synthesize' (or 'predict') wrote in
+    OUT; after 'gdsynth fit-detector' it redoes only the detection."""
     _run(PredictOptions(
         "detect", model, out, bids=bids, t1w=t1w, t2w=t2w, flair=flair, inputs=inputs,
         subject=subject,

@@ -182,7 +182,11 @@ class _Runner:
         self.config = config
         self.prepare = prepare
         self.generator, self.card = load_model_folder(config.model, resolve_device(config.device))
-        self.fingerprint = O.model_fingerprint(resolve_model_dir(config.model), self.card.to_dict())
+        model_dir, card = resolve_model_dir(config.model), self.card.to_dict()
+        self.fingerprint = O.model_fingerprint(model_dir, card)
+        # what a synthesis record holds: the card without its detection-only sections, so a
+        # re-fitted detector still finds the synthesis for `gdsynth detect`
+        self.synthesis_fingerprint = O.model_fingerprint(model_dir, card, synthesis_only=True)
         self.params = None
         from gdsynth.detection.params import DetectionParams
         from gdsynth.models.card import CARD_NAME
@@ -229,7 +233,8 @@ class _Runner:
         if self.config.step is Step.detect:  # detect follows whatever synthesize used
             synth = O.read_record(O.SYNTHESIS_RECORD.path(self.config.out, exam)) or {}
             settings = synth.get("settings", settings)
-        key = {"model": self.fingerprint, "input_sha256": hashes, "settings": settings}
+        model = self.synthesis_fingerprint if self.config.step is Step.synthesize else self.fingerprint
+        key = {"model": model, "input_sha256": hashes, "settings": settings}
         if self.config.detector is not None and self.config.step is not Step.synthesize:
             key["detector"] = self.config.detector
         if self.config.explain is not None and self.config.step is not Step.synthesize:
@@ -258,18 +263,23 @@ class _Runner:
         (:func:`remove_stale_outputs`). Returns the inputs line (:func:`inputs_text`)."""
         out, step = self.config.out, self.config.step
         used = prep.inputs_used(self.card.inputs)
-        record = {"exam": exam.id, **key, "inputs_used": used, "inputs_missing": list(prep.missing)}
+        extra = {"inputs_used": used, "inputs_missing": list(prep.missing)}
+        record = {"exam": exam.id, **key, **extra}
+        # the synthesis record: the model without its detection-only card sections, no detector
+        synth_key = {k: v for k, v in key.items() if k not in ("detector", "explain")}
+        synth_key["model"] = self.synthesis_fingerprint
+        synth_record = O.SYNTHESIS_RECORD.path(out, exam)
         written: list[Path] = []
-        if step is Step.detect:
-            synth_record = O.SYNTHESIS_RECORD.path(out, exam)
-            if not O.is_complete(synth_record, key):
+        if step is Step.detect:  # any synthesis of this generator (a re-fitted detector keeps it)
+            if not O.is_complete(synth_record, synth_key):
                 raise OutputError(synth_record, "no synthesis for this model and these inputs: "
                                                 "run 'gdsynth synthesize' first")
             synth = read_synthesis(out, exam, prep, self.card)
             written += synthesis_paths(out, exam, synth)
         else:
             synth = synthesize_prepared(prep, self.generator, self.card, settings)
-            written += write_synthesis(out, exam, prep, synth, record)
+            written += write_synthesis(out, exam, prep, synth,
+                                       {"exam": exam.id, **synth_key, **extra})
         if step is Step.synthesize:
             remove_stale_outputs(out, exam, keep=written)
             return inputs_text(used, prep.missing)

@@ -131,11 +131,36 @@ LESION_COLUMNS = (
 )
 
 
-def model_fingerprint(model_dir: Path, card_dict: dict[str, Any]) -> dict[str, Any]:
-    """Model identity recorded in every output record: name, version, weights and card hashes."""
+#: Card sections that only detection reads (the lesion stage, the detection parameters): a
+#: synthesis does not depend on them, so re-fitting the detector (``gdsynth fit-detector``)
+#: keeps the synthesis of an earlier run valid for ``gdsynth detect``.
+DETECTION_ONLY_SECTIONS = ("detection", "lesion_stage")
+#: ``normalization`` keys read only by the out-of-domain check of detection.
+DETECTION_ONLY_NORMALIZATION = ("domain",)
+
+
+def synthesis_card(card_dict: dict[str, Any]) -> dict[str, Any]:
+    """The part of a model card a synthesis depends on: the card without
+    :data:`DETECTION_ONLY_SECTIONS` and the domain reference."""
+    out = {k: v for k, v in card_dict.items() if k not in DETECTION_ONLY_SECTIONS}
+    norm = out.get("normalization")
+    if isinstance(norm, dict):
+        out["normalization"] = {k: v for k, v in norm.items()
+                                if k not in DETECTION_ONLY_NORMALIZATION}
+    return out
+
+
+def model_fingerprint(model_dir: Path, card_dict: dict[str, Any], *,
+                      synthesis_only: bool = False) -> dict[str, Any]:
+    """Model identity recorded in every output record: name, version, weights and card hashes.
+
+    ``synthesis_only``: the card hash covers only :func:`synthesis_card` (the identity recorded
+    with a synthesis, which a new detector does not change)."""
     import hashlib
 
     weights = Path(model_dir) / "generator.safetensors"
+    if synthesis_only:
+        card_dict = synthesis_card(card_dict)
     card_text = json.dumps(card_dict, sort_keys=True, default=str).encode()
     return {
         "name": card_dict.get("name"),

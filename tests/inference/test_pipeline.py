@@ -131,6 +131,45 @@ def test_detect_without_synthesis_fails_clearly(cohort, model_dir, tmp_path):
     assert res[0].status == "failed" and "run 'gdsynth synthesize' first" in res[0].error
 
 
+def test_detect_after_a_new_detector_reuses_the_synthesis_but_not_after_new_weights(
+        cohort, model_dir, tmp_path):
+    """Re-fitting the detector changes only detection-only card sections: ``detect`` (also with
+    ``--detector``) still reads the synthesis; new weights or a new normalization do not."""
+    import json
+    import shutil
+
+    from gdsynth.models.card import CARD_NAME
+
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    exams = discover(cohort)[:1]
+    out = tmp_path / "o"
+
+    def step(step: Step, **kw) -> list:
+        config = RunConfig(out=out, model=model, step=step, device="cpu",
+                           settings=SynthesisSettings(mc_samples=1), **kw)
+        return run_cohort(exams, config, prepare=simple_prepare)
+
+    assert step(Step.synthesize)[0].status == "done"
+    synth_record = O.read_record(O.SYNTHESIS_RECORD.path(out, exams[0]))
+    card_path = model / CARD_NAME
+    card = json.loads(card_path.read_text())
+    card["detection"] = {**card.get("detection", {}), "high": 0.123}  # a re-fitted detector
+    card.setdefault("normalization", {})["domain"] = {"note": "new domain reference"}
+    card_path.write_text(json.dumps(card))
+    assert step(Step.detect)[0].status == "done"
+    summary = O.read_record(O.SUMMARY.path(out, exams[0]))
+    # the summary records the whole card (detection included); the synthesis record is unchanged
+    assert summary["model"]["card_sha256"] != synth_record["model"]["card_sha256"]
+    assert O.read_record(O.SYNTHESIS_RECORD.path(out, exams[0])) == synth_record
+    assert step(Step.detect, detector="difference", overwrite=True)[0].status == "done"
+    # a card change that synthesis depends on (the input normalization) needs a new synthesis
+    card["normalization"]["description"] = "another normalization"
+    card_path.write_text(json.dumps(card))
+    res = step(Step.detect, overwrite=True)
+    assert res[0].status == "failed" and "run 'gdsynth synthesize' first" in res[0].error
+
+
 def test_shards_cover_every_exam_once(cohort):
     exams = discover(cohort)
     parts = [shard_exams(exams, (i, 2)) for i in range(2)]
