@@ -31,14 +31,19 @@ def phantom_cohort(work: Path, subjects: int, seed: int, resolution: float,
     return bids
 
 
-def prepared_exams(bids: Path, work: Path | None, inputs=("T1w", "T2w", "FLAIR")):
-    """Prepared training exams (``TrainingExam``) of every exam with a post-Gd T1w (prepared
-    into ``work/prep``, or into the cohort's ``derivatives/gdsynth-prep`` when ``work`` is None)."""
+def prepared_exams(bids: Path, work: Path | None, inputs=("T1w", "T2w", "FLAIR"),
+                   n: int | None = None):
+    """Prepared training exams (``TrainingExam``) of the first ``n`` (default all) exams with a
+    post-Gd T1w, prepared into the cohort's ``derivatives/gdsynth-prep`` when ``work`` is None or
+    the cohort is complete (``.done``: its preparation is reused, read only, when it holds these
+    exams), else into ``work/prep``."""
     from gdsynth.io.bids import discover
     from gdsynth.training.cohort import prepare_cohort
 
-    exams = [e for e in discover(bids) if e.t1w_gd is not None]
-    prep_root = Path(work) / "prep" if work is not None else None
+    exams = [e for e in discover(bids) if e.t1w_gd is not None][:n]
+    shared = Path(bids) / "derivatives" / "gdsynth-prep"
+    complete = (Path(bids) / ".done").is_file() and shared.is_dir()
+    prep_root = Path(work) / "prep" if work is not None and not complete else None
     training, outcomes = prepare_cohort(bids, exams, prep_root=prep_root,
                                         inputs=list(inputs), progress=False)
     for o in outcomes:
@@ -191,6 +196,8 @@ def model_parser(description: str):  # -> argparse.ArgumentParser
     p.add_argument("--bids", type=Path, default=None,
                    help="an existing BIDS cohort with post-Gd T1w and lesion truth instead of a "
                         "generated phantom cohort (read only; prepared into WORK/test)")
+    p.add_argument("--exams", type=int, default=None,
+                   help="only the first N exams of the test cohort (default: all)")
     p.add_argument("--resolution", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", type=Path, default=ROOT / "experiments" / "phantom.yaml")

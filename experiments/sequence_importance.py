@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.seed, args.resolution)
     bids, prep_work = rc.test_cohort(args)
     rows = []
-    for exam in rc.prepared_exams(bids, prep_work, card.inputs):
+    for exam in rc.prepared_exams(bids, prep_work, card.inputs, args.exams):
         if exam.truth is None:
             continue
         ex = rc.load_eval_exam(exam, card.inputs)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     bids, prep_work = rc.test_cohort(args)
     params = DetectionParams.from_dict(dict(card.detection or {}))
     stds, errors, prob, active = [], [], [], []
-    for exam in rc.prepared_exams(bids, prep_work, card.inputs):
+    for exam in rc.prepared_exams(bids, prep_work, card.inputs, args.exams):
         ex = rc.load_eval_exam(exam, card.inputs)
         synth = rc.synthesize(generator, card, ex, mc_samples=args.mc_samples, seed=args.seed)
         stds.append(synth.uncertainty[ex.brain])
