@@ -172,6 +172,16 @@ def model_for(args_model: str | None, work: Path, config: Path, steps: int | Non
     return load_model_folder(run / "model")
 
 
+def model_stage(args_model: str | None, work: Path, card):  # -> LesionStage | None
+    """The learned lesion stage of the model :func:`model_for` loaded (what ``gdsynth predict``
+    detects with), or None when it has none (e.g. a model trained here without its stage)."""
+    from gdsynth.detection.stage import load_stage
+    from gdsynth.models.folder import resolve_model_dir
+
+    folder = resolve_model_dir(args_model) if args_model else Path(work) / "model-run" / "model"
+    return load_stage(folder, card.lesion_stage)
+
+
 def test_cohort(args) -> tuple[Path, Path | None]:
     """``(bids, prep work folder)`` of the scripts' test cohort: ``--bids`` (read only) or a
     phantom cohort of ``--subjects`` from ``--sites`` (seed + 1000); prepared into WORK/test."""

@@ -6,7 +6,8 @@ is |synthetic − real post-Gd| (normalized units) and the uncertainty the MC st
 Voxels of all exams are pooled (a random subset of ``--max-voxels``) and removed by decreasing
 std (model) or by decreasing error (oracle) (:func:`gdsynth.evaluation.uncertainty.sparsification`).
 Also: the same with a random permutation of the std (what AUSE looks like without information),
-per-patient calibration of ``probability_active`` and the refer-for-Gd policy curve.
+per-patient calibration of ``probability_active`` (detected as ``gdsynth predict`` does: with the
+model's learned lesion stage when it has one) and the refer-for-Gd policy curve.
 Writes ``WORK/sparsification.png``, ``WORK/sparsification.json``.
 
 Smoke run (trains a tiny model first when ``--model`` is not given)::
@@ -54,13 +55,15 @@ def main(argv: list[str] | None = None) -> int:
                                    args.seed, args.resolution)
     bids, prep_work = rc.test_cohort(args)
     params = DetectionParams.from_dict(dict(card.detection or {}))
+    stage = rc.model_stage(args.model, args.work, card)  # predict's detection: the learned stage
     stds, errors, prob, active = [], [], [], []
     for exam in rc.prepared_exams(bids, prep_work, card.inputs, args.exams):
         ex = rc.load_eval_exam(exam, card.inputs)
         synth = rc.synthesize(generator, card, ex, mc_samples=args.mc_samples, seed=args.seed)
         stds.append(synth.uncertainty[ex.brain])
         errors.append(np.abs(synth.synthetic - ex.images["T1w_gd"])[ex.brain])
-        prob.append(detect_synthesis(ex.prepared(), synth, params).summary["probability_active"])
+        prob.append(detect_synthesis(ex.prepared(), synth, params,
+                                     stage=stage).summary["probability_active"])
         active.append(bool(ex.enhancing.any()))
     rng = np.random.default_rng(args.seed)
     std, err = np.concatenate(stds), np.concatenate(errors)
