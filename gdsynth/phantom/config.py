@@ -195,6 +195,10 @@ class PhantomConfig:
     motion_max_mm: float = 2.0
     snr_scale: float = 1.0  # multiplies every site's SNR
     bias_scale: float = 1.0  # multiplies every site's bias strength
+    # Extra sequences written beside T1w/T2w/FLAIR/post-Gd (gdsynth.phantom.signal.EXTRA_SEQUENCES:
+    # "PD"), each acquired like the T2w (thick slices, own motion, bias and noise) after the four
+    # standard images, so those stay identical; named by the sequence registry (register it first).
+    extra_sequences: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.resolution not in (1.0, 2.0):
@@ -218,8 +222,18 @@ class PhantomConfig:
             raise ConfigError(None, "motion limits must be non-negative")
         if self.chronic_lesions[0] < 0 or self.chronic_lesions[1] < self.chronic_lesions[0]:
             raise ConfigError(None, f"chronic lesion range {self.chronic_lesions} is invalid")
+        from gdsynth.io.sequences import sequence
+        from gdsynth.phantom.signal import EXTRA_SEQUENCES
+
+        for name in self.extra_sequences:
+            if name not in EXTRA_SEQUENCES:
+                raise ConfigError(None, f"the phantom cannot simulate {name!r}; it can add "
+                                        f"{', '.join(EXTRA_SEQUENCES)}")
+            sequence(name)  # its BIDS name comes from the registry: refused when unregistered
 
     def to_dict(self) -> dict:
         """JSON-friendly form (written to ``derivatives/phantom/phantom_config.json``)."""
         data = asdict(self)
+        if not self.extra_sequences:  # phantoms without extras keep the stamp they always had
+            data.pop("extra_sequences")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}

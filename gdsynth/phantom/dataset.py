@@ -84,10 +84,11 @@ def exam_entries(index: int, config: PhantomConfig) -> list[Exam]:
     return [Exam(subject_label(index), ses) for ses in sessions]
 
 
-def raw_paths(root: Path, exam: Exam) -> Exam:
+def raw_paths(root: Path, exam: Exam, extra: tuple[str, ...] = ()) -> Exam:
     """``exam`` with the raw image paths under ``root`` of the sequences the phantom simulates
-    (:data:`gdsynth.phantom.signal.SEQUENCES`, named by the sequence registry)."""
-    names = [n for n in SEQUENCE_NAMES if n in SIMULATED]
+    (:data:`gdsynth.phantom.signal.SEQUENCES`, then the ``extra`` ones it was asked for; named by
+    the sequence registry)."""
+    names = [n for n in SEQUENCE_NAMES if n in SIMULATED] + list(extra)
     return replace(exam, files={n: raw_path(root, exam, n) for n in names})
 
 
@@ -105,8 +106,8 @@ def enhancing_truth_path(root: Path, exam: Exam) -> Path | None:
     return p if p.is_file() else None
 
 
-def _expected_files(root: Path, exam: Exam) -> list[Path]:
-    e = raw_paths(root, exam)
+def _expected_files(root: Path, exam: Exam, extra: tuple[str, ...] = ()) -> list[Path]:
+    e = raw_paths(root, exam, extra)
     images = list(e.files.values())
     sidecars = [Path(str(p).replace(".nii.gz", ".json")) for p in images]  # type: ignore[arg-type]
     truth = [truth_path(root, exam, "lesions", ".tsv"), truth_path(root, exam, "headmotion", ".json")]
@@ -115,7 +116,7 @@ def _expected_files(root: Path, exam: Exam) -> list[Path]:
 
 def write_exam(root: Path, ev: ExamVolumes) -> Exam:
     """Write one exam's images, sidecars and truth under ``root``; return it with its paths."""
-    exam = raw_paths(root, ev.exam)
+    exam = raw_paths(root, ev.exam, tuple(k for k in ev.images if k not in SIMULATED))
     for seq, (array, geometry) in ev.images.items():
         path = exam.path(seq)
         assert path is not None
@@ -175,12 +176,13 @@ def _subject_task(root: str, index: int, seed: int, config: PhantomConfig
     """Simulate and write one subject (runs in a worker process), or read back a complete one."""
     out = Path(root)
     exams = exam_entries(index, config)
-    if all(p.exists() for e in exams for p in _expected_files(out, e)):
+    extra = tuple(config.extra_sequences)
+    if all(p.exists() for e in exams for p in _expected_files(out, e, extra)):
         rows = [read_tsv(truth_path(out, e, "lesions", ".tsv")) for e in exams]
         _, geometry = read_image(raw_paths(out, exams[0]).t1w)  # type: ignore[arg-type]
         site = config.sites[index % len(config.sites)]
         summary = _summary(index, config, rows, site, geometry.orientation)
-        return Skipped(SubjectFiles(index, [raw_paths(out, e) for e in exams], summary))
+        return Skipped(SubjectFiles(index, [raw_paths(out, e, extra) for e in exams], summary))
     subject = simulate_subject(index, seed, config)
     written = [write_exam(out, ev) for ev in subject.exams]
     summary = _summary(index, config, [ev.lesions for ev in subject.exams], subject.site,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from gdsynth import __version__
 from gdsynth.phantom.config import Site
-from gdsynth.phantom.signal import Protocol
+from gdsynth.phantom.signal import PD_TE_MS, PD_TR_MS, Protocol
 
 
 def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) -> dict:
-    """Sidecar of one of T1w, T1w_gd, T2w, FLAIR."""
+    """Sidecar of one of T1w, T1w_gd, T2w, FLAIR, PD."""
     p = protocol
     common = {
         "Modality": "MR",
@@ -64,10 +64,21 @@ def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) ->
             "FlipAngle": 90,
             "SliceThickness": p.slice_mm,
         }
+    elif sequence == "PD":
+        data = {
+            "MRAcquisitionType": "2D",
+            "ScanningSequence": "SE",
+            "SequenceVariant": "NONE",
+            "PulseSequenceType": "proton-density weighted spin echo",
+            "RepetitionTime": round(PD_TR_MS / 1000, 6),
+            "EchoTime": round(PD_TE_MS / 1000, 6),
+            "FlipAngle": 90,
+            "SliceThickness": p.slice_mm,
+        }
     else:
         raise ValueError(f"unknown sequence {sequence!r}")
-    if sequence in ("T2w", "FLAIR") and site.t2_acquisition == "3D":
+    if sequence in ("T2w", "FLAIR", "PD") and site.t2_acquisition == "3D":
         data["MRAcquisitionType"] = "3D"
-    if sequence in ("T2w", "FLAIR") and site.slice_gap_mm > 0 and site.t2_acquisition == "2D":
+    if sequence in ("T2w", "FLAIR", "PD") and site.slice_gap_mm > 0 and site.t2_acquisition == "2D":
         data["SpacingBetweenSlices"] = round(p.slice_mm + site.slice_gap_mm, 3)
     return {**common, **data}

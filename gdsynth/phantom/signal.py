@@ -16,6 +16,12 @@ import numpy as np
 from gdsynth.phantom.config import TISSUES, PhantomConfig, Site, Tissue
 
 SEQUENCES = ("T1w", "T1w_gd", "T2w", "FLAIR")
+#: Sequences the phantom adds on request (``PhantomConfig.extra_sequences``; named by the
+#: sequence registry, where the caller registers them): ``PD``, a proton-density weighted spin
+#: echo (long TR, short TE: T1 and T2 weighting small, lesions faintly bright from their water).
+EXTRA_SEQUENCES = ("PD",)
+PD_TR_MS = 3000.0
+PD_TE_MS = 15.0
 _T2STAR_FACTOR = 0.7  # T2* ~ 0.7 T2 for the gradient-echo T1w
 # Grey matter already has a long T1: the full WM lesion T1 change would push GM lesions toward the
 # FLAIR null point and hide them, while real (deep) grey-matter lesions stay FLAIR-bright.
@@ -113,7 +119,8 @@ def flair(pd, t1, t2, tr, te, ti):
 
 
 def signal(sequence: str, pd, t1, t2, protocol: Protocol, gd_mm=0.0, relaxivity: float = 4.5):
-    """Noise-free signal of one of :data:`SEQUENCES`; ``gd_mm`` only acts on ``T1w_gd``."""
+    """Noise-free signal of one of :data:`SEQUENCES` or :data:`EXTRA_SEQUENCES`; ``gd_mm`` only
+    acts on ``T1w_gd``."""
     p = protocol
     if sequence in ("T1w", "T1w_gd"):
         if sequence == "T1w_gd":
@@ -125,7 +132,10 @@ def signal(sequence: str, pd, t1, t2, protocol: Protocol, gd_mm=0.0, relaxivity:
         return spin_echo(pd, t1, t2, p.t2w_tr_ms, p.t2w_te_ms)
     if sequence == "FLAIR":
         return flair(pd, t1, t2, p.flair_tr_ms, p.flair_te_ms, p.flair_ti_ms)
-    raise ValueError(f"unknown sequence {sequence!r}; choose from {', '.join(SEQUENCES)}")
+    if sequence == "PD":
+        return spin_echo(pd, t1, t2, PD_TR_MS, PD_TE_MS)
+    raise ValueError(f"unknown sequence {sequence!r}; choose from "
+                     f"{', '.join((*SEQUENCES, *EXTRA_SEQUENCES))}")
 
 
 @dataclass(frozen=True)

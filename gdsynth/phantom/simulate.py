@@ -164,7 +164,8 @@ def _acquire_all(
     texture: np.ndarray,
     site: Site,
 ) -> tuple[dict, dict]:
-    """Render, move, blur, bias, add noise and store the four images; return images and motion."""
+    """Render, move, blur, bias, add noise and store the four images (then any
+    ``config.extra_sequences``, acquired like the T2w); return images and motion."""
     g = anatomy.geometry
     blood = rng.uniform(*config.gd_blood_mm)
     conc = {"blood": blood, "choroid": rng.uniform(*config.gd_choroid_mm),
@@ -180,7 +181,10 @@ def _acquire_all(
     # Pre and post T1w share the receive-coil bias (same scanner frame), up to a small change.
     t1w_bias = bias_field(rng, g, protocol.bias)
     images = {}
-    for seq in SEQUENCES:
+    for seq in (*SEQUENCES, *config.extra_sequences):
+        if seq not in motions:  # an extra sequence: drawn after the standard four, which keep theirs
+            motions[seq] = random_motion(rng, anatomy.brain_centre, config.motion_max_deg,
+                                         config.motion_max_mm)
         sig, wm_level = render_sequence(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
                                protocol, conc, config.relaxivity)
         sig *= texture
@@ -246,7 +250,7 @@ def _exam(
     }
     truth = {k: reorient(v, g, orientation)[0] for k, v in canonical.items()}
     t1w = images["T1w"][1]
-    sidecars = {s: sidecar(s, protocol, site, config.resolution) for s in SEQUENCES}
+    sidecars = {s: sidecar(s, protocol, site, config.resolution) for s in images}
     return ExamVolumes(exam, site.name, images, truth, _lesion_rows(lesions, maps, t1w), motion,
                        sidecars, protocol)
 
