@@ -182,7 +182,7 @@ def _acquire_all(
     t1w_bias = bias_field(rng, g, protocol.bias)
     images = {}
     for seq in (*SEQUENCES, *config.extra_sequences):
-        if seq not in motions:  # an extra sequence: drawn after the standard four, which keep theirs
+        if seq in config.extra_sequences:  # drawn after the standard four, which keep their draws
             motions[seq] = random_motion(rng, anatomy.brain_centre, config.motion_max_deg,
                                          config.motion_max_mm)
         sig, wm_level = render_sequence(seq, (anatomy.wm, anatomy.gm, anatomy.csf), tissues, mods,
