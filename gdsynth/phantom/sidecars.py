@@ -10,6 +10,12 @@ from gdsynth import __version__
 from gdsynth.phantom.config import Site
 from gdsynth.phantom.signal import PD_TE_MS, PD_TR_MS, Protocol
 
+#: Spin-echo sequences: (pulse sequence type, TR ms, TE ms) of an exam's protocol.
+_SPIN_ECHO = {
+    "T2w": lambda p: ("spin echo", p.t2w_tr_ms, p.t2w_te_ms),
+    "PD": lambda p: ("proton-density weighted spin echo", PD_TR_MS, PD_TE_MS),
+}
+
 
 def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) -> dict:
     """Sidecar of one of T1w, T1w_gd, T2w, FLAIR, PD."""
@@ -41,14 +47,15 @@ def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) ->
             data["AcquisitionVoxelSize"] = [round(site.t1w_acquired_mm, 3)] * 3
         if sequence == "T1w_gd":
             data["ContrastBolusIngredient"] = "GADOLINIUM"
-    elif sequence == "T2w":
+    elif sequence in _SPIN_ECHO:
+        kind, tr_ms, te_ms = _SPIN_ECHO[sequence](p)
         data = {
             "MRAcquisitionType": "2D",
             "ScanningSequence": "SE",
             "SequenceVariant": "NONE",
-            "PulseSequenceType": "spin echo",
-            "RepetitionTime": round(p.t2w_tr_ms / 1000, 6),
-            "EchoTime": round(p.t2w_te_ms / 1000, 6),
+            "PulseSequenceType": kind,
+            "RepetitionTime": round(tr_ms / 1000, 6),
+            "EchoTime": round(te_ms / 1000, 6),
             "FlipAngle": 90,
             "SliceThickness": p.slice_mm,
         }
@@ -61,17 +68,6 @@ def sidecar(sequence: str, protocol: Protocol, site: Site, resolution: float) ->
             "RepetitionTime": round(p.flair_tr_ms / 1000, 6),
             "EchoTime": round(p.flair_te_ms / 1000, 6),
             "InversionTime": round(p.flair_ti_ms / 1000, 6),
-            "FlipAngle": 90,
-            "SliceThickness": p.slice_mm,
-        }
-    elif sequence == "PD":
-        data = {
-            "MRAcquisitionType": "2D",
-            "ScanningSequence": "SE",
-            "SequenceVariant": "NONE",
-            "PulseSequenceType": "proton-density weighted spin echo",
-            "RepetitionTime": round(PD_TR_MS / 1000, 6),
-            "EchoTime": round(PD_TE_MS / 1000, 6),
             "FlipAngle": 90,
             "SliceThickness": p.slice_mm,
         }
