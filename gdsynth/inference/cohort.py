@@ -186,7 +186,7 @@ class _Runner:
         self.fingerprint = O.model_fingerprint(model_dir, card)
         # what a synthesis record holds: the card without its detection-only sections, so a
         # re-fitted detector still finds the synthesis for `gdsynth detect`
-        self.synthesis_fingerprint = O.model_fingerprint(model_dir, card, synthesis_only=True)
+        self.synthesis_fingerprint = O.synthesis_fingerprint(self.fingerprint, card)
         self.params = None
         from gdsynth.detection.params import DetectionParams
         from gdsynth.models.card import CARD_NAME

@@ -150,24 +150,28 @@ def synthesis_card(card_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def model_fingerprint(model_dir: Path, card_dict: dict[str, Any], *,
-                      synthesis_only: bool = False) -> dict[str, Any]:
-    """Model identity recorded in every output record: name, version, weights and card hashes.
-
-    ``synthesis_only``: the card hash covers only :func:`synthesis_card` (the identity recorded
-    with a synthesis, which a new detector does not change)."""
+def card_sha256(card_dict: dict[str, Any]) -> str:
+    """SHA-256 of a model card (canonical JSON, sorted keys)."""
     import hashlib
 
+    return hashlib.sha256(json.dumps(card_dict, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_fingerprint(model_dir: Path, card_dict: dict[str, Any]) -> dict[str, Any]:
+    """Model identity recorded in every output record: name, version, weights and card hashes."""
     weights = Path(model_dir) / "generator.safetensors"
-    if synthesis_only:
-        card_dict = synthesis_card(card_dict)
-    card_text = json.dumps(card_dict, sort_keys=True, default=str).encode()
     return {
         "name": card_dict.get("name"),
         "gdsynth_version": card_dict.get("gdsynth_version"),
         "weights_sha256": file_sha256(weights) if weights.is_file() else None,
-        "card_sha256": hashlib.sha256(card_text).hexdigest(),
+        "card_sha256": card_sha256(card_dict),
     }
+
+
+def synthesis_fingerprint(fingerprint: dict[str, Any], card_dict: dict[str, Any]) -> dict[str, Any]:
+    """The identity recorded with a synthesis: ``fingerprint`` (:func:`model_fingerprint`) with the
+    card hash over :func:`synthesis_card` only, which a new detector does not change."""
+    return {**fingerprint, "card_sha256": card_sha256(synthesis_card(card_dict))}
 
 
 def input_hashes(exam: Exam, sequences: tuple[str, ...] | None = None) -> dict[str, str]:
