@@ -64,8 +64,7 @@ def prepared(bids: Path, n: int, prep: Path | None, work: Path, inputs=SEQS,
 
     exams = [e for e in discover(bids, labels) if e.t1w_gd is not None and enhancing_truth_path(bids, e)][:n]
     if prep is None:
-        shared = bids / "derivatives" / "gdsynth-prep"
-        prep = shared if (bids / ".done").is_file() and shared.is_dir() else work / "prep"
+        prep = rc.prep_folder(bids, work)
     training, outcomes = prepare_cohort(bids, exams, prep_root=prep, inputs=list(inputs),
                                         progress=False)
     for o in outcomes:

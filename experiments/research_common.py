@@ -31,6 +31,14 @@ def phantom_cohort(work: Path, subjects: int, seed: int, resolution: float,
     return bids
 
 
+def prep_folder(bids: Path, work: Path) -> Path:
+    """Where a script prepares the exams of ``bids``: the cohort's own
+    ``derivatives/gdsynth-prep`` when the cohort is complete (``.done``; reused, read only, when it
+    holds the exams), else ``work/prep``."""
+    shared = Path(bids) / "derivatives" / "gdsynth-prep"
+    return shared if (Path(bids) / ".done").is_file() and shared.is_dir() else Path(work) / "prep"
+
+
 def prepared_exams(bids: Path, work: Path | None, inputs=("T1w", "T2w", "FLAIR"),
                    n: int | None = None):
     """Prepared training exams (``TrainingExam``) of the first ``n`` (default all) exams with a
@@ -41,9 +49,7 @@ def prepared_exams(bids: Path, work: Path | None, inputs=("T1w", "T2w", "FLAIR")
     from gdsynth.training.cohort import prepare_cohort
 
     exams = [e for e in discover(bids) if e.t1w_gd is not None][:n]
-    shared = Path(bids) / "derivatives" / "gdsynth-prep"
-    complete = (Path(bids) / ".done").is_file() and shared.is_dir()
-    prep_root = Path(work) / "prep" if work is not None and not complete else None
+    prep_root = prep_folder(bids, work) if work is not None else None
     training, outcomes = prepare_cohort(bids, exams, prep_root=prep_root,
                                         inputs=list(inputs), progress=False)
     for o in outcomes:
