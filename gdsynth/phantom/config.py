@@ -64,7 +64,9 @@ class Site:
     bias field; ``t1w_acquired_mm`` the T1w's acquired resolution (blurred onto the stored grid; 0:
     the grid's own). Storage ("vendor"): white matter stored near a value drawn from
     ``storage_wm``, intensities mapped by ``(x / WM) ** storage_gamma`` and clipped at
-    ``storage_max``. ``lesion_model`` picks the lesion appearance; ``randomized`` sites draw all of
+    ``storage_max``, the scale lowered where needed so that at most ``storage_clip_fraction`` of
+    the head's voxels clips (a scanner saturates vessels, not a T2w's CSF; ``None``: no such
+    limit, as in the randomized sites). ``lesion_model`` picks the lesion appearance; ``randomized`` sites draw all of
     this per subject (:func:`gdsynth.phantom.sites.draw_site`). The defaults are the original
     siteA/B/C behaviour, which must not change.
     """
@@ -91,6 +93,7 @@ class Site:
     storage_wm: tuple[float, float] = (300.0, 1500.0)
     storage_gamma: float = 1.0
     storage_max: int = 32767
+    storage_clip_fraction: float | None = 0.005
     lesion_model: str = "standard"
     randomized: bool = False
     randomize_lesion_model: bool = False
@@ -103,6 +106,9 @@ class Site:
             if value not in valid:
                 raise ConfigError(None, f"site {self.name}: unknown {what} {value!r}; choose "
                                   f"from {', '.join(valid)}")
+        if self.storage_clip_fraction is not None and not 0 <= self.storage_clip_fraction < 1:
+            raise ConfigError(None, f"site {self.name}: storage_clip_fraction must be in [0, 1) "
+                              "or None")
         if self.field_strength_t not in (1.5, 3.0):
             raise ConfigError(None, f"site {self.name}: field strength must be 1.5 or 3 T")
 

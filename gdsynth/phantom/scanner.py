@@ -200,15 +200,26 @@ def add_rician_noise(rng: np.random.Generator, signal: np.ndarray, sigma: float)
 
 
 def to_storage(image: np.ndarray, wm_level: float, target_wm: float, *, gamma: float = 1.0,
-               max_value: int = 32767) -> np.ndarray:
+               max_value: int = 32767, clip_fraction: float | None = None) -> np.ndarray:
     """Scale so white matter sits near ``target_wm`` and round to int16 (clipped to 0..max_value).
 
     ``gamma`` != 1 first maps ``x -> wm (x / wm) ** gamma`` (a vendor-like non-linear intensity
     scaling that keeps white matter in place); ``max_value`` < 32767 windows the bright end (e.g.
-    12-bit storage saturates vessels).
+    12-bit storage saturates vessels). ``clip_fraction`` (e.g. 0.005): the scale is lowered where
+    needed so that at most this fraction of the head's voxels (signal above a quarter of white
+    matter's) exceeds ``max_value`` — a scanner scales a series down rather than clip its tissue,
+    so a 12-bit T2w saturates its brightest vessels and CSF voxels, not its ventricles. ``None``:
+    the white-matter target holds whatever clips.
     """
     if gamma != 1.0:
         wm = np.float32(max(wm_level, 1e-12))
         image = (np.maximum(image, 0) / wm) ** np.float32(gamma) * wm
-    scaled = image * np.float32(target_wm / max(wm_level, 1e-12))
+    factor = target_wm / max(wm_level, 1e-12)
+    if clip_fraction is not None and float(image.max()) * factor > max_value:
+        head = image[image > 0.25 * wm_level]
+        if head.size:
+            bright = float(np.quantile(head, 1.0 - clip_fraction))
+            if bright * factor > max_value:
+                factor = max_value / bright
+    scaled = image * np.float32(factor)
     return np.clip(np.rint(scaled), 0, max_value).astype(np.int16)

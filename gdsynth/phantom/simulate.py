@@ -204,7 +204,8 @@ def _acquire_all(
             sig *= bias_field(rng, grid, protocol.bias)
         noisy = add_rician_noise(rng, sig, wm_level / protocol.snr)
         stored = to_storage(noisy, wm_level, rng.uniform(*site.storage_wm),
-                            gamma=site.storage_gamma, max_value=site.storage_max)
+                            gamma=site.storage_gamma, max_value=site.storage_max,
+                            clip_fraction=site.storage_clip_fraction)
         images[seq] = reorient(stored, grid, orientation)
     motion = {s: m.to_dict() for s, m in motions.items()}
     return images, motion

@@ -74,5 +74,5 @@ def draw_site(rng: np.random.Generator, site: Site) -> Site:
         snr=float(np.exp(u(np.log(12), np.log(45)))), bias=u(0.05, 0.35),
         t1w_acquired_mm=u(1.0, 1.5) if rng.random() < 0.5 else 0.0,
         storage_wm=(wm_lo, 1.5 * wm_lo), storage_gamma=float(np.exp(u(-0.3, 0.3))),
-        storage_max=storage_max, lesion_model=lesion_model,
+        storage_max=storage_max, storage_clip_fraction=None, lesion_model=lesion_model,
     )
