@@ -43,6 +43,7 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,10 +61,15 @@ DIRECTIONS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0))
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--appearance", choices=("alike", "lookalike", "standard"), default="lookalike",
+    p.add_argument("--appearance", choices=("alike", "lookalike", "inserted", "standard"),
+                   default="lookalike",
                    help="alike, lookalike: active and chronic lesions look alike before contrast "
-                        "(APPEARANCES), so only the dot predicts activity; standard: the default "
-                        "phantom (sites A+B), where the lesions' own look already does")
+                        "(APPEARANCES), so only the dot predicts activity; inserted: lookalike "
+                        "lesions pasted afresh into lesion-free training exams every time an exam "
+                        "is loaded (nothing to memorize); standard: the default phantom (sites "
+                        "A+B), where the lesions' own look already does")
+    p.add_argument("--inserted-lesions", type=int, default=6,
+                   help="inserted: lesions per loaded training exam (1..N, half of them active)")
     p.add_argument("--train-bids", type=Path, default=None,
                    help="clean training cohort (read only); default: a phantom of --subjects "
                         "subjects generated under WORK")
@@ -118,6 +124,8 @@ NO_MOTION = {"blackhole_fraction": 0.0, "diameter_mm": (4.0, 15.0), "motion_max_
 APPEARANCES = {
     "alike": ({**NO_MOTION, "lookalike_fraction": 0.0}, ["siteAltLesion"]),
     "lookalike": ({**NO_MOTION, "lookalike_fraction": 1.0, "gd_lesion_mm": (0.3, 0.6)}, ["siteA"]),
+    # training exams without lesions; lookalike lesions are inserted while training (CuedInsertion)
+    "inserted": ({**NO_MOTION, "chronic_lesions": (0, 0)}, ["siteA"]),
 }
 ALIKE = APPEARANCES["alike"][0]
 ALIKE_SITES = APPEARANCES["alike"][1]
@@ -125,17 +133,25 @@ ALIKE_PREP = {"register": False, "n4": False}
 
 
 def training_phantom(args) -> Path:
-    """The generated phantom (training exams, then ``--test-exams`` held-out ones when alike)."""
+    """The generated phantom (training exams, then ``--test-exams`` held-out ones when alike;
+    ``inserted``: training exams only, without lesions)."""
+    inserted = args.appearance == "inserted"
+    alike = args.appearance in APPEARANCES and not inserted
+    n = args.subjects + (args.test_exams if alike and args.test_bids is None else 0)
+    return generated_phantom(args, args.appearance, n, args.seed,
+                             0.0 if inserted else args.active_fraction)
+
+
+def generated_phantom(args, appearance: str, n: int, seed: int, active_fraction: float) -> Path:
+    """A phantom of ``n`` subjects drawn as ``appearance`` says (cached under WORK)."""
     from gdsynth.phantom import PhantomConfig, generate_dataset
 
-    alike = args.appearance in APPEARANCES
-    fields, sites = APPEARANCES.get(args.appearance, ({}, ["siteA", "siteB"]))
-    n = args.subjects + (args.test_exams if alike and args.test_bids is None else 0)
-    bids = args.work / (f"phantom-{args.appearance}-n{n}-s{args.seed}-r{args.resolution:g}-"
+    fields, sites = APPEARANCES.get(appearance, ({}, ["siteA", "siteB"]))
+    bids = args.work / (f"phantom-{appearance}-n{n}-s{seed}-r{args.resolution:g}-"
                         + "+".join(sites))
     if not (bids / "dataset_description.json").is_file():
-        generate_dataset(bids, subjects=n, seed=args.seed, resolution=args.resolution,
-                         active_fraction=args.active_fraction, sites=sites,
+        generate_dataset(bids, subjects=n, seed=seed, resolution=args.resolution,
+                         active_fraction=active_fraction, sites=sites,
                          config=PhantomConfig(**fields))
     return bids
 
@@ -222,6 +238,88 @@ def add_dots(image: np.ndarray, geometry, dots: list[dict], sigma_mm: float, pea
     return out
 
 
+def dot_indices(centre_index: np.ndarray, spacing, offset_mm: float, brain: np.ndarray,
+                near: np.ndarray) -> np.ndarray | None:
+    """Voxel index of a lesion's dot: the first of +x, −x, +y, −y (array axes) at ``offset_mm``
+    from ``centre_index`` that is in ``brain`` and not in ``near`` (other lesions); None if none."""
+    for d in DIRECTIONS:
+        i = np.rint(centre_index + offset_mm * np.asarray(d, float) / np.asarray(spacing))
+        i = i.astype(int)
+        if all(0 <= a < n for a, n in zip(i, brain.shape, strict=True)) and brain[tuple(i)] \
+                and not near[tuple(i)]:
+            return i
+    return None
+
+
+def cued_insertion(cue: bool, args):
+    """A :class:`gdsynth.data.insertion.RandomLesionInsertion` for ``--appearance inserted``:
+    lookalike lesions (the ``lookalike`` phantom's lesion fields) pasted into each training exam
+    every time it is loaded, half of them active; with ``cue``, each inserted active lesion gets the
+    dot (``--offset-mm`` away, as in the test exams, and with the T1w's amplitude in the post-Gd
+    T1w, so the target enhancement is unchanged at the dot)."""
+    import torch
+    from scipy.ndimage import binary_dilation
+
+    from gdsynth.data.insertion import RandomLesionInsertion, local_geometry
+    from gdsynth.data.subjects import ALL_LESIONS, BRAIN, TARGET
+    from gdsynth.phantom.config import PhantomConfig
+
+    fields = {k: v for k, v in APPEARANCES["lookalike"][0].items()
+              if k in PhantomConfig.__dataclass_fields__}
+
+    class CuedInsertion(RandomLesionInsertion):
+        def __init__(self, **kwargs):
+            kwargs["config"] = PhantomConfig(**fields)
+            kwargs["max_lesions"] = args.inserted_lesions
+            super().__init__(**kwargs)
+            self.drawn: list = []
+
+        def _draw(self, rng, centres, geometry):
+            self.drawn = super()._draw(rng, centres, geometry)
+            return self.drawn
+
+        def _update_labels(self, subject, maps):  # the base class calls it with its maps
+            self.maps = maps
+            super()._update_labels(subject, maps)
+
+        def apply_transform(self, subject):
+            self.drawn, self.maps = [], None
+            subject = super().apply_transform(subject)
+            active = [les for les in self.drawn if les.label > 0]
+            if not cue or not active or self.maps is None:
+                return subject
+            brain = subject[BRAIN].data[0].numpy() > 0
+            spacing = subject[BRAIN].spacing
+            geometry = local_geometry(brain.shape, spacing)
+            # every lesion (the inserted ones and any already there), grown by 2 voxels as for
+            # the test exams' dots (dot_positions)
+            near = self.maps.all_mask > 0
+            if ALL_LESIONS in subject:
+                near = near | (subject[ALL_LESIONS].data[0].numpy() > 0)
+            near = binary_dilation(near, iterations=2)
+            dots = []
+            for les in active:
+                i = dot_indices(geometry.world_to_index(les.centre), spacing, args.offset_mm,
+                                brain, near)
+                if i is not None:
+                    x, y, z = geometry.index_to_world(i.astype(float), ras=True)
+                    dots.append({"x": x, "y": y, "z": z})
+            peaks = {}
+            for name in ("T1w", "T2w", "FLAIR"):
+                if name in subject:
+                    peaks[name] = args.amplitude * float(np.median(
+                        subject[name].data[0].numpy()[brain]))
+            peaks[TARGET] = peaks["T1w"]
+            for name, peak in peaks.items():
+                if name in subject:
+                    img = subject[name].data[0].numpy()
+                    out = add_dots(img, geometry, dots, args.sigma_mm, peak)
+                    subject[name].set_data(torch.from_numpy(out[None]))
+            return subject
+
+    return CuedInsertion
+
+
 def cue_exams(exams: list, dst: Path, args) -> list:
     """Copies of prepared ``exams`` under ``dst`` with the dots (cached per exam)."""
     from gdsynth.io import read_image, write_image, write_tsv
@@ -251,6 +349,22 @@ def cue_exams(exams: list, dst: Path, args) -> list:
 
 # --------------------------------------------------------------------------- models and analysis
 
+@contextmanager
+def inserting(cls):
+    """Training builds its lesion insertion (``data.augment.lesion_insertion_p``) from ``cls``
+    (None: the library's own) while inside: :func:`gdsynth.data.augment.build_augmentation` imports
+    ``RandomLesionInsertion`` from :mod:`gdsynth.data.insertion` when it builds the pipeline."""
+    import gdsynth.data.insertion as insertion
+
+    original = insertion.RandomLesionInsertion
+    if cls is not None:
+        insertion.RandomLesionInsertion = cls
+    try:
+        yield
+    finally:
+        insertion.RandomLesionInsertion = original
+
+
 def train(exams: list, work: Path, name: str, steps: int, args):
     """The model ``name`` after ``steps`` training steps: the run ``WORK/run-<name>`` is trained on
     (resumed) to ``steps`` and its export kept as ``WORK/model-<name>-<steps>`` (cached)."""
@@ -264,10 +378,17 @@ def train(exams: list, work: Path, name: str, steps: int, args):
         resume = last_checkpoint(run).is_file()
         if run.exists() and not resume:
             shutil.rmtree(run)
-        cfg = apply_overrides(load_config(args.config), **{
-            "trainer.tracker": "none", "trainer.max_steps": steps, "trainer.max_time": None})
+        overrides = {"trainer.tracker": "none", "trainer.max_steps": steps,
+                     "trainer.max_time": None}
+        if args.appearance == "inserted":
+            overrides.update({"data.augment.lesion_insertion_p": 1.0,
+                              "data.augment.lesion_insertion_active": 0.5,
+                              "data.augment.lesion_insertion_phantom": True})
+        cfg = apply_overrides(load_config(args.config), **overrides)
         start = time.perf_counter()
-        result = train_run(exams, run, cfg, RunOptions(resume=resume))
+        with inserting(cued_insertion(name == "cue", args) if args.appearance == "inserted"
+                       else None):
+            result = train_run(exams, run, cfg, RunOptions(resume=resume))
         print(f"trained {name} to step {result.steps} in {time.perf_counter() - start:.0f} s",
               file=sys.stderr)
         tmp = work / f".model-{name}-{steps}.tmp"
@@ -416,7 +537,12 @@ def cohort_exams(args) -> tuple[list, list, list, list]:
     alike = args.appearance in APPEARANCES
     prep = ALIKE_PREP if generated and alike else None
     subs = sorted({f"sub-{e.subject}" for e in discover(clean_bids)})
-    if generated and args.test_bids is None and alike:
+    if generated and args.test_bids is None and args.appearance == "inserted":
+        # held out: lookalike lesions drawn by the phantom itself, as in --appearance lookalike
+        pool, test_bids = subs, generated_phantom(args, "lookalike", args.test_exams,
+                                                  args.seed + 1, args.active_fraction)
+        test_subs = sorted({f"sub-{e.subject}" for e in discover(test_bids)})
+    elif generated and args.test_bids is None and alike:
         pool, test_subs = subs[: args.subjects], subs[args.subjects:]
         test_bids = clean_bids
     else:
@@ -428,9 +554,10 @@ def cohort_exams(args) -> tuple[list, list, list, list]:
     train_subs = sorted(train_subs)
     clean = prep_subjects(clean_bids, train_subs, own_prep(clean_bids, work, "clean"), prep)
     test_clean = prep_subjects(test_bids, test_subs, own_prep(test_bids, work, "test"),
-                               prep if test_bids == clean_bids else None)
-    return (clean, cue_exams(clean, work / "cued-train", args), test_clean,
-            cue_exams(test_clean, work / "cued-test", args))
+                               prep if args.test_bids is None else None)
+    # inserted: the training exams have no lesions; the cue comes with the inserted ones
+    cued = clean if args.appearance == "inserted" else cue_exams(clean, work / "cued-train", args)
+    return clean, cued, test_clean, cue_exams(test_clean, work / "cued-test", args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from tests.utils import load_experiment
 
@@ -74,3 +75,39 @@ def test_alike_phantoms_draw_one_pre_contrast_look(ch, appearance):
     aucs = {f: roc_auc(y, np.array([getattr(x, f) for x in active + chronic]))
             for f in ("dt1_ms", "dt2_ms", "dpd", "border_mm", "radius_mm", "halo_strength")}
     assert all(0.15 <= v <= 0.85 for v in aucs.values()), aucs
+
+
+def test_inserted_lesions_carry_the_dot_only_with_the_cue(ch):
+    """``--appearance inserted``: the training-time insertion pastes lesions into a lesion-free exam
+    and, for the cued model only, a dot ``--offset-mm`` from each active one in every input and,
+    with the T1w's amplitude, in the post-Gd T1w (the target enhancement is unchanged there)."""
+    import torch
+    import torchio as tio
+
+    from gdsynth.data.subjects import BRAIN, TARGET
+
+    args = ch.parse_args(["--work", "unused", "--appearance", "inserted",
+                          "--inserted-lesions", "3"])
+
+    def subject():
+        shape = (48, 48, 24)
+        ones = torch.ones((1, *shape))
+        images = {n: tio.ScalarImage(tensor=ones.clone(), affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+                  for n in ("T1w", "T2w", "FLAIR", TARGET)}
+        return tio.Subject(**images, **{BRAIN: tio.LabelMap(
+            tensor=torch.ones((1, *shape), dtype=torch.uint8), affine=np.diag([2.0, 2, 2, 1]))})
+
+    for cue in (True, False):
+        torch.manual_seed(3)
+        out = ch.cued_insertion(cue, args)(phantom_subjects=True, active_probability=1.0)(subject())
+        t1w = out["T1w"].data[0].numpy()
+        enhancement = out[TARGET].data[0].numpy() - t1w
+        assert enhancement.max() > 0.1  # active lesions were inserted
+        # the dot: a bright spot on the T1w far from every enhancing voxel (lesions darken T1w)
+        far = ~ndimage.binary_dilation(np.abs(enhancement) > 1e-3, iterations=3)
+        bright = (t1w > 1.3) & far
+        assert bright.any() == cue
+        if cue:
+            assert np.abs(enhancement[bright]).max() < 1e-5  # no enhancement at the dot
+            for name in ("T2w", "FLAIR"):
+                assert out[name].data[0].numpy()[bright].max() > 1.3
