@@ -369,7 +369,7 @@ def train(exams: list, work: Path, name: str, steps: int, args):
     """The model ``name`` after ``steps`` training steps: the run ``WORK/run-<name>`` is trained on
     (resumed) to ``steps`` and its export kept as ``WORK/model-<name>-<steps>`` (cached)."""
     from gdsynth.models.folder import load_model_folder
-    from gdsynth.training.config import apply_overrides, load_config
+    from gdsynth.training.config import apply_overrides, apply_settings, load_config
     from gdsynth.training.run import RunOptions, last_checkpoint, train_run
 
     snap = work / f"model-{name}-{steps}"
@@ -378,13 +378,12 @@ def train(exams: list, work: Path, name: str, steps: int, args):
         resume = last_checkpoint(run).is_file()
         if run.exists() and not resume:
             shutil.rmtree(run)
-        overrides = {"trainer.tracker": "none", "trainer.max_steps": steps,
-                     "trainer.max_time": None}
+        cfg = apply_overrides(load_config(args.config), **{
+            "trainer.tracker": "none", "trainer.max_steps": steps, "trainer.max_time": None})
         if args.appearance == "inserted":
-            overrides.update({"data.augment.lesion_insertion_p": 1.0,
-                              "data.augment.lesion_insertion_active": 0.5,
-                              "data.augment.lesion_insertion_phantom": True})
-        cfg = apply_overrides(load_config(args.config), **overrides)
+            cfg = apply_settings(cfg, ["data.augment.lesion_insertion_p=1.0",
+                                       "data.augment.lesion_insertion_active=0.5",
+                                       "data.augment.lesion_insertion_phantom=true"])
         start = time.perf_counter()
         with inserting(cued_insertion(name == "cue", args) if args.appearance == "inserted"
                        else None):

@@ -23,7 +23,7 @@ from gdsynth.preprocess.mask import brain_mask, head_mask
 from gdsynth.preprocess.normalize import nawm_mask, nawm_median
 from gdsynth.preprocess.orient import index_map, reorient_to_ras
 from gdsynth.preprocess.provenance import input_records
-from gdsynth.preprocess.quality import exam_quality
+from gdsynth.preprocess.quality import clipped_fraction, exam_quality
 from gdsynth.preprocess.register import register_rigid
 from gdsynth.preprocess.resample import (
     isotropic_geometry,
@@ -98,6 +98,7 @@ class _Reference:
     small: np.ndarray
     small_geometry: Geometry
     head: tuple[np.ndarray, Geometry]
+    clipping: tuple[float, float]
 
 
 def _read_reference(exam: Exam, config: PrepConfig) -> _Reference:
@@ -107,7 +108,13 @@ def _read_reference(exam: Exam, config: PrepConfig) -> _Reference:
     target = prepared_geometry(native, config.spacing)
     small, small_geom = _coarse(t1_ras, ras)
     return _Reference(t1_ras, ras, native, target, small, small_geom,
-                      (head_mask(small, small_geom.spacing), small_geom))
+                      (head_mask(small, small_geom.spacing), small_geom),
+                      _clipping(t1_native))
+
+
+def _clipping(image: np.ndarray) -> tuple[float, float]:
+    """(:func:`clipped_fraction`, maximum) of an image as read."""
+    return clipped_fraction(image), float(np.max(image))
 
 
 def _moving_roles(exam: Exam, config: PrepConfig) -> list[str]:
@@ -119,18 +126,21 @@ def _moving_roles(exam: Exam, config: PrepConfig) -> list[str]:
 
 
 def _align_moving(exam: Exam, config: PrepConfig, ref: _Reference, roles: list[str],
-                  timer: _Timer) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, Geometry]]:
+                  timer: _Timer) -> tuple[dict[str, np.ndarray], dict[str, dict],
+                                          dict[str, Geometry], dict[str, tuple[float, float]]]:
     """Read each of ``roles``, register it rigidly to the T1w (unless ``config.register`` is off)
-    and resample it onto the prepared grid. Returns the images, the registration records and the
-    moving images' own grids."""
+    and resample it onto the prepared grid. Returns the images, the registration records, the
+    moving images' own grids and their clipping as read (:func:`_clipping`)."""
     images: dict[str, np.ndarray] = {}
     registration: dict[str, dict] = {}
     moving_grids: dict[str, Geometry] = {}
+    clipping: dict[str, tuple[float, float]] = {}
     for role in roles:
         path = exam.path(role)
         moving, geom = read_image(path)  # type: ignore[arg-type]
         require_overlap(path, ref.native, geom)
         moving_grids[role] = geom
+        clipping[role] = _clipping(moving)
         timer.tick("read_moving")
         matrix = np.eye(4)
         if config.register:
@@ -142,7 +152,7 @@ def _align_moving(exam: Exam, config: PrepConfig, ref: _Reference, roles: list[s
         images[role] = resample(moving, geom, ref.target, matrix_lps=matrix,
                                 interpolation=config.interpolation)
         timer.tick("resample")
-    return images, registration, moving_grids
+    return images, registration, moving_grids, clipping
 
 
 def _brain_mask(exam: Exam, config: PrepConfig, images: dict[str, np.ndarray],
@@ -200,7 +210,7 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
     timer.tick("read_t1w")
 
     roles = _moving_roles(exam, config)
-    images, registration, moving_grids = _align_moving(exam, config, ref, roles, timer)
+    images, registration, moving_grids, clipping = _align_moving(exam, config, ref, roles, timer)
     images["T1w"] = move_to_grid(ref.t1w, ref.ras, ref.target, interpolation=config.interpolation)
     images = {k: images[k] for k in SEQUENCES if k in images}  # registry order
     timer.tick("resample")
@@ -217,7 +227,8 @@ def prepare_arrays(exam: Exam, config: PrepConfig = PrepConfig(), *,
                             close=config.mask_close_mm), ref.small_geometry)
     quality, flags = exam_quality(
         exam, {k: v for k, v in images.items() if k != "T1w_gd"}, mask, ref.target,
-        t1w_brain=t1w_brain, moving=moving_grids, registration=registration)
+        t1w_brain=t1w_brain, moving=moving_grids, registration=registration,
+        clipping={"T1w": ref.clipping, **clipping})
     timer.tick("quality")
 
     provenance = {

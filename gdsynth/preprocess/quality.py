@@ -25,6 +25,12 @@ Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
   the expected way: on a T1w white matter is brighter than grey matter, on a T2w darker
   (``grey_white``, on the T1w's own tissue classes). FLAIR's grey/white contrast is too weak
   to test this way (0.96–1.00 on the phantom: partial volume with CSF);
+* **clipping** — the share of an image's head voxels (above a tenth of its maximum) stored at
+  exactly its maximum value, measured on each file as read (:func:`clipped_fraction`): an
+  unclipped MRI reaches its maximum in a handful of voxels, an image whose storage window cut its
+  bright end (12-bit windowing that saturates a T2w's CSF, a conversion with a wrong scale) in a
+  large share; above ``max_clipped_fraction`` flags an input (what is above the window is lost;
+  the real post-Gd's share is recorded only);
 * **labels** — the ``sub-``/``ses-`` entities of the file names and folders (also after
   resolving symlinks) must agree, and with the exam's own labels when it was found in a BIDS
   folder (a pseudonym given with ``--subject`` or in a table is not a mismatch).
@@ -53,6 +59,7 @@ class QualityLimits:
     min_edge_agreement: float = 0.65
     max_registration_metric: float = -0.1
     max_t1w_correlation: float = 0.9
+    max_clipped_fraction: float = 0.02
 
 
 _NAME_ENTITY = {e: re.compile(rf"(?:^|_){e}-([A-Za-z0-9]+)") for e in ("sub", "ses")}
@@ -140,6 +147,18 @@ def grey_white_ratio(image: np.ndarray, t1w: np.ndarray, brain: np.ndarray) -> f
     return float(np.median(x[grey]) / w) if w > 0 else float("nan")
 
 
+def clipped_fraction(image: np.ndarray) -> float:
+    """Share of ``image``'s head voxels (above a tenth of its maximum) that sit at exactly its
+    maximum value: a handful of voxels (~0) for an unclipped image, a large share for one whose
+    bright end was cut by its storage window. 0 for an empty or non-positive image."""
+    values = np.asarray(image)
+    top = float(values.max()) if values.size else 0.0
+    if not np.isfinite(top) or top <= 0:
+        return 0.0
+    head = int(np.count_nonzero(values > 0.1 * top))
+    return float(np.count_nonzero(values == top)) / max(head, 1)
+
+
 def _json(value: float) -> float | None:
     """Rounded for provenance; None when not finite (provenance JSON has no NaN)."""
     return round(float(value), 3) if np.isfinite(value) else None
@@ -154,6 +173,7 @@ def exam_quality(
     t1w_brain: tuple[np.ndarray, Geometry],
     moving: Mapping[str, Geometry],
     registration: Mapping[str, Mapping[str, Any]],
+    clipping: Mapping[str, tuple[float, float]] | None = None,
     limits: QualityLimits = QualityLimits(),
 ) -> tuple[dict[str, Any], list[str]]:
     """(measurements, flags) of one prepared exam.
@@ -161,10 +181,18 @@ def exam_quality(
     ``images``: NAWM-normalized arrays on ``geometry`` (T1w first); ``brain``: the brain mask
     there; ``t1w_brain``: a brain mask from the T1w alone and its grid (for coverage, which the
     exam's own mask cannot measure: it was made from the other sequences too); ``moving``: each
-    registered sequence's own grid; ``registration``: :meth:`RigidResult.to_dict` by sequence.
+    registered sequence's own grid; ``registration``: :meth:`RigidResult.to_dict` by sequence;
+    ``clipping``: per sequence, :func:`clipped_fraction` of the file as read and its maximum value
+    (the real post-Gd's is measured, not flagged: a prediction does not read it).
     """
     measures: dict[str, Any] = {}
     flags = label_problems(exam)
+    for role, (fraction, top) in (clipping or {}).items():
+        measures.setdefault(role, {})["clipped_fraction"] = _json(fraction)
+        if fraction > limits.max_clipped_fraction and role != "T1w_gd":  # inputs only
+            flags.append(f"{role} is clipped: {100 * fraction:.1f}% of its head voxels sit at "
+                         f"its maximum value {top:g} (limit {100 * limits.max_clipped_fraction:g}"
+                         "%): the intensities above it are lost")
     brain = np.asarray(brain, bool)
     if not brain.any():
         return measures, flags
@@ -172,7 +200,7 @@ def exam_quality(
     region = ndi.binary_dilation(brain, iterations=2)
     t1_edges = _edges(t1, geometry.spacing)[region]
     gw = grey_white_ratio(t1, t1, brain)
-    measures["T1w"] = {"grey_white": _json(gw)}
+    measures.setdefault("T1w", {})["grey_white"] = _json(gw)
     if np.isfinite(gw) and gw >= 1.0:
         flags.append(f"T1w has no T1 contrast (grey/white ratio {gw:.2f}, a T1w is below 1)")
     for role, image in images.items():
@@ -209,5 +237,5 @@ def exam_quality(
             elif role == "T2w" and np.isfinite(ratio) and ratio <= 1.0:
                 flags.append(f"{role} has T1-like contrast (grey/white ratio "
                              f"{ratio:.2f}; a {role} is above 1)")
-        measures[role] = m
+        measures[role] = {**measures.get(role, {}), **m}
     return measures, flags

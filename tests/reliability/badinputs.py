@@ -398,6 +398,14 @@ def flair_is_t1w(good: dict[str, Path], folder: Path) -> Paths:
     return _copy(good, folder, FLAIR=_t1(good))
 
 
+def t2w_clipped(good: dict[str, Path], folder: Path) -> Paths:
+    """The T2w stored through a window that cuts its bright end: every voxel above the head's
+    75th percentile (CSF, lesions) saturates at one value, as a 12-bit export set too high does."""
+    t2, g = read_image(good["T2w"])
+    top = float(np.percentile(t2[t2 > 0.1 * t2.max()], 75))
+    return _copy(good, folder, T2w=(np.minimum(t2, top).astype(np.float32), g))
+
+
 def flair_slab(good: dict[str, Path], folder: Path) -> Paths:
     """FLAIR covering 12 of 42 slices (the same fraction of its own slices) mid-brain."""
     fl, g = read_image(good["FLAIR"])

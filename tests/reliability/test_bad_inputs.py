@@ -74,6 +74,7 @@ CASES: dict[str, tuple[B.Builder, str, str]] = {
     "T2w-FLAIR-of-another-subject": (B.other_subject, "quality", "does not line up"),
     "FLAIR-is-a-T1w-copy": (B.flair_is_t1w, "quality", "FLAIR looks like a T1w"),
     "FLAIR-covers-12-of-42-slices": (B.flair_slab, "quality", "FLAIR covers"),
+    "T2w-clipped-by-its-storage-window": (B.t2w_clipped, "quality", "T2w is clipped"),
 }
 CULPRIT = {"missing-file": "FLAIR", "no-overlap": "FLAIR"}
 
