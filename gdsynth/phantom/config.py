@@ -66,8 +66,8 @@ class Site:
     ``storage_wm``, intensities mapped by ``(x / WM) ** storage_gamma`` and clipped at
     ``storage_max``, the scale lowered where needed so that at most ``storage_clip_fraction`` of
     the head's voxels clips (a scanner saturates vessels, not a T2w's CSF; ``None``: no such
-    limit, as in the randomized sites). ``lesion_model`` picks the lesion appearance; ``randomized`` sites draw all of
-    this per subject (:func:`gdsynth.phantom.sites.draw_site`). The defaults are the original
+    limit, as in the randomized sites). ``lesion_model`` picks the lesion appearance;
+    ``randomized`` sites draw all of this per subject (:func:`gdsynth.phantom.sites.draw_site`). The defaults are the original
     siteA/B/C behaviour, which must not change.
     """
 

@@ -30,7 +30,9 @@ Checks (limits in :class:`QualityLimits`, defaults set on the phantom by
   unclipped MRI reaches its maximum in a handful of voxels, an image whose storage window cut its
   bright end (12-bit windowing that saturates a T2w's CSF, a conversion with a wrong scale) in a
   large share; above ``max_clipped_fraction`` flags an input (what is above the window is lost;
-  the real post-Gd's share is recorded only);
+  the real post-Gd's share is recorded only). The 2 % limit sits between the phantom's images
+  (below 0.1 % unclipped, at most 0.5 % with 12-bit storage) and the T2w of the thick-slice site
+  before its storage fix (6–72 %, docs/phantom-sites.md);
 * **labels** — the ``sub-``/``ses-`` entities of the file names and folders (also after
   resolving symlinks) must agree, and with the exam's own labels when it was found in a BIDS
   folder (a pseudonym given with ``--subject`` or in a table is not a mismatch).
