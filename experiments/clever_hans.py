@@ -64,9 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--appearance", choices=("alike", "lookalike", "inserted", "standard"),
                    default="lookalike",
                    help="alike, lookalike: active and chronic lesions look alike before contrast "
-                        "(APPEARANCES), so only the dot predicts activity; inserted: lookalike "
-                        "lesions pasted afresh into lesion-free training exams every time an exam "
-                        "is loaded (nothing to memorize); standard: the default phantom (sites "
+                        "(APPEARANCES), so only the dot predicts activity; inserted: lesions "
+                        "pasted afresh into lesion-free training exams every time an exam is "
+                        "loaded (nothing to memorize), the inactive ones twins of active ones "
+                        "without gadolinium (nothing but the dot to learn from); standard: the default phantom (sites "
                         "A+B), where the lesions' own look already does")
     p.add_argument("--inserted-lesions", type=int, default=6,
                    help="inserted: lesions per loaded training exam (1..N, half of them active)")
@@ -124,7 +125,7 @@ NO_MOTION = {"blackhole_fraction": 0.0, "diameter_mm": (4.0, 15.0), "motion_max_
 APPEARANCES = {
     "alike": ({**NO_MOTION, "lookalike_fraction": 0.0}, ["siteAltLesion"]),
     "lookalike": ({**NO_MOTION, "lookalike_fraction": 1.0, "gd_lesion_mm": (0.3, 0.6)}, ["siteA"]),
-    # training exams without lesions; lookalike lesions are inserted while training (CuedInsertion)
+    # training exams without lesions; lesions are inserted while training (cued_insertion)
     "inserted": ({**NO_MOTION, "chronic_lesions": (0, 0)}, ["siteA"]),
 }
 ALIKE = APPEARANCES["alike"][0]
@@ -253,16 +254,18 @@ def dot_indices(centre_index: np.ndarray, spacing, offset_mm: float, brain: np.n
 
 def cued_insertion(cue: bool, args):
     """A :class:`gdsynth.data.insertion.RandomLesionInsertion` for ``--appearance inserted``:
-    lookalike lesions (the ``lookalike`` phantom's lesion fields) pasted into each training exam
-    every time it is loaded, half of them active; with ``cue``, each inserted active lesion gets the
-    dot (``--offset-mm`` away, as in the test exams, and with the T1w's amplitude in the post-Gd
-    T1w, so the target enhancement is unchanged at the dot)."""
+    lesions drawn as active ones (the ``lookalike`` phantom's lesion fields) pasted into each
+    training exam every time it is loaded, half of them then made inactive *twins* (the same draw
+    without gadolinium: no pre-contrast difference between the kinds at all); with ``cue``, each
+    inserted active lesion gets the dot (``--offset-mm`` away, as in the test exams, and with the
+    T1w's amplitude in the post-Gd T1w, so the target enhancement is unchanged at the dot)."""
     import torch
     from scipy.ndimage import binary_dilation
 
     from gdsynth.data.insertion import RandomLesionInsertion, local_geometry
     from gdsynth.data.subjects import ALL_LESIONS, BRAIN, TARGET
     from gdsynth.phantom.config import PhantomConfig
+    from gdsynth.phantom.lesions import Kind, Pattern
 
     fields = {k: v for k, v in APPEARANCES["lookalike"][0].items()
               if k in PhantomConfig.__dataclass_fields__}
@@ -271,11 +274,16 @@ def cued_insertion(cue: bool, args):
         def __init__(self, **kwargs):
             kwargs["config"] = PhantomConfig(**fields)
             kwargs["max_lesions"] = args.inserted_lesions
-            super().__init__(**kwargs)
+            self.share_active = float(kwargs.pop("active_probability", 0.5))
+            super().__init__(active_probability=1.0, **kwargs)
             self.drawn: list = []
 
         def _draw(self, rng, centres, geometry):
-            self.drawn = super()._draw(rng, centres, geometry)
+            # every lesion is drawn as an active one; the inactive ones are its twins without
+            # gadolinium, so that the two kinds cannot differ before contrast
+            self.drawn = [les if rng.random() < self.share_active else
+                          replace(les, kind=Kind.chronic, gd_mm=0.0, pattern=Pattern.none, label=0)
+                          for les in super()._draw(rng, centres, geometry)]
             return self.drawn
 
         def _update_labels(self, subject, maps):  # the base class calls it with its maps

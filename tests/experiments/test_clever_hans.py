@@ -111,3 +111,24 @@ def test_inserted_lesions_carry_the_dot_only_with_the_cue(ch):
             assert np.abs(enhancement[bright]).max() < 1e-5  # no enhancement at the dot
             for name in ("T2w", "FLAIR"):
                 assert out[name].data[0].numpy()[bright].max() > 1.3
+
+
+def test_inserted_inactive_lesions_are_twins_without_gadolinium(ch):
+    import torch
+    import torchio as tio
+
+    from gdsynth.data.subjects import BRAIN, TARGET
+
+    args = ch.parse_args(["--work", "unused", "--appearance", "inserted"])
+    shape = (48, 48, 24)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    images = {n: tio.ScalarImage(tensor=torch.ones((1, *shape)), affine=affine)
+              for n in ("T1w", "T2w", "FLAIR", TARGET)}
+    subject = tio.Subject(**images, **{BRAIN: tio.LabelMap(
+        tensor=torch.ones((1, *shape), dtype=torch.uint8), affine=affine)})
+    torch.manual_seed(0)
+    transform = ch.cued_insertion(True, args)(phantom_subjects=True, active_probability=0.0)
+    out = transform(subject)
+    assert transform.drawn and all(les.gd_mm == 0 and les.label == 0 for les in transform.drawn)
+    assert (out["T2w"].data > 1.1).any()  # the lesions are there ...
+    assert torch.equal(out[TARGET].data, out["T1w"].data)  # ... without enhancement or dot
