@@ -256,14 +256,15 @@ def cued_insertion(cue: bool, args):
     """A :class:`gdsynth.data.insertion.RandomLesionInsertion` for ``--appearance inserted``:
     lesions drawn as active ones (the ``lookalike`` phantom's lesion fields) pasted into each
     training exam every time it is loaded, half of them then made inactive *twins* (the same draw
-    without gadolinium: no pre-contrast difference between the kinds at all); with ``cue``, each
+    without gadolinium: no pre-contrast difference between the kinds at all), lesion-centred
+    patches drawn on both kinds (``data.lesion_probability``); with ``cue``, each
     inserted active lesion gets the dot (``--offset-mm`` away, as in the test exams, and with the
     T1w's amplitude in the post-Gd T1w, so the target enhancement is unchanged at the dot)."""
     import torch
     from scipy.ndimage import binary_dilation
 
     from gdsynth.data.insertion import RandomLesionInsertion, local_geometry
-    from gdsynth.data.subjects import ALL_LESIONS, BRAIN, TARGET
+    from gdsynth.data.subjects import ALL_LESIONS, BRAIN, SAMPLING, TARGET
     from gdsynth.phantom.config import PhantomConfig
     from gdsynth.phantom.lesions import Kind, Pattern
 
@@ -293,6 +294,13 @@ def cued_insertion(cue: bool, args):
         def apply_transform(self, subject):
             self.drawn, self.maps = [], None
             subject = super().apply_transform(subject)
+            if self.maps is not None and SAMPLING in subject:
+                # lesion-centred patches on every inserted lesion, the inactive twins too: with
+                # patches on enhancing lesions only, the twins are rarely seen and "enhance every
+                # lesion" is nearly the best answer, with or without the dot
+                data = subject[SAMPLING].data.clone()
+                data[torch.from_numpy(self.maps.all_mask > 0)[None] & (data > 0)] = 2
+                subject[SAMPLING].set_data(data)
             active = [les for les in self.drawn if les.label > 0]
             if not cue or not active or self.maps is None:
                 return subject

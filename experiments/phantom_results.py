@@ -254,27 +254,34 @@ class ModelSpec:
 
 
 def copy_model(src: Path, dst: Path) -> None:
-    """Copy the weights and card of model folder ``src`` into ``dst`` (weights only if changed)."""
+    """Copy the weights, the learned lesion stage (when there is one) and the card of model folder
+    ``src`` into ``dst`` (files only if changed; a stage ``src`` lacks is removed from ``dst``)."""
+    from gdsynth.detection.stage import STAGE_FILE
     from gdsynth.io import atomic_write_text
     from gdsynth.models.card import CARD_NAME, WEIGHTS_NAME
 
     dst.mkdir(parents=True, exist_ok=True)
-    if sha256(src / WEIGHTS_NAME) != sha256(dst / WEIGHTS_NAME):
-        tmp = dst / (WEIGHTS_NAME + ".tmp")
-        shutil.copyfile(src / WEIGHTS_NAME, tmp)
-        tmp.replace(dst / WEIGHTS_NAME)
+    for name in (WEIGHTS_NAME, STAGE_FILE):
+        if not (src / name).is_file():
+            (dst / name).unlink(missing_ok=True)
+        elif not (dst / name).is_file() or sha256(src / name) != sha256(dst / name):
+            tmp = dst / (name + ".tmp")
+            shutil.copyfile(src / name, tmp)
+            tmp.replace(dst / name)
     atomic_write_text(dst / CARD_NAME, (src / CARD_NAME).read_text(encoding="utf-8"))
 
 
 def snapshot(spec: ModelSpec, work: Path) -> Path:
     """``DIR/snapshots/NAME``: the input folder as first given. Re-taken when the input changes,
     except when the only change is the calibrated card this script wrote into it (in place)."""
+    from gdsynth.detection.stage import STAGE_FILE
     from gdsynth.models.card import CARD_NAME, WEIGHTS_NAME
 
     snap = work / "snapshots" / spec.name
     state = read_json(work / "state" / f"model-{spec.name}.json") or {}
     w_in, c_in = sha256(spec.source / WEIGHTS_NAME), sha256(spec.source / CARD_NAME)
     keep = (sha256(snap / WEIGHTS_NAME) == w_in
+            and sha256(snap / STAGE_FILE) == sha256(spec.source / STAGE_FILE)
             and c_in in (sha256(snap / CARD_NAME), state.get("calibrated_card_sha256")))
     if not keep:
         copy_model(spec.source, snap)
@@ -318,6 +325,7 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
               args: argparse.Namespace, work: Path, timings: Timings) -> dict[str, Any]:
     """Fit calibration on the calibration cohort into ``DIR/models/NAME`` (skipped when the
     stamp matches); returns the fitted ``calibration_info``."""
+    from gdsynth.detection.stage import STAGE_FILE
     from gdsynth.errors import ConfigError
     from gdsynth.inference.calibrate import (
         calibrate_cases,
@@ -332,7 +340,8 @@ def calibrate(spec: ModelSpec, snap: Path, cal_bids: Path, cal_pred: Path, cal_e
     state_path = work / "state" / f"model-{spec.name}.json"
     state = read_json(state_path) or {}
     ids = sorted(e.id for e in cal_exams)
-    stamp = {"snapshot": [sha256(snap / WEIGHTS_NAME), sha256(snap / CARD_NAME)],
+    stamp = {"snapshot": [sha256(snap / WEIGHTS_NAME), sha256(snap / CARD_NAME),
+                          sha256(snap / STAGE_FILE)],
              "exams": ids, "synthesis": tree_digest(cal_pred, "sub-*/**/*synthesis_provenance.json"),
              "detector": spec.detector, "target_sensitivity": args.target_sensitivity,
              "tune": bool(args.tune)}

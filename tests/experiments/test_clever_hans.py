@@ -117,7 +117,7 @@ def test_inserted_inactive_lesions_are_twins_without_gadolinium(ch):
     import torch
     import torchio as tio
 
-    from gdsynth.data.subjects import BRAIN, TARGET
+    from gdsynth.data.subjects import BRAIN, SAMPLING, TARGET
 
     args = ch.parse_args(["--work", "unused", "--appearance", "inserted"])
     shape = (48, 48, 24)
@@ -125,6 +125,7 @@ def test_inserted_inactive_lesions_are_twins_without_gadolinium(ch):
     images = {n: tio.ScalarImage(tensor=torch.ones((1, *shape)), affine=affine)
               for n in ("T1w", "T2w", "FLAIR", TARGET)}
     subject = tio.Subject(**images, **{BRAIN: tio.LabelMap(
+        tensor=torch.ones((1, *shape), dtype=torch.uint8), affine=affine)}, **{SAMPLING: tio.LabelMap(
         tensor=torch.ones((1, *shape), dtype=torch.uint8), affine=affine)})
     torch.manual_seed(0)
     transform = ch.cued_insertion(True, args)(phantom_subjects=True, active_probability=0.0)
@@ -132,3 +133,6 @@ def test_inserted_inactive_lesions_are_twins_without_gadolinium(ch):
     assert transform.drawn and all(les.gd_mm == 0 and les.label == 0 for les in transform.drawn)
     assert (out["T2w"].data > 1.1).any()  # the lesions are there ...
     assert torch.equal(out[TARGET].data, out["T1w"].data)  # ... without enhancement or dot
+    # lesion-centred patches are drawn on the twins too
+    sampled = out[SAMPLING].data[0].numpy() == 2
+    assert sampled.any() and np.array_equal(sampled, transform.maps.all_mask > 0)
