@@ -43,7 +43,6 @@ import argparse
 import shutil
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -278,38 +277,34 @@ def cued_insertion(cue: bool, args):
             self.share_active = float(kwargs.pop("active_probability", 0.5))
             super().__init__(active_probability=1.0, **kwargs)
             self.drawn: list = []
+            self.maps = None
 
-        def _draw(self, rng, centres, geometry):
+        def draw_lesions(self, rng, centres, geometry):
             # every lesion is drawn as an active one; the inactive ones are its twins without
             # gadolinium, so that the two kinds cannot differ before contrast
             self.drawn = [les if rng.random() < self.share_active else
                           replace(les, kind=Kind.chronic, gd_mm=0.0, pattern=Pattern.none, label=0)
-                          for les in super()._draw(rng, centres, geometry)]
+                          for les in super().draw_lesions(rng, centres, geometry)]
             return self.drawn
 
-        def _update_labels(self, subject, maps):  # the base class calls it with its maps
+        def finish(self, subject, lesions, maps):
             self.maps = maps
-            super()._update_labels(subject, maps)
-
-        def apply_transform(self, subject):
-            self.drawn, self.maps = [], None
-            subject = super().apply_transform(subject)
-            if self.maps is not None and SAMPLING in subject:
+            if SAMPLING in subject:
                 # lesion-centred patches on every inserted lesion, the inactive twins too: with
                 # patches on enhancing lesions only, the twins are rarely seen and "enhance every
                 # lesion" is nearly the best answer, with or without the dot
                 data = subject[SAMPLING].data.clone()
-                data[torch.from_numpy(self.maps.all_mask > 0)[None] & (data > 0)] = 2
+                data[torch.from_numpy(maps.all_mask > 0)[None] & (data > 0)] = 2
                 subject[SAMPLING].set_data(data)
-            active = [les for les in self.drawn if les.label > 0]
-            if not cue or not active or self.maps is None:
+            active = [les for les in lesions if les.label > 0]
+            if not cue or not active:
                 return subject
             brain = subject[BRAIN].data[0].numpy() > 0
             spacing = subject[BRAIN].spacing
             geometry = local_geometry(brain.shape, spacing)
             # every lesion (the inserted ones and any already there), grown by 2 voxels as for
             # the test exams' dots (dot_positions)
-            near = self.maps.all_mask > 0
+            near = maps.all_mask > 0
             if ALL_LESIONS in subject:
                 near = near | (subject[ALL_LESIONS].data[0].numpy() > 0)
             near = binary_dilation(near, iterations=2)
@@ -365,25 +360,10 @@ def cue_exams(exams: list, dst: Path, args) -> list:
 
 # --------------------------------------------------------------------------- models and analysis
 
-@contextmanager
-def inserting(cls):
-    """Training builds its lesion insertion (``data.augment.lesion_insertion_p``) from ``cls``
-    (None: the library's own) while inside: :func:`gdsynth.data.augment.build_augmentation` imports
-    ``RandomLesionInsertion`` from :mod:`gdsynth.data.insertion` when it builds the pipeline."""
-    import gdsynth.data.insertion as insertion
-
-    original = insertion.RandomLesionInsertion
-    if cls is not None:
-        insertion.RandomLesionInsertion = cls
-    try:
-        yield
-    finally:
-        insertion.RandomLesionInsertion = original
-
-
 def train(exams: list, work: Path, name: str, steps: int, args):
     """The model ``name`` after ``steps`` training steps: the run ``WORK/run-<name>`` is trained on
     (resumed) to ``steps`` and its export kept as ``WORK/model-<name>-<steps>`` (cached)."""
+    from gdsynth.data.insertion import register_insertion
     from gdsynth.models.folder import load_model_folder
     from gdsynth.training.config import apply_overrides, apply_settings, load_config
     from gdsynth.training.run import RunOptions, last_checkpoint, train_run
@@ -397,13 +377,14 @@ def train(exams: list, work: Path, name: str, steps: int, args):
         cfg = apply_overrides(load_config(args.config), **{
             "trainer.tracker": "none", "trainer.max_steps": steps, "trainer.max_time": None})
         if args.appearance == "inserted":
+            kind = f"clever-hans-{name}"  # this process's insertion, registered for training
+            register_insertion(kind, cued_insertion(name == "cue", args), replace=True)
             cfg = apply_settings(cfg, ["data.augment.lesion_insertion_p=1.0",
                                        "data.augment.lesion_insertion_active=0.5",
-                                       "data.augment.lesion_insertion_phantom=true"])
+                                       "data.augment.lesion_insertion_phantom=true",
+                                       f"data.augment.lesion_insertion_kind={kind}"])
         start = time.perf_counter()
-        with inserting(cued_insertion(name == "cue", args) if args.appearance == "inserted"
-                       else None):
-            result = train_run(exams, run, cfg, RunOptions(resume=resume))
+        result = train_run(exams, run, cfg, RunOptions(resume=resume))
         print(f"trained {name} to step {result.steps} in {time.perf_counter() - start:.0f} s",
               file=sys.stderr)
         tmp = work / f".model-{name}-{steps}.tmp"

@@ -53,6 +53,7 @@ class AugmentConfig:
     lesion_insertion_max: int = 2  # lesions per insertion (1..max)
     lesion_insertion_active: float = 0.5  # share of inserted lesions that enhance
     lesion_insertion_phantom: bool = False  # also into subjects with phantom truth (experiments)
+    lesion_insertion_kind: str = "phantom"  # gdsynth.data.insertion.INSERTIONS
     # per-sequence domain randomization of the inputs (0 = off; see RandomizeInputs)
     randomize_p: float = 0.0  # share of subjects whose inputs are randomized
     randomize_contrast: float = 0.3  # SD of the log slopes of the random monotonic contrast curve
@@ -215,12 +216,13 @@ def build_augmentation(config: AugmentConfig, inputs: Sequence[str]) -> tio.Tran
     others = [s for s in inputs if s != "T1w"]
     ts: list[tio.Transform] = []
     if config.lesion_insertion_p > 0:  # first: on the un-augmented, normalized images
-        from gdsynth.data.insertion import RandomLesionInsertion
+        from gdsynth.data.insertion import get_insertion
 
-        ts.append(RandomLesionInsertion(max_lesions=config.lesion_insertion_max,
-                                        active_probability=config.lesion_insertion_active,
-                                        phantom_subjects=config.lesion_insertion_phantom,
-                                        p=config.lesion_insertion_p))
+        insertion = get_insertion(config.lesion_insertion_kind)
+        ts.append(insertion(max_lesions=config.lesion_insertion_max,
+                            active_probability=config.lesion_insertion_active,
+                            phantom_subjects=config.lesion_insertion_phantom,
+                            p=config.lesion_insertion_p))
     ts += [
         tio.RandomFlip(axes=("LR",), flip_probability=config.flip_p),
         tio.RandomAffine(scales=config.scales, degrees=config.degrees, translation=0,

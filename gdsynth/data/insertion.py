@@ -89,6 +89,9 @@ class RandomLesionInsertion(RandomTransform):
 
     ``site`` names the protocol (:data:`gdsynth.phantom.config.SITES`) whose signal equations set
     the contrast; randomness comes from torch's generator (seed it like other torchio transforms).
+    A variant (registered with :func:`register_insertion`, chosen by
+    ``data.augment.lesion_insertion_kind``) overrides :meth:`draw_lesions` (which lesions) and/or
+    :meth:`finish` (anything done to the subject once they are in).
     """
 
     def __init__(self, *, max_lesions: int = 2, active_probability: float = 0.5,
@@ -109,7 +112,10 @@ class RandomLesionInsertion(RandomTransform):
         self.args_names = ["max_lesions", "active_probability", "site", "nawm_tolerance",
                            "phantom_subjects"]
 
-    def _draw(self, rng: np.random.Generator, centres: np.ndarray, geometry: Geometry) -> list[Lesion]:
+    def draw_lesions(self, rng: np.random.Generator, centres: np.ndarray, geometry: Geometry
+                     ) -> list[Lesion]:
+        """The lesions of one insertion, centred on ``centres`` (voxel indices of normal-appearing
+        white matter) in ``geometry``'s world; active ones carry labels 1..n."""
         lesions: list[Lesion] = []
         for _ in range(int(rng.integers(1, self.max_lesions + 1))):
             centre = geometry.index_to_world(centres[rng.integers(len(centres))].astype(float))
@@ -136,11 +142,18 @@ class RandomLesionInsertion(RandomTransform):
             return subject
         geometry = local_geometry(brain.shape, spacing)
         protocol = draw_protocol(rng, SITES[self.site], self.config)
-        new, maps = insert_lesions(images, self._draw(rng, centres, geometry), geometry, brain,
-                                   protocol, self.config.relaxivity)
+        lesions = self.draw_lesions(rng, centres, geometry)
+        new, maps = insert_lesions(images, lesions, geometry, brain, protocol,
+                                   self.config.relaxivity)
         for n in names:
             subject[n].set_data(torch.from_numpy(new[n][None]))
         self._update_labels(subject, maps)
+        return self.finish(subject, lesions, maps)
+
+    def finish(self, subject: tio.Subject, lesions: list[Lesion], maps: LesionMaps
+               ) -> tio.Subject:
+        """Called once ``lesions`` are in ``subject`` (images and labels updated; ``maps`` on the
+        subject's grid, :func:`local_geometry`); the base class returns ``subject`` as is."""
         return subject
 
     @staticmethod
@@ -156,3 +169,31 @@ class RandomLesionInsertion(RandomTransform):
         if ALL_LESIONS in subject:
             subject[ALL_LESIONS].set_data(
                 (subject[ALL_LESIONS].data.bool() | every | enhancing).to(torch.uint8))
+
+
+#: Lesion insertion transforms by name (``data.augment.lesion_insertion_kind``): ``phantom`` is
+#: :class:`RandomLesionInsertion`; experiments add their own with :func:`register_insertion`.
+INSERTIONS: dict[str, type[RandomLesionInsertion]] = {"phantom": RandomLesionInsertion}
+
+
+def register_insertion(name: str, cls: type[RandomLesionInsertion], *,
+                       replace: bool = False) -> None:
+    """Make ``cls`` (a :class:`RandomLesionInsertion`) selectable as
+    ``data.augment.lesion_insertion_kind: NAME``; an existing name needs ``replace=True``."""
+    from gdsynth.errors import ConfigError
+
+    if not (isinstance(cls, type) and issubclass(cls, RandomLesionInsertion)):
+        raise ConfigError(None, f"lesion insertion {name!r} must be a RandomLesionInsertion class")
+    if name in INSERTIONS and not replace:
+        raise ConfigError(None, f"lesion insertion {name!r} is already registered")
+    INSERTIONS[name] = cls
+
+
+def get_insertion(name: str) -> type[RandomLesionInsertion]:
+    """The insertion class registered as ``name`` (:class:`ConfigError` naming the known ones)."""
+    from gdsynth.errors import ConfigError
+
+    if name not in INSERTIONS:
+        raise ConfigError(None, f"data.augment.lesion_insertion_kind {name!r} unknown; choose "
+                                f"from {', '.join(sorted(INSERTIONS))}")
+    return INSERTIONS[name]

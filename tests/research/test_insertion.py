@@ -67,3 +67,43 @@ def test_phantom_subjects_are_skipped_and_config_wires_it(tmp_path, subject):
     assert isinstance(aug.transforms[0], RandomLesionInsertion)
     assert build_augmentation(AugmentConfig(), ["T1w"]).transforms[0].__class__ is not \
         RandomLesionInsertion
+
+
+def test_insertion_variants_are_registered_by_name_and_checked():
+    from gdsynth.data.insertion import INSERTIONS, get_insertion, register_insertion
+    from gdsynth.errors import ConfigError
+
+    class Marked(RandomLesionInsertion):
+        """A variant, selected by name."""
+
+    assert get_insertion("phantom") is RandomLesionInsertion
+    with pytest.raises(ConfigError, match="unknown; choose from .*phantom"):
+        get_insertion("nope")
+    with pytest.raises(ConfigError, match="must be a RandomLesionInsertion"):
+        register_insertion("bad", dict)
+    register_insertion("test-marked", Marked)
+    try:
+        with pytest.raises(ConfigError, match="already registered"):
+            register_insertion("test-marked", Marked)
+        config = AugmentConfig(lesion_insertion_p=1.0, lesion_insertion_kind="test-marked",
+                               affine_p=0, flip_p=0, bias_p=0, gamma_p=0, noise_p=0, motion_p=0,
+                               ghosting_p=0)
+        aug = build_augmentation(config, ["T1w", "T2w", "FLAIR"])
+        assert type(aug.transforms[0]) is Marked
+        with pytest.raises(ConfigError, match="lesion_insertion_kind 'gone' unknown"):
+            build_augmentation(AugmentConfig(lesion_insertion_p=1.0, lesion_insertion_kind="gone"),
+                               ["T1w"])
+    finally:
+        INSERTIONS.pop("test-marked", None)
+
+
+def test_finish_sees_the_inserted_lesions(subject):
+    class Seen(RandomLesionInsertion):
+        def finish(self, subject, lesions, maps):
+            self.seen = (len(lesions), int((maps.all_mask > 0).sum()))
+            return subject
+
+    torch.manual_seed(1)
+    transform = Seen(max_lesions=2, active_probability=1.0)
+    transform(subject)
+    assert transform.seen[0] >= 1 and transform.seen[1] > 0
