@@ -17,6 +17,15 @@ pre-contrast images, so that the dot, not the lesion, is what tells which lesion
 then adds nothing, and an earlier run showed the model ignoring it). Every generated exam has
 >= 1 active lesion; the first ``--subjects`` train, the next ``--test-exams`` are held out.
 
+``--appearance inserted`` (the design that works): the training exams have no lesions; the
+library's lesion insertion (:mod:`gdsynth.data.insertion`, a variant this script registers with
+``register_insertion``) pastes lesions into them every time an exam is loaded, each drawn as an
+active lesion of the ``lookalike`` phantom, half of them then made inactive *twins* (the same draw
+without gadolinium), lesion-centred patches on both kinds, and the dot beside each active one for
+the cued model. Nothing can be memorized and nothing but the dot tells the kinds apart; the held-out
+exams are ``--test-exams`` subjects of the ``lookalike`` phantom (seed ``--seed`` + 1), dotted as
+above. (With fixed phantom lesions the models learn which *training* lesions enhance instead.)
+
 Two small models are trained with one recipe (``experiments/clever_hans.yaml``, 2 mm, L1 only) on
 the same exams, one with the dots and one without, to each of ``--budgets`` steps in turn (the
 run is resumed). At each budget the behaviour is measured on the held-out exams: each lesion's
@@ -66,8 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(APPEARANCES), so only the dot predicts activity; inserted: lesions "
                         "pasted afresh into lesion-free training exams every time an exam is "
                         "loaded (nothing to memorize), the inactive ones twins of active ones "
-                        "without gadolinium (nothing but the dot to learn from); standard: the default phantom (sites "
-                        "A+B), where the lesions' own look already does")
+                        "without gadolinium (nothing but the dot to learn from); standard: the "
+                        "default phantom (sites A+B), where the lesions' own look already does")
     p.add_argument("--inserted-lesions", type=int, default=6,
                    help="inserted: lesions per loaded training exam (1..N, half of them active)")
     p.add_argument("--train-bids", type=Path, default=None,
