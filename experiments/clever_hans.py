@@ -204,6 +204,12 @@ def _truth_rows(exam) -> list[dict]:
     return read_tsv(table) if table.is_file() else []
 
 
+def free_voxel(i: np.ndarray, brain: np.ndarray, near: np.ndarray) -> bool:
+    """Can a dot go at voxel ``i``: inside the grid, in ``brain``, not in ``near`` (lesions)?"""
+    inside = all(0 <= a < n for a, n in zip(i, brain.shape, strict=True))
+    return inside and bool(brain[tuple(i)]) and not near[tuple(i)]
+
+
 def dot_positions(exam, ex, offset_mm: float) -> list[dict]:
     """World (RAS) positions of the dots of one exam's active lesions: the first of +x, −x, +y,
     −y at ``offset_mm`` from the lesion centre that is in the brain and > 2 voxels from a lesion."""
@@ -218,9 +224,7 @@ def dot_positions(exam, ex, offset_mm: float) -> list[dict]:
         for d in DIRECTIONS:
             pos = centre + offset_mm * np.asarray(d, float)
             i = np.rint(ex.geometry.world_to_index(pos, ras=True)).astype(int)
-            if not all(0 <= a < n for a, n in zip(i, ex.brain.shape, strict=True)):
-                continue
-            if ex.brain[tuple(i)] and not near[tuple(i)]:
+            if free_voxel(i, ex.brain, near):
                 axis = "xyz"[int(np.argmax(np.abs(d)))] + ("+" if sum(d) > 0 else "-")
                 out.append({"label": int(float(r["label"])), "direction": axis,
                             "x": pos[0], "y": pos[1], "z": pos[2]})
@@ -253,10 +257,8 @@ def dot_indices(centre_index: np.ndarray, spacing, offset_mm: float, brain: np.n
     from ``centre_index`` that is in ``brain`` and not in ``near`` (other lesions); None if none."""
     for d in DIRECTIONS:
         i = np.rint(centre_index + offset_mm * np.asarray(d, float) / np.asarray(spacing))
-        i = i.astype(int)
-        if all(0 <= a < n for a, n in zip(i, brain.shape, strict=True)) and brain[tuple(i)] \
-                and not near[tuple(i)]:
-            return i
+        if free_voxel(i.astype(int), brain, near):
+            return i.astype(int)
     return None
 
 

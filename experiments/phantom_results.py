@@ -264,7 +264,7 @@ def copy_model(src: Path, dst: Path) -> None:
     for name in (WEIGHTS_NAME, STAGE_FILE):
         if not (src / name).is_file():
             (dst / name).unlink(missing_ok=True)
-        elif not (dst / name).is_file() or sha256(src / name) != sha256(dst / name):
+        elif sha256(src / name) != sha256(dst / name):  # None when dst lacks it
             tmp = dst / (name + ".tmp")
             shutil.copyfile(src / name, tmp)
             tmp.replace(dst / name)
