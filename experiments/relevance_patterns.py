@@ -131,8 +131,9 @@ def physics_bands(images: dict, mask: np.ndarray, brain: np.ndarray, spacing) ->
 
 
 def explain_lesions(generator, card, exams, *, max_chronic: int | None = 12, ig_steps: int = 0,
-                    extra=None) -> tuple[list, list[dict]]:
-    """LRP patterns of the truth lesions of ``exams``; ``extra(exam, ex, mask, active, info,
+                    extra=None, alignment: str = "lesion") -> tuple[list, list[dict]]:
+    """LRP patterns of the truth lesions of ``exams`` (window ``alignment``, see
+    ``gdsynth.explain.patterns.Alignment``); ``extra(exam, ex, mask, active, info,
     full_relevance) -> dict`` adds per-lesion measurements (kept in the pattern's ``info``).
     Returns ``(patterns, physics rows)``."""
     from gdsynth.explain.attribution import baseline_volume
@@ -152,7 +153,7 @@ def explain_lesions(generator, card, exams, *, max_chronic: int | None = 12, ig_
                 generator, volume, mask, ex.geometry.spacing, sequences=card.inputs,
                 mode=card.mode, context=card.context_slices, residual=card.residual,
                 exam=exam.id, label=label, active=active, ig_steps=ig_steps, baseline=base,
-                info=keep)
+                info=keep, alignment=alignment)
             if extra is not None:
                 pattern.info.update(extra(exam, ex, mask, active, info, full))
             patterns.append(pattern)

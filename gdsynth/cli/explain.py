@@ -6,6 +6,8 @@ and/or layer-wise relevance propagation; OUT (default PRED) gets the lesion tabl
 columns, per-sequence attribution (IG) and relevance (LRP) maps and ``sequence_importance.tsv``.
 With ``--patterns``, instead, every lesion's LRP relevance map is aligned on the lesion and the
 lesions are clustered (spectral relevance analysis); OUT/patterns/patterns.html shows the clusters.
+``--pattern-region context --pattern-align mm`` clusters only what lies beyond the lesion, in a
+fixed window: the setting that finds a spurious cue near the lesions (docs/explain.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import typer
 
 from gdsynth.cli._common import LABELS_HELP
+from gdsynth.explain.patterns import DEFAULT_SHELL_MM, Alignment, PatternRegion
 from gdsynth.runtime import DeviceChoice
 
 _PRED = typer.Argument(..., help="Prediction folder written by 'gdsynth predict'.")
@@ -33,13 +36,23 @@ _CLUSTERS = typer.Option(None, "--clusters", min=1,
                          help="Number of pattern clusters (default: the largest eigengap).")
 _PATTERN_IG = typer.Option(0, "--pattern-ig-steps", min=0,
                            help="Also show integrated gradients on the pattern page (steps; 0: no).")
+_REGION = typer.Option(PatternRegion.all, "--pattern-region",
+                       help="What the clustering compares: all (each lesion's whole aligned map) or "
+                            "context (only relevance beyond --pattern-shell-mm of the lesion: what "
+                            "outside the lesion drives it).")
+_ALIGN = typer.Option(Alignment.lesion, "--pattern-align",
+                      help="Window around each lesion: lesion (±max(15 mm, 4 × its radius)) or mm "
+                           "(a fixed ±15 mm, so a structure at a fixed distance stays in place).")
+_SHELL = typer.Option(DEFAULT_SHELL_MM, "--pattern-shell-mm", min=0.0,
+                      help="With --pattern-region context: distance (mm) from the lesion left out.")
 
 
 def explain(
     pred: Path = _PRED, bids: Path = _BIDS, model: str = _MODEL, out: Path = _OUT,
     method: list[str] = _METHOD, ig_steps: int = _STEPS, participant_label: list[str] = _LABELS,
     device: DeviceChoice = _DEVICE, patterns: bool = _PATTERNS, clusters: int = _CLUSTERS,
-    pattern_ig_steps: int = _PATTERN_IG,
+    pattern_ig_steps: int = _PATTERN_IG, pattern_region: PatternRegion = _REGION,
+    pattern_align: Alignment = _ALIGN, pattern_shell_mm: float = _SHELL,
 ) -> None:
     """Attribute each detected lesion to the input sequences, or cluster relevance patterns."""
     from gdsynth.cli._common import finish_batch, sweep_output
@@ -59,7 +72,8 @@ def explain(
     exams = discover(bids, participant_label)
     if patterns:
         results = _patterns(pred, bids, exams, model, Path(out or pred) / "patterns",
-                            device.value, clusters, pattern_ig_steps)
+                            device.value, clusters, pattern_ig_steps, pattern_region,
+                            pattern_align, pattern_shell_mm)
         finish_batch(results, "gdsynth explain --patterns")
         return
     results, importance = explain_folder(pred, exams, model, out, device=device.value,
@@ -71,14 +85,16 @@ def explain(
 
 
 def _patterns(pred: Path, bids: Path, exams, model: str, out: Path, device: str,
-              clusters: int | None, ig_steps: int):
+              clusters: int | None, ig_steps: int, region: PatternRegion, align: Alignment,
+              shell_mm: float):
     from gdsynth.explain.folder import collect_patterns
     from gdsynth.explain.patterns import cluster_patterns
     from gdsynth.review.patterns import write_pattern_page
 
     found, results, sequences = collect_patterns(pred, exams, model, bids=Path(bids),
-                                                 device=device, ig_steps=ig_steps)
-    groups, info = cluster_patterns(found, n_clusters=clusters)
+                                                 device=device, ig_steps=ig_steps,
+                                                 alignment=align)
+    groups, info = cluster_patterns(found, n_clusters=clusters, region=region, shell_mm=shell_mm)
     page = write_pattern_page(out, found, groups, sequences, clustering=info,
                               describe=("score", "volume_mm3"))
     for c in groups:

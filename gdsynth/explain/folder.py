@@ -89,10 +89,12 @@ def explain_folder(
 def collect_patterns(
     pred: Path, exams: Sequence[Exam], model: str | Path, *, bids: Path | None = None,
     device: str = "cpu", ig_steps: int = 0, epsilon: float | None = None,
+    alignment: str = "lesion",
 ) -> tuple[list, list[CaseResult], list[str]]:
-    """LRP and aligned relevance patches (:func:`gdsynth.explain.patterns.lesion_pattern`) of
-    every predicted lesion of every exam; a lesion is *truly active* when it overlaps the
-    phantom's enhancing truth (``bids/derivatives/phantom``; unknown without it).
+    """LRP and aligned relevance patches (:func:`gdsynth.explain.patterns.lesion_pattern`,
+    window ``alignment``) of every predicted lesion of every exam; a lesion is *truly active*
+    when it overlaps the phantom's enhancing truth (``bids/derivatives/phantom``; unknown
+    without it).
 
     Returns ``(patterns, per-exam results, sequences)``."""
     from gdsynth.errors import OutputError
@@ -133,7 +135,7 @@ def collect_patterns(
                 generator, volume, mask, spacing, sequences=card.inputs, mode=card.mode,
                 context=card.context_slices, residual=card.residual, exam=exam.id,
                 label=label, active=active, epsilon=epsilon, ig_steps=ig_steps,
-                baseline=base, info=info)
+                baseline=base, info=info, alignment=alignment)
             patterns.append(pattern)
         return patterns
 

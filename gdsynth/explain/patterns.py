@@ -6,11 +6,18 @@ from one class score to a lesion's synthetic enhancement:
 1. every lesion's enhancement is explained by LRP (:mod:`gdsynth.explain.lrp`); the relevance of
    its input slab (all context slices) is summed along z, giving one in-plane map per sequence;
 2. the maps are **aligned on the lesion**: resampled on a ``size × size`` grid centred on the
-   lesion's centroid, half-width ``max(min_half_width_mm, scale × r)`` with ``r`` the lesion's
-   equivalent-sphere radius (so small and large lesions are compared at the same relative scale,
-   but the grid always reaches ``min_half_width_mm`` around the lesion); the input images are
-   sampled the same way at the centroid slice;
-3. each lesion's relevance patches (all sequences, 2×2 average-pooled) are divided by their total
+   lesion's centroid (:class:`Alignment`): ``lesion`` (default), half-width
+   ``max(min_half_width_mm, scale × r)`` with ``r`` the lesion's equivalent-sphere radius (so
+   small and large lesions are compared at the same relative scale, but the grid always reaches
+   ``min_half_width_mm`` around the lesion); ``mm``, a fixed ±``min_half_width_mm`` window, so
+   that something at a fixed distance and direction from every lesion (a spurious cue, a
+   neighbouring structure) lands on the same pixels whatever the lesion's size. The input images
+   are sampled the same way at the centroid slice, and so is the in-plane distance (mm) from the
+   lesion's footprint;
+3. each lesion's relevance patches (all sequences, 2×2 average-pooled; :class:`PatternRegion`:
+   ``all`` the whole window, ``context`` only the relevance beyond ``shell_mm`` of the lesion —
+   *what outside the lesion* drives its enhancement, the question of a Clever-Hans check, where
+   the lesion's own relevance would otherwise dominate every map) are divided by their total
    absolute relevance and **clustered**: a symmetric k-nearest-neighbour affinity graph
    (``k = round(√n)``, at least 2), the number of clusters chosen by the largest eigengap of its
    normalized Laplacian (2 … ``max_clusters``) as in SpRAy, then scikit-learn's
@@ -26,9 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from gdsynth.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -39,12 +49,39 @@ BANDS: dict[str, tuple[float, float]] = {
     "elsewhere": (6.0, float("inf")),
 }
 
+#: Relevance within this distance (mm) of the lesion is left out of ``context`` clustering.
+DEFAULT_SHELL_MM = 3.0
+
+
+class Alignment(str, Enum):
+    """How a lesion's window is sized (see the module doc)."""
+
+    lesion = "lesion"  # scaled to the lesion: ±max(min_half_width_mm, scale × r)
+    mm = "mm"  # a fixed ±min_half_width_mm window
+
+
+class PatternRegion(str, Enum):
+    """Which part of the aligned relevance the clustering compares (see the module doc)."""
+
+    all = "all"  # the whole window
+    context = "context"  # beyond shell_mm of the lesion
+
+
+def _enum(kind: type[Enum], value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(None, f"{what} {value!r} invalid; choose one of "
+                                f"{', '.join(m.value for m in kind)}") from None
+
 
 @dataclass
 class LesionPattern:
     """One lesion's aligned relevance: ``relevance``/``image``/``ig`` ``(S, size, size)``;
     ``bands``: sequence → band → signed relevance summed in that band; ``output``: the explained
-    enhancement (sum over the lesion); ``info``: free columns (truth, detection) for the tables."""
+    enhancement (sum over the lesion); ``distance``: ``(size, size)`` in-plane distance (mm) from
+    the lesion's footprint (``None``: a disc of ``radius_mm`` stands for it); ``info``: free
+    columns (truth, detection) for the tables."""
 
     exam: str
     label: int
@@ -59,6 +96,16 @@ class LesionPattern:
     ig: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     cluster: int = -1
+    distance: np.ndarray | None = None
+
+    def distance_map(self) -> np.ndarray:
+        """``distance``, or the distance from a disc of ``radius_mm`` at the centre."""
+        if self.distance is not None:
+            return self.distance
+        size = self.relevance.shape[-1]
+        off = np.linspace(-self.half_width_mm, self.half_width_mm, size)
+        r = np.sqrt(off[:, None] ** 2 + off[None, :] ** 2)
+        return np.clip(r - self.radius_mm, 0.0, None)
 
     def band_fractions(self) -> dict[str, float]:
         """Share of the absolute relevance (all sequences) in each band — from the band sums of
@@ -74,15 +121,17 @@ def equivalent_radius_mm(mask: np.ndarray, spacing: Sequence[float]) -> float:
 
 
 def sample_patch(plane: np.ndarray, centre: Sequence[float], half_width_mm: float,
-                 spacing: Sequence[float], size: int) -> np.ndarray:
+                 spacing: Sequence[float], size: int, *, outside: str = "zero") -> np.ndarray:
     """``(size, size)`` bilinear samples of ``plane`` (X, Y) on a grid of ±``half_width_mm``
-    around ``centre`` (voxel coordinates); zero outside the plane."""
+    around ``centre`` (voxel coordinates); outside the plane zero (``outside="zero"``) or the
+    nearest edge value (``"edge"``)."""
     from scipy.ndimage import map_coordinates
 
     offs = np.linspace(-half_width_mm, half_width_mm, size)
     gx = centre[0] + offs[:, None] / spacing[0] + 0 * offs[None, :]
     gy = centre[1] + offs[None, :] / spacing[1] + 0 * offs[:, None]
-    return map_coordinates(plane, [gx, gy], order=1, mode="constant", cval=0.0).astype(np.float32)
+    mode = {"zero": "constant", "edge": "nearest"}[outside]
+    return map_coordinates(plane, [gx, gy], order=1, mode=mode, cval=0.0).astype(np.float32)
 
 
 def band_sums(relevance: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
@@ -111,18 +160,23 @@ def lesion_pattern(
     exam: str = "", label: int = 0, active: bool | None = None, size: int = 32,
     scale: float = 4.0, min_half_width_mm: float = 15.0, epsilon: float | None = None,
     ig_steps: int = 0, baseline: np.ndarray | None = None, info: dict[str, Any] | None = None,
+    alignment: Alignment | str = Alignment.lesion,
 ) -> tuple[LesionPattern, np.ndarray]:
     """Explain one lesion ``mask`` of ``volume`` by LRP (and integrated gradients when
-    ``ig_steps``; ``baseline`` is then the baseline volume) and align it.
+    ``ig_steps``; ``baseline`` is then the baseline volume) and align it (``alignment``, see the
+    module doc).
 
     Returns the pattern and the full-volume relevance ``(S, X, Y, Z)`` (zero outside the region
     the generator saw) for analyses that need it (e.g. relevance near a known spurious cue)."""
+    from scipy.ndimage import distance_transform_edt
+
     from gdsynth.explain.attribution import integrated_gradients, make_forward, slab_of
     from gdsynth.explain.exam import add_slab
     from gdsynth.explain.lrp import DEFAULT_EPSILON, lrp
     from gdsynth.inference.predictor import module_device
 
     seqs = list(sequences)
+    fixed = _enum(Alignment, alignment, "pattern alignment") is Alignment.mm
     t1w = seqs.index("T1w") if "T1w" in seqs else 0
     fwd, region = make_forward(generator, mask, mode=mode, context=context, residual=residual,
                                t1w_index=t1w)
@@ -137,13 +191,15 @@ def lesion_pattern(
     rel_crop = full[crop][..., zs]
     bands = band_sums(rel_crop, mask[region.x, region.y][..., zs], spacing, seqs)
     radius = equivalent_radius_mm(mask, spacing)
-    half = max(min_half_width_mm, scale * radius)
+    half = min_half_width_mm if fixed else max(min_half_width_mm, scale * radius)
     centre = np.argwhere(mask).mean(0)
     proj = full.sum(-1)
     zc = int(round(centre[2]))
     patches = np.stack([sample_patch(proj[i], centre, half, spacing, size) for i in range(len(seqs))])
     images = np.stack([sample_patch(volume[i][..., zc], centre, half, spacing, size)
                        for i in range(len(seqs))])
+    footprint = distance_transform_edt(~mask.any(-1), sampling=spacing[:2]).astype(np.float32)
+    distance = sample_patch(footprint, centre, half, spacing, size, outside="edge")
     ig_patch = None
     if ig_steps:
         was = generator.training
@@ -159,15 +215,20 @@ def lesion_pattern(
         ig_patch = np.stack([sample_patch(ig_proj[i], centre, half, spacing, size)
                              for i in range(len(seqs))])
     return LesionPattern(exam, int(label), active, patches, images, bands, rel.output,
-                         rel.conservation, radius, half, ig_patch, dict(info or {})), full
+                         rel.conservation, radius, half, ig_patch, dict(info or {}),
+                         distance=distance), full
 
 
-def features(patterns: Sequence[LesionPattern]) -> np.ndarray:
-    """``(n, d)`` clustering features: 2×2-pooled relevance patches, each lesion scaled to unit
-    total absolute relevance."""
+def features(patterns: Sequence[LesionPattern], region: PatternRegion | str = PatternRegion.all,
+             shell_mm: float = DEFAULT_SHELL_MM) -> np.ndarray:
+    """``(n, d)`` clustering features: 2×2-pooled relevance patches (``context``: zero within
+    ``shell_mm`` of the lesion), each lesion scaled to unit total absolute relevance."""
+    context = _enum(PatternRegion, region, "pattern region") is PatternRegion.context
     rows = []
     for p in patterns:
         r = p.relevance
+        if context:
+            r = np.where(p.distance_map()[None] > shell_mm, r, 0.0)
         s, h, w = r.shape
         pooled = r[:, : h // 2 * 2, : w // 2 * 2].reshape(s, h // 2, 2, w // 2, 2).mean((2, 4))
         tot = float(np.abs(pooled).sum())
@@ -298,11 +359,21 @@ def _number(value: Any) -> float | None:
 
 
 def cluster_patterns(patterns: Sequence[LesionPattern], n_clusters: int | None = None,
-                     max_clusters: int = 8, seed: int = 0) -> tuple[list[Cluster], dict[str, Any]]:
-    """Spectral clustering of the patterns (sets each ``cluster``); clusters by decreasing size."""
+                     max_clusters: int = 8, seed: int = 0,
+                     region: PatternRegion | str = PatternRegion.all,
+                     shell_mm: float = DEFAULT_SHELL_MM) -> tuple[list[Cluster], dict[str, Any]]:
+    """Spectral clustering of the patterns' ``region`` (sets each ``cluster``); clusters by
+    decreasing size. The returned info records the region (and ``shell_mm`` for ``context``)."""
+    region = _enum(PatternRegion, region, "pattern region")
+    if shell_mm < 0:
+        raise ConfigError(None, f"pattern shell must be >= 0 mm, got {shell_mm}")
+    where = {"region": region.value, "shell_mm": shell_mm if region is PatternRegion.context
+             else None}
     if not patterns:
-        return [], {"n_clusters": 0, "eigenvalues": [], "chosen_by": "no lesions"}
-    labels, info = spectral_clusters(features(patterns), n_clusters, max_clusters, seed)
+        return [], {"n_clusters": 0, "eigenvalues": [], "chosen_by": "no lesions", **where}
+    labels, info = spectral_clusters(features(patterns, region, shell_mm), n_clusters,
+                                     max_clusters, seed)
+    info.update(where)
     clusters = []
     for c in sorted(set(labels.tolist())):
         members = [p for p, lab in zip(patterns, labels, strict=True) if lab == c]

@@ -95,6 +95,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _region_text(clustering: dict[str, Any]) -> str:
+    """What the clustering compared, in words (``cluster_patterns``' info)."""
+    if clustering.get("region") == "context":
+        return (f"the relevance beyond {float(clustering.get('shell_mm') or 0):g} mm of each "
+                f"lesion (its context)")
+    return "each lesion's whole aligned relevance map"
+
+
 def write_pattern_page(out: Path, patterns: Sequence[LesionPattern], clusters: Sequence[Cluster],
                        sequences: Sequence[str], *, clustering: dict[str, Any],
                        title: str = "Relevance patterns", describe: Sequence[str] = (),
@@ -128,6 +136,7 @@ def write_pattern_page(out: Path, patterns: Sequence[LesionPattern], clusters: S
     html = render(PAGE, static="static/", title=title, n_lesions=len(patterns),
                   clustering={"k": clustering.get("n_clusters"),
                               "by": clustering.get("chosen_by", ""),
+                              "region": _region_text(clustering),
                               "eig": ", ".join(f"{v:.3f}" for v in clustering.get("eigenvalues", []))},
                   sequences=list(sequences), band_titles=[BAND_TITLES[b] for b in BANDS],
                   clusters=cards, lesions=lesions, notes=list(notes))

@@ -43,6 +43,30 @@ def test_behaviour_effect_and_auc(ch):
     assert "| 400 | with the cue | 2 (+3 chronic) | 0.500 | 0.250 | 50% (2/2 lesions) |" in row
 
 
+def test_most_dotted_cluster_and_the_summary_of_it(ch):
+    from gdsynth.explain.patterns import BANDS, Cluster, LesionPattern
+
+    def lesion(dot: bool) -> LesionPattern:
+        bands = {"abs": dict(zip(BANDS, (0.2, 0.2, 0.2, 0.4), strict=True))}
+        info = {"has_dot": dot, "dot_abs_share": 0.06, "lesion_abs_share": 0.2,
+                "dot_pos": 2.0, "lesion_pos": 1.0, "dot_signed": 1.5} if dot else {"has_dot": False}
+        return LesionPattern("sub-01", 1, dot, np.zeros((3, 4, 4)), np.zeros((3, 4, 4)), bands,
+                             1.0, 1.0, 2.0, 15.0, info=info)
+
+    def cluster(i, members):
+        z = np.zeros((3, 4, 4))
+        return Cluster(i, members, z, z, z, z, None)
+
+    big = cluster(0, [lesion(True)] * 3 + [lesion(False)] * 5)  # 3 of 8 dotted
+    pure = cluster(1, [lesion(True)] * 4)  # every member dotted
+    assert ch.most_dotted([big, pure]) is pure
+    assert ch.most_dotted([]) is None
+    lines = "\n".join(ch.summarize("with the cue", big.members + pure.members, [big, pure]))
+    # 0.06 of |R| at the dot, 0.6 of it beyond 3 mm of the lesion: 0.1 of the context
+    assert "of |R| beyond 3 mm of the lesion 0.100" in lines
+    assert "most dotted cluster: 1 (4 lesions, 4 with a dot = 100%, 4 of the 7 dotted" in lines
+
+
 @pytest.mark.parametrize("appearance", ["alike", "lookalike"])
 def test_alike_phantoms_draw_one_pre_contrast_look(ch, appearance):
     """No black hole, one diameter range, and no halo at all (``alike``: perivenular restyle of

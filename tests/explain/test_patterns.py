@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from gdsynth.cli.main import main
+from gdsynth.errors import ConfigError
 from gdsynth.explain import folder as explain_folder_module
 from gdsynth.explain.patterns import (
     BANDS,
     LesionPattern,
     band_sums,
     cluster_patterns,
+    features,
     lesion_pattern,
     sample_patch,
 )
@@ -82,6 +84,49 @@ def test_spectral_clustering_separates_two_patterns():
     assert centre.describe(["halo", "border"]) == {"halo": "0", "border": "sharp (100%)"}
 
 
+def _cued_pattern(kind: int, cue: bool, seed: int) -> LesionPattern:
+    """A lesion whose own relevance (strong; T1w for kind 0, FLAIR for kind 1) dominates the map,
+    and, when ``cue``, a faint spot 10 mm to its +x side (the window is ±15 mm over 32 pixels)."""
+    rng = np.random.default_rng(seed)
+    rel = 0.01 * rng.standard_normal((3, 32, 32)).astype(np.float32)
+    rel[0 if kind == 0 else 2, 14:18, 14:18] += 2.0
+    if cue:
+        rel[1, 25:28, 14:18] += 0.3  # offsets 10–12 mm from the centre along +x
+    bands = {s: dict.fromkeys(BANDS, 0.0) for s in SEQS} | {"abs": dict.fromkeys(BANDS, 1.0)}
+    return LesionPattern("sub-01", seed, cue, rel, np.ones((3, 32, 32), np.float32), bands,
+                         1.0, 1.0, 2.0, 15.0, info={"kind": kind})
+
+
+def test_context_clustering_finds_a_cue_the_lesions_hide():
+    # the lesions' own relevance splits them by kind; the cue, beside half of each kind, is what
+    # the context region (beyond 3 mm of a 2 mm-radius lesion) is left with
+    patterns = [_cued_pattern(k % 2, (k // 2) % 2 == 0, k) for k in range(16)]
+    whole, info_all = cluster_patterns(patterns, n_clusters=2)
+    assert info_all["region"] == "all" and info_all["shell_mm"] is None
+    assert sorted({m.info["kind"] for m in c.members}.__len__() for c in whole) == [1, 1]
+    context, info = cluster_patterns(patterns, n_clusters=2, region="context")
+    assert info["region"] == "context" and info["shell_mm"] == 3.0
+    assert sorted(c.n for c in context) == [8, 8]
+    for c in context:
+        assert len({p.active for p in c.members}) == 1  # each cluster: cued or not, both kinds
+        assert len({p.info["kind"] for p in c.members}) == 2
+
+
+def test_context_features_leave_out_the_lesion_and_its_shell():
+    p = _cued_pattern(0, True, 0)
+    x = features([p], region="context", shell_mm=3.0).reshape(3, 16, 16)
+    dist = p.distance_map()
+    pooled = dist.reshape(16, 2, 16, 2).max((1, 3))
+    assert np.all(x[:, pooled <= 3.0] == 0)  # nothing within 3 mm of the 2 mm lesion
+    # what stands out in what is left: the cue (T2w, pooled rows 12–13, columns 7–8)
+    seq, row, col = np.unravel_index(np.argmax(np.abs(x)), x.shape)
+    assert seq == 1 and 12 <= row <= 13 and 7 <= col <= 8
+    with pytest.raises(ConfigError, match="pattern region"):
+        features([p], region="outside")
+    with pytest.raises(ConfigError, match="shell"):
+        cluster_patterns([p], region="context", shell_mm=-1.0)
+
+
 def test_lesion_pattern_on_a_tiny_unet():
     net = tiny_unet()
     vol, mask = lesion_case()
@@ -92,6 +137,24 @@ def test_lesion_pattern_on_a_tiny_unet():
     total = sum(pattern.bands[s][b] for s in SEQS for b in BANDS)
     assert total == pytest.approx(float(full.sum()), rel=1e-4, abs=1e-5)
     assert sum(pattern.band_fractions().values()) == pytest.approx(1.0)
+    # the sampled in-plane distance from the lesion: 0 on it, growing outwards
+    assert pattern.distance.shape == (16, 16) and pattern.distance[7:9, 7:9].max() < 1.0
+    assert pattern.distance[2, 8] > 6.0 and pattern.distance[0, 0] > 0.0  # 0,0: off the plane
+
+
+def test_lesion_pattern_alignment():
+    net = tiny_unet()
+    vol, mask = lesion_case()
+    big = np.zeros_like(mask)
+    x, y, z = (s // 2 for s in mask.shape)
+    big[x - 4 : x + 4, y - 4 : y + 4, z - 1 : z + 2] = True  # r ≈ 7.4 mm at 2 mm: 4 r > 15 mm
+    kw = {"sequences": SEQS, "mode": "2.5d", "context": 1, "size": 16}
+    scaled, _ = lesion_pattern(net, vol, big, (2.0, 2.0, 2.0), **kw)
+    fixed, _ = lesion_pattern(net, vol, big, (2.0, 2.0, 2.0), alignment="mm", **kw)
+    assert scaled.half_width_mm == pytest.approx(4 * scaled.radius_mm) and scaled.half_width_mm > 25
+    assert fixed.half_width_mm == 15.0
+    with pytest.raises(ConfigError, match="pattern alignment"):
+        lesion_pattern(net, vol, big, (2.0, 2.0, 2.0), alignment="brain", **kw)
 
 
 def test_pattern_page_is_escaped(tmp_path):
@@ -165,6 +228,14 @@ def test_explain_patterns_command(tmp_path, model, monkeypatch):
     assert len(rows) == 6 and {r["cluster"] for r in rows} == {"0", "1"}
     assert all(r["active"] == "n/a" for r in rows)  # no phantom truth in this dataset
     assert "Cluster 1" in (out / "patterns" / "patterns.html").read_text()
+    # the context analysis in a fixed window: what a Clever-Hans check clusters
+    assert main(["-q", "explain", str(pred), "--bids", str(bids), "-m", str(model), "-o",
+                 str(tmp_path / "ctx"), "--patterns", "--clusters", "2", "--device", "cpu",
+                 "--pattern-region", "context", "--pattern-align", "mm",
+                 "--pattern-shell-mm", "2"]) == 0
+    rows = read_tsv(tmp_path / "ctx" / "patterns" / "patterns_lesions.tsv")
+    assert len(rows) == 6 and {float(r["half_width_mm"]) for r in rows} == {15.0}
+    assert "beyond 2 mm of each lesion" in (tmp_path / "ctx" / "patterns" / "patterns.html").read_text()
 
 
 def test_review_site_links_the_pattern_page(tmp_path):
