@@ -35,13 +35,18 @@ model's enhancement at active lesions; at the last budget trained both models ar
 LRP on the held-out lesions (cued) and the relevance is measured
 
 * in the lesion, within ``--dot-radius-mm`` (4 mm) of the dot and elsewhere (active lesions);
-* by spectral relevance analysis (:mod:`gdsynth.explain.patterns`): per cluster, the share of
-  |relevance| near the dot, so a cluster "made of the dot" shows up.
+* by spectral relevance analysis (:mod:`gdsynth.explain.patterns`) twice: as ``gdsynth explain
+  --patterns`` does by default (whole maps, window scaled to the lesion), and on the lesions'
+  *context* (``--pattern-region context --pattern-align mm``: only the relevance beyond
+  ``--shell-mm`` of the lesion, in a fixed ±15 mm window, so that a dot 10 mm away lands on the
+  same pixels whatever the lesion's size): per cluster the number of dotted lesions and the share
+  of |relevance| near the dot, so a cluster "made of the dot" shows up.
 
 The cue is revealed when, for the cued model, the positive relevance near the dot exceeds that in
 the lesion, and not for the clean model. Writes ``WORK/clever_hans-behaviour.md``,
-``WORK/clever_hans.md`` and the pattern pages ``WORK/patterns-cue/``, ``WORK/patterns-clean/``;
-everything is cached under WORK.
+``WORK/clever_hans.md``, the pattern pages ``WORK/patterns-{cue,clean}{,-context}/`` and
+``WORK/clever_hans_clusters.png`` (each model's most dotted context cluster side by side: the
+figure of docs/explain.md); everything is cached under WORK.
 
     python experiments/clever_hans.py --work /work/cache/hans/ch6
 """
@@ -109,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dot peak, fraction of each image's median brain intensity")
     p.add_argument("--dot-radius-mm", type=float, default=4.0)
     p.add_argument("--max-chronic", type=int, default=6, help="chronic lesions per test exam")
+    p.add_argument("--shell-mm", type=float, default=3.0,
+                   help="context analysis: relevance within this distance of the lesion left out")
     p.add_argument("--effect-only", action="store_true",
                    help="only the behavioural check (no relevance analysis)")
     p.add_argument("--stage", default="all", choices=("all", "data"),
@@ -496,9 +503,38 @@ def behaviour_row(steps: int, name: str, b: Behaviour) -> str:
             f"({lowered}/{len(b.active_dot)} lesions) | {b.auc(True):.2f} | {b.auc(False):.2f} |")
 
 
-def summarize(name: str, patterns, clusters) -> list[str]:
+def most_dotted(clusters):
+    """The cluster with the largest share of dotted lesions (ties: the larger cluster)."""
+    def share(c):
+        return sum(bool(m.info.get("has_dot")) for m in c.members) / max(c.n, 1)
+
+    return max(clusters, key=lambda c: (share(c), c.n)) if clusters else None
+
+
+def cluster_figure(path: Path, panels: list[tuple[str, Path]]) -> Path:
+    """The pattern pages' cluster mosaics side by side, each under its title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 5.2))
+    for ax, (title, png) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.imshow(mpimg.imread(png))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def summarize(name: str, patterns, clusters, title: str = "") -> list[str]:
     dotted = [p for p in patterns if p.info.get("has_dot")]
-    lines = [f"### Model trained {name}", ""]
+    lines = [f"### Model trained {name}{title}", ""]
     if dotted:
         dot_share = np.array([p.info["dot_abs_share"] for p in dotted])
         les_share = np.array([p.info["lesion_abs_share"] for p in dotted])
@@ -523,15 +559,25 @@ def summarize(name: str, patterns, clusters) -> list[str]:
     for c in clusters:
         members = [m for m in c.members if m.info.get("has_dot")]
         share = np.mean([m.info["dot_abs_share"] for m in members]) if members else 0.0
+        beyond = np.mean([m.info["dot_abs_share"] / max(_beyond_shell(m), 1e-12)
+                          for m in members]) if members else 0.0
         lines.append(f"* cluster {c.id}: {c.n} lesions, {len(members)} with a dot; mean share of "
-                     f"|R| near the dot (lesions with one) {share:.3f}")
-        if members and (best is None or share > best[1]):
+                     f"|R| near the dot (lesions with one) {share:.3f}, of |R| beyond 3 mm of "
+                     f"the lesion {beyond:.3f}")
+        if members and (best is None or len(members) / c.n > best[2] / best[0].n):
             best = (c, share, len(members))
     if best is not None:
         c, share, n = best
-        lines.append(f"* most dot-weighted cluster: {c.id} ({c.n} lesions, {n} with a dot = "
-                     f"{n / c.n:.0%}; mean |R| share near the dot {share:.3f})")
+        lines.append(f"* most dotted cluster: {c.id} ({c.n} lesions, {n} with a dot = "
+                     f"{n / c.n:.0%}, {n} of the {len(dotted)} dotted lesions; mean |R| share "
+                     f"near the dot {share:.3f})")
     return lines
+
+
+def _beyond_shell(pattern) -> float:
+    """Share of the lesion's |R| beyond 3 mm of it (the distance bands of the pattern)."""
+    fr = pattern.band_fractions()
+    return fr["shell_3_6mm"] + fr["elsewhere"]
 
 
 def cohort_exams(args) -> tuple[list, list, list, list]:
@@ -603,19 +649,34 @@ def main(argv: list[str] | None = None) -> int:
         if effects["with the cue"] >= args.enough:
             break
     lines = [*header, *rows, "", f"Relevance analysis at {steps} steps.", ""]
+    panels: list[tuple[str, Path]] = []
     for name, (generator, card) in models.items():
         if args.effect_only:
             break
-        start = time.perf_counter()
-        patterns, _ = explain_lesions(generator, card, test, max_chronic=args.max_chronic,
-                                      extra=dot_measure(work / "cued-test", args.dot_radius_mm))
-        clusters, info = cluster_patterns(patterns)
         tag = "cue" if "with the" in name else "clean"
-        write_pattern_page(work / f"patterns-{tag}", patterns, clusters, card.inputs,
-                           clustering=info, title=f"Clever-Hans check: model trained {name}",
-                           describe=(*CAUSES, "has_dot", "dot_abs_share"))
-        lines += summarize(name, patterns, clusters)
-        lines += [f"* explained {len(patterns)} lesions in {time.perf_counter() - start:.0f} s", ""]
+        for align, region, suffix, title in (
+                ("lesion", "all", "", " — whole maps, window scaled to the lesion"),
+                ("mm", "context", "-context",
+                 f" — context: relevance beyond {args.shell_mm:g} mm of the lesion, ±15 mm window")):
+            start = time.perf_counter()
+            patterns, _ = explain_lesions(
+                generator, card, test, max_chronic=args.max_chronic, alignment=align,
+                extra=dot_measure(work / "cued-test", args.dot_radius_mm))
+            clusters, info = cluster_patterns(patterns, region=region, shell_mm=args.shell_mm)
+            write_pattern_page(work / f"patterns-{tag}{suffix}", patterns, clusters, card.inputs,
+                               clustering=info, title=f"Clever-Hans check: model trained {name}",
+                               describe=(*CAUSES, "has_dot", "dot_abs_share"))
+            lines += summarize(name, patterns, clusters, title)
+            lines += [f"* explained {len(patterns)} lesions in "
+                      f"{time.perf_counter() - start:.0f} s", ""]
+            best = most_dotted(clusters) if region == "context" else None
+            if best is not None:
+                dots = sum(bool(m.info.get("has_dot")) for m in best.members)
+                panels.append((f"model trained {name}, {steps} steps: its most dotted context "
+                               f"cluster\n({best.n} lesions, {dots} with a dot)",
+                               work / f"patterns-{tag}{suffix}" / "img" / f"cluster-{best.id}.png"))
+    if panels:
+        cluster_figure(work / "clever_hans_clusters.png", panels)
     text = "\n".join(lines) + "\n"
     atomic_write_text(work / "clever_hans.md", text)
     print(text)
