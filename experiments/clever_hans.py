@@ -555,21 +555,21 @@ def summarize(name: str, patterns, clusters, title: str = "") -> list[str]:
             f"* mean explained enhancement (sum over the lesion) {out.mean():.2f}.",
         ]
     lines += ["", *cluster_markdown(clusters, PRE, ("kind", "enhancement", "halo_strength")), ""]
-    best = None
+    shares = {}
     for c in clusters:
         members = [m for m in c.members if m.info.get("has_dot")]
         share = np.mean([m.info["dot_abs_share"] for m in members]) if members else 0.0
         beyond = np.mean([m.info["dot_abs_share"] / max(_beyond_shell(m), 1e-12)
                           for m in members]) if members else 0.0
+        shares[c.id] = (len(members), share)
         lines.append(f"* cluster {c.id}: {c.n} lesions, {len(members)} with a dot; mean share of "
                      f"|R| near the dot (lesions with one) {share:.3f}, of |R| beyond 3 mm of "
                      f"the lesion {beyond:.3f}")
-        if members and (best is None or len(members) / c.n > best[2] / best[0].n):
-            best = (c, share, len(members))
-    if best is not None:
-        c, share, n = best
-        lines.append(f"* most dotted cluster: {c.id} ({c.n} lesions, {n} with a dot = "
-                     f"{n / c.n:.0%}, {n} of the {len(dotted)} dotted lesions; mean |R| share "
+    best = most_dotted(clusters)
+    if best is not None and shares[best.id][0]:
+        n, share = shares[best.id]
+        lines.append(f"* most dotted cluster: {best.id} ({best.n} lesions, {n} with a dot = "
+                     f"{n / best.n:.0%}, {n} of the {len(dotted)} dotted lesions; mean |R| share "
                      f"near the dot {share:.3f})")
     return lines
 
