@@ -45,7 +45,7 @@ from enum import Enum
 import torch
 from torch import nn
 
-from gdsynth.errors import ConfigError
+from gdsynth.errors import ConfigError, parse_choice
 
 #: Default ε (relative to the RMS of each layer's pre-activation).
 DEFAULT_EPSILON = 0.05
@@ -116,14 +116,6 @@ def check_supported(model: nn.Module) -> None:
         raise ConfigError(None, f"LRP has no rule for layer type(s) {', '.join(bad)}")
 
 
-def _norm_rule(value: NormRule | str) -> NormRule:
-    try:
-        return NormRule(value)
-    except ValueError:
-        raise ConfigError(None, f"LRP norm rule {value!r} invalid; choose one of "
-                                f"{', '.join(r.value for r in NormRule)}") from None
-
-
 @contextmanager
 def lrp_rules(model: nn.Module, epsilon: float = DEFAULT_EPSILON,
               norm_rule: NormRule | str = NormRule.centred) -> Iterator[nn.Module]:
@@ -133,7 +125,7 @@ def lrp_rules(model: nn.Module, epsilon: float = DEFAULT_EPSILON,
     if epsilon < 0:
         raise ConfigError(None, f"LRP epsilon must be >= 0, got {epsilon}")
     check_supported(model)
-    centred = _norm_rule(norm_rule) is NormRule.centred
+    centred = parse_choice(NormRule, norm_rule, "LRP norm rule") is NormRule.centred
     handles = []
     gated = _pre_activations(model)
     try:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdsynth.errors import ConfigError
+from gdsynth.errors import ConfigError, parse_choice
 
 if TYPE_CHECKING:
     from torch import nn
@@ -65,14 +65,6 @@ class PatternRegion(str, Enum):
 
     all = "all"  # the whole window
     context = "context"  # beyond shell_mm of the lesion
-
-
-def _enum(kind: type[Enum], value: Any, what: str) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigError(None, f"{what} {value!r} invalid; choose one of "
-                                f"{', '.join(m.value for m in kind)}") from None
 
 
 @dataclass
@@ -176,7 +168,7 @@ def lesion_pattern(
     from gdsynth.inference.predictor import module_device
 
     seqs = list(sequences)
-    fixed = _enum(Alignment, alignment, "pattern alignment") is Alignment.mm
+    fixed = parse_choice(Alignment, alignment, "pattern alignment") is Alignment.mm
     t1w = seqs.index("T1w") if "T1w" in seqs else 0
     fwd, region = make_forward(generator, mask, mode=mode, context=context, residual=residual,
                                t1w_index=t1w)
@@ -223,7 +215,7 @@ def features(patterns: Sequence[LesionPattern], region: PatternRegion | str = Pa
              shell_mm: float = DEFAULT_SHELL_MM) -> np.ndarray:
     """``(n, d)`` clustering features: 2×2-pooled relevance patches (``context``: zero within
     ``shell_mm`` of the lesion), each lesion scaled to unit total absolute relevance."""
-    context = _enum(PatternRegion, region, "pattern region") is PatternRegion.context
+    context = parse_choice(PatternRegion, region, "pattern region") is PatternRegion.context
     rows = []
     for p in patterns:
         r = p.relevance
@@ -364,7 +356,7 @@ def cluster_patterns(patterns: Sequence[LesionPattern], n_clusters: int | None =
                      shell_mm: float = DEFAULT_SHELL_MM) -> tuple[list[Cluster], dict[str, Any]]:
     """Spectral clustering of the patterns' ``region`` (sets each ``cluster``); clusters by
     decreasing size. The returned info records the region (and ``shell_mm`` for ``context``)."""
-    region = _enum(PatternRegion, region, "pattern region")
+    region = parse_choice(PatternRegion, region, "pattern region")
     if shell_mm < 0:
         raise ConfigError(None, f"pattern shell must be >= 0 mm, got {shell_mm}")
     where = {"region": region.value, "shell_mm": shell_mm if region is PatternRegion.context
